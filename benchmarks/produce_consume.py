@@ -1,0 +1,413 @@
+"""Produce and consume throughput and produce latency of umbra, measured with confluent-kafka.
+
+    .venv/bin/python benchmarks/produce_consume.py            # about 1-2 minutes
+    .venv/bin/python benchmarks/produce_consume.py --mb 256   # more data per case
+    .venv/bin/python benchmarks/produce_consume.py --bootstrap HOST:PORT   # an already running broker
+
+It starts its own `umbra broker` (with tests/harness.py) on free loopback ports in a temporary
+directory, and stops it at the end. Then, for 100-byte and 10-KiB records at acks=1 and acks=all:
+
+- produce throughput: `--mb` MiB of incompressible values into a fresh 3-partition topic, as fast as
+  the client can send, with latency = delivery-report time - produce() time for every record (this
+  is latency under saturation: it includes time queued in the client);
+- produce latency at light load: `--latency-records` records with at most `--latency-window` in
+  flight and linger.ms=0;
+- consume throughput: the same topic read back from the beginning by an assigned consumer.
+
+In the same run it measures the machine's raw loopback copy rate: a file of the same size is sent
+with os.sendfile over a loopback TCP socket to a receiver that writes it to another file. Umbra's
+throughput is printed as a fraction of that rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from harness import BrokerProcess, create_topic  # noqa: E402
+
+MIB = 1024 * 1024
+PARTITIONS = 3
+KEY = struct.Struct(">Q")  # every record's key is its index, so a delivery report finds its send time
+
+
+@dataclass
+class ProduceResult:
+    label: str
+    record_size: int
+    acks: str
+    records: int
+    payload_bytes: int
+    seconds: float
+    latencies_ms: list[float]
+    broker_cpu_percent: float | None
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.payload_bytes / MIB / self.seconds
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds
+
+
+@dataclass
+class ConsumeResult:
+    label: str
+    records: int
+    payload_bytes: int
+    seconds: float
+    broker_cpu_percent: float | None
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.payload_bytes / MIB / self.seconds
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds
+
+
+class CpuMeter:
+    """CPU time of one process from /proc, as a percentage of one core over an interval."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self._ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._start_cpu = 0.0
+        self._start_wall = 0.0
+
+    def _cpu_seconds(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._ticks_per_second  # utime + stime
+
+    def start(self) -> None:
+        self._start_cpu = self._cpu_seconds() or 0.0
+        self._start_wall = time.monotonic()
+
+    def percent(self) -> float | None:
+        now_cpu = self._cpu_seconds()
+        if now_cpu is None:
+            return None
+        return 100.0 * (now_cpu - self._start_cpu) / max(1e-9, time.monotonic() - self._start_wall)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def payload_pool(record_size: int) -> tuple[bytes, int]:
+    """One random buffer; record i's value is a slice of it, so values differ and do not compress."""
+    pool = os.urandom(record_size * 1024 + record_size)
+    return pool, 1024
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    record_size: int,
+    acks: str,
+    total_bytes: int,
+    max_seconds: float,
+    cpu: CpuMeter,
+) -> ProduceResult:
+    pool, slots = payload_pool(record_size)
+    values = [pool[i * record_size : (i + 1) * record_size] for i in range(slots)]
+    target_records = max(1, total_bytes // record_size)
+    send_times = [0.0] * target_records
+    latencies_ms: list[float] = []
+    errors: list[str] = []
+    now = time.perf_counter
+
+    def on_delivery(error: KafkaError | None, message: object) -> None:
+        if error is not None:
+            errors.append(str(error))
+            return
+        index = KEY.unpack(message.key())[0]  # type: ignore[attr-defined]
+        latencies_ms.append((now() - send_times[index]) * 1000.0)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": acks,
+            "linger.ms": 5,
+            "batch.size": MIB,
+            "compression.type": "none",
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "enable.idempotence": False,
+        }
+    )
+    cpu.start()
+    started = now()
+    deadline = started + max_seconds
+    sent = 0
+    for index in range(target_records):
+        if index % 1024 == 0 and now() > deadline:
+            break
+        send_times[index] = now()
+        while True:
+            try:
+                producer.produce(
+                    topic, values[index % slots], KEY.pack(index), partition=index % PARTITIONS, on_delivery=on_delivery
+                )
+                break
+            except BufferError:
+                producer.poll(0.005)
+        sent += 1
+        if index % 256 == 0:
+            producer.poll(0)
+    remaining = producer.flush(120)
+    seconds = now() - started
+    if remaining or errors:
+        raise RuntimeError(f"produce to {topic}: {remaining} undelivered, {len(errors)} errors, first: {errors[:3]}")
+    return ProduceResult(
+        label=f"{_size_label(record_size)} acks={acks}",
+        record_size=record_size,
+        acks=acks,
+        records=sent,
+        payload_bytes=sent * record_size,
+        seconds=seconds,
+        latencies_ms=latencies_ms,
+        broker_cpu_percent=cpu.percent(),
+    )
+
+
+def light_load_latency(
+    bootstrap: str, topic: str, record_size: int, acks: str, records: int, window: int
+) -> list[float]:
+    """Per-record latency with at most `window` records in flight and no lingering."""
+    value = os.urandom(record_size)
+    latencies_ms: list[float] = []
+    send_times = [0.0] * records
+    now = time.perf_counter
+
+    def on_delivery(error: KafkaError | None, message: object) -> None:
+        if error is not None:
+            raise KafkaException(error)
+        index = KEY.unpack(message.key())[0]  # type: ignore[attr-defined]
+        latencies_ms.append((now() - send_times[index]) * 1000.0)
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0, "enable.idempotence": False})
+    for index in range(records):
+        while index - len(latencies_ms) >= window:
+            producer.poll(0.05)
+        send_times[index] = now()
+        producer.produce(topic, value, KEY.pack(index), partition=index % PARTITIONS, on_delivery=on_delivery)
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError(f"latency run on {topic}: records left undelivered")
+    return latencies_ms
+
+
+def consume(bootstrap: str, topic: str, expected_records: int, cpu: CpuMeter, max_seconds: float) -> ConsumeResult:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * MIB,
+            "max.partition.fetch.bytes": 16 * MIB,
+            "queued.max.messages.kbytes": 256 * 1024,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    records = 0
+    payload = 0
+    cpu.start()
+    started = time.perf_counter()
+    deadline = started + max_seconds
+    try:
+        while records < expected_records:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"consume {topic}: {records} of {expected_records} records after {max_seconds}s")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                records += 1
+                payload += len(message.value() or b"")
+        seconds = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return ConsumeResult(topic, records, payload, seconds, cpu.percent())
+
+
+def loopback_copy_rate(size_bytes: int, directory: Path, repeats: int = 3) -> float:
+    """MB/s of file -> os.sendfile -> loopback TCP -> recv -> file; best of `repeats` runs."""
+    source = directory / "loopback-source.bin"
+    target = directory / "loopback-target.bin"
+    with open(source, "wb") as handle:
+        chunk = os.urandom(MIB)
+        for _ in range(max(1, size_bytes // MIB)):
+            handle.write(chunk)
+    size = source.stat().st_size
+    rates = [size / MIB / _copy_over_loopback(source, target, size) for _ in range(repeats)]
+    source.unlink()
+    target.unlink(missing_ok=True)
+    return max(rates)
+
+
+def _copy_over_loopback(source: Path, target: Path, size: int) -> float:
+    """Seconds to send `source` with os.sendfile to a thread that writes what it receives to `target`."""
+    received = 0
+
+    def receive(server: socket.socket) -> None:
+        nonlocal received
+        connection, _ = server.accept()
+        buffer = bytearray(MIB)
+        view = memoryview(buffer)
+        with connection, open(target, "wb") as out:
+            while count := connection.recv_into(buffer):
+                out.write(view[:count])
+                received += count
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        receiver = threading.Thread(target=receive, args=(server,))
+        receiver.start()
+        started = time.perf_counter()
+        with socket.create_connection(server.getsockname()) as sender, open(source, "rb") as infile:
+            offset = 0
+            while offset < size:
+                offset += os.sendfile(sender.fileno(), infile.fileno(), offset, size - offset)
+        receiver.join(timeout=120)
+        seconds = time.perf_counter() - started
+    if receiver.is_alive() or received != size:
+        raise RuntimeError(f"loopback copy: received {received} of {size} bytes")
+    return seconds
+
+
+def _size_label(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def print_report(
+    produced: list[ProduceResult],
+    consumed: list[ConsumeResult],
+    light_latency: dict[str, list[float]],
+    loopback_mb_per_second: float,
+    window: int,
+) -> None:
+    print()
+    print(f"raw loopback file -> sendfile -> TCP -> file copy: {loopback_mb_per_second:,.0f} MB/s (best of 3)")
+    print()
+    header = f"{'produce':<18}{'records':>10}{'MB/s':>9}{'records/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'broker CPU':>12}{'of loopback':>13}"
+    print(header)
+    print("-" * len(header))
+    for result in produced:
+        print(
+            f"{result.label:<18}{result.records:>10,}{result.mb_per_second:>9.1f}{result.records_per_second:>12,.0f}"
+            f"{percentile(result.latencies_ms, 0.50):>9.1f}{percentile(result.latencies_ms, 0.99):>9.1f}"
+            f"{_cpu(result.broker_cpu_percent):>12}{result.mb_per_second / loopback_mb_per_second:>13.2%}"
+        )
+    print("(latency under saturation: delivery report minus produce() call, including time queued in the client)")
+    print()
+    header = f"{'light-load latency':<24}{'records':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    print(header)
+    print("-" * len(header))
+    for label, latencies in light_latency.items():
+        print(
+            f"{label:<24}{len(latencies):>10,}{percentile(latencies, 0.50):>9.2f}{percentile(latencies, 0.99):>9.2f}"
+            f"{max(latencies):>9.2f}"
+        )
+    print(f"(at most {window} records in flight, linger.ms=0)")
+    print()
+    header = f"{'consume':<34}{'records':>10}{'MB/s':>9}{'records/s':>12}{'broker CPU':>12}{'of loopback':>13}"
+    print(header)
+    print("-" * len(header))
+    for consume_result in consumed:
+        print(
+            f"{consume_result.label:<34}{consume_result.records:>10,}{consume_result.mb_per_second:>9.1f}{consume_result.records_per_second:>12,.0f}"
+            f"{_cpu(consume_result.broker_cpu_percent):>12}{consume_result.mb_per_second / loopback_mb_per_second:>13.2%}"
+        )
+    print()
+    print(
+        "MB = MiB of record values (keys, headers and protocol overhead not counted); 'of loopback' = MB/s / raw copy MB/s"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=64, help="MiB of values to produce per case (default 64)")
+    parser.add_argument("--sizes", default="100,10240", help="record value sizes in bytes (default 100,10240)")
+    parser.add_argument("--acks", default="1,all", help="acks settings to run (default 1,all)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="cap on each produce run (default 20)")
+    parser.add_argument("--latency-records", type=int, default=2000, help="records in each light-load latency run")
+    parser.add_argument("--latency-window", type=int, default=8, help="records in flight in the light-load runs")
+    parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="passed to `umbra broker --set`"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    acks_settings = args.acks.split(",")
+    with tempfile.TemporaryDirectory(prefix="umbra-bench-") as temp:
+        temp_dir = Path(temp)
+        broker: BrokerProcess | None = None
+        try:
+            if args.bootstrap:
+                bootstrap, broker_pid = args.bootstrap, None
+            else:
+                extra_args = [arg for setting in args.set for arg in ("--set", setting)]
+                broker = BrokerProcess(temp_dir / "broker", extra_args=extra_args).start()
+                bootstrap, broker_pid = broker.bootstrap, broker.pid
+                print(f"umbra broker pid {broker.pid} at {bootstrap}, data in {broker.data_dir}")
+            cpu = CpuMeter(broker_pid)
+            run_id = uuid.uuid4().hex[:6]
+            produced: list[ProduceResult] = []
+            consumed: list[ConsumeResult] = []
+            light_latency: dict[str, list[float]] = {}
+            for size in sizes:
+                for acks in acks_settings:
+                    topic = f"bench-{run_id}-{size}-acks{acks}"
+                    create_topic(bootstrap, topic, partitions=PARTITIONS)
+                    print(f"produce {args.mb} MiB of {_size_label(size)} records, acks={acks} ...", flush=True)
+                    result = produce(bootstrap, topic, size, acks, args.mb * MIB, args.max_seconds, cpu)
+                    produced.append(result)
+                    print(f"consume {topic} ...", flush=True)
+                    consumed.append(consume(bootstrap, topic, result.records, cpu, max_seconds=120))
+                    latency_topic = topic + "-latency"
+                    create_topic(bootstrap, latency_topic, partitions=PARTITIONS)
+                    light_latency[f"{_size_label(size)} acks={acks}"] = light_load_latency(
+                        bootstrap, latency_topic, size, acks, args.latency_records, args.latency_window
+                    )
+            print("raw loopback copy ...", flush=True)
+            loopback = loopback_copy_rate(args.mb * MIB, temp_dir)
+        finally:
+            if broker is not None:
+                code = broker.stop()
+                print(f"umbra broker stopped (exit code {code})")
+    print_report(produced, consumed, light_latency, loopback, args.latency_window)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Topic and broker config definitions: validation, precedence, synonyms and incremental operations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+
+from umbra.cluster import configs as defs
+from umbra.cluster.configs import AlterOp, ConfigSource, ConfigType, TopicMutation
+from umbra.cluster.metadata import TopicMetadata
+from umbra.config import BrokerConfig
+from umbra.errors import ErrorCode, InvalidConfig, InvalidRequest, PolicyViolation
+
+BROKER = BrokerConfig(node_id=7)
+
+
+# --- validation ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "value", "normalised"), [
+    ("retention.ms", "-1", "-1"),
+    ("retention.ms", " 60000 ", "60000"),
+    ("retention.bytes", "-1", "-1"),
+    ("segment.bytes", "14", "14"),
+    ("segment.ms", "1", "1"),
+    ("max.message.bytes", "0", "0"),
+    ("message.timestamp.type", "LogAppendTime", "LogAppendTime"),
+    ("cleanup.policy", "delete", "delete"),
+    ("cleanup.policy", " delete , delete", "delete"),
+    ("compression.type", "zstd", "zstd"),
+    ("compression.type", "producer", "producer"),
+    ("min.insync.replicas", "2", "2"),
+    ("flush.messages", "1", "1"),
+    ("flush.ms", "0", "0"),
+    ("index.interval.bytes", "0", "0"),
+])
+def test_valid_topic_values_are_normalised(name: str, value: str, normalised: str) -> None:
+    assert defs.validate_topic_configs({name: value}) == {name: normalised}
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("retention.ms", "-2", "must be at least -1"),
+    ("retention.ms", "soon", "not a number of type LONG"),
+    ("retention.bytes", "1.5", "not a number"),
+    ("segment.bytes", "13", "must be in 14..2147483647"),
+    ("segment.bytes", str(2**31), "must be in 14..2147483647"),
+    ("segment.ms", "0", "must be at least 1"),
+    ("max.message.bytes", "-1", "must be in 0.."),
+    ("message.timestamp.type", "Whenever", "must be one of CreateTime, LogAppendTime"),
+    ("compression.type", "brotli", "must be one of"),
+    ("min.insync.replicas", "0", "must be in 1.."),
+    ("flush.messages", "0", "must be at least 1"),
+    ("cleanup.policy", "shred", "unknown policy 'shred'"),
+    ("cleanup.policy", "", "at least one policy"),
+])
+def test_bad_topic_values_name_the_key_and_the_problem(name: str, value: str, problem: str) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        defs.validate_topic_configs({name: value})
+    assert caught.value.code == ErrorCode.INVALID_CONFIG
+    assert name in caught.value.message and problem in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["compact", "compact,delete", "delete,compact"])
+def test_compaction_is_refused_clearly(value: str) -> None:
+    with pytest.raises(InvalidConfig, match="compaction is not supported"):
+        defs.validate_topic_configs({"cleanup.policy": value})
+
+
+def test_unknown_topic_config_is_refused() -> None:
+    with pytest.raises(InvalidConfig, match="Unknown topic config 'retention.hours'"):
+        defs.validate_topic_configs({"retention.hours": "1"})
+
+
+def test_null_value_is_refused() -> None:
+    with pytest.raises(InvalidConfig, match="a value is required"):
+        defs.validate_topic_configs({"retention.ms": None})
+
+
+def test_broker_synonyms_are_alterable_but_static_configs_are_read_only() -> None:
+    assert defs.validate_broker_configs({"log.retention.ms": "1000", "message.max.bytes": "2000"}) == {
+        "log.retention.ms": "1000", "message.max.bytes": "2000"}
+    with pytest.raises(InvalidConfig, match="num.partitions is read-only"):
+        defs.validate_broker_configs({"num.partitions": "3"})
+    with pytest.raises(InvalidConfig, match="Unknown broker config 'retention.ms'"):
+        defs.validate_broker_configs({"retention.ms": "3"})
+    with pytest.raises(InvalidConfig, match="log.roll.ms"):
+        defs.validate_broker_configs({"log.roll.ms": "0"})
+
+
+def test_every_topic_config_has_a_dynamic_broker_synonym() -> None:
+    for definition in defs.TOPIC_CONFIGS.values():
+        synonym = defs.BROKER_CONFIGS[definition.broker_synonym]
+        assert synonym.dynamic and synonym.type == definition.type, definition.name
+    expected = {"retention.ms": "log.retention.ms", "segment.ms": "log.roll.ms",
+                "max.message.bytes": "message.max.bytes", "segment.bytes": "log.segment.bytes",
+                "message.timestamp.type": "log.message.timestamp.type", "retention.bytes": "log.retention.bytes",
+                "cleanup.policy": "log.cleanup.policy", "min.insync.replicas": "min.insync.replicas"}
+    for topic_name, broker_name in expected.items():
+        assert defs.TOPIC_CONFIGS[topic_name].broker_synonym == broker_name
+
+
+# --- precedence and merging ------------------------------------------------------------------
+def test_defaults_come_from_the_broker_config() -> None:
+    config = defs.log_config_for(BrokerConfig(), {}, {})
+    assert config.retention_ms == BrokerConfig().log_retention_ms
+    assert config.segment_bytes == BrokerConfig().log_segment_bytes
+    assert config.max_message_bytes == BrokerConfig().message_max_bytes
+    assert config.flush_messages is None and config.flush_ms is None
+    assert config.cleanup_policy == "delete"
+
+
+def test_topic_override_beats_per_broker_beats_cluster_wide_beats_static() -> None:
+    static = replace(BROKER, log_retention_ms=1000, log_segment_bytes=5000, message_max_bytes=3000,
+                     log_retention_bytes=9000)
+    dynamic = {"log.retention.ms": "2000", "log.segment.bytes": "6000", "7/log.retention.ms": "3000",
+               "8/message.max.bytes": "1"}  # another broker's value does not apply here
+    config = defs.log_config_for(static, {"retention.ms": "-1"}, dynamic)
+    assert config.retention_ms == -1
+    assert config.segment_bytes == 6000
+    assert config.max_message_bytes == 3000
+    assert config.retention_bytes == 9000
+    assert defs.log_config_for(static, {}, dynamic).retention_ms == 3000
+    assert defs.log_config_for(static, {}, {"log.retention.ms": "2000"}).retention_ms == 2000
+
+
+def test_every_log_config_field_follows_its_topic_config() -> None:
+    overrides = {"segment.bytes": "100", "segment.ms": "200", "retention.ms": "300", "retention.bytes": "400",
+                 "max.message.bytes": "500", "message.timestamp.type": "LogAppendTime",
+                 "index.interval.bytes": "600", "flush.messages": "700", "flush.ms": "800"}
+    config = defs.log_config_for(BROKER, overrides, {})
+    assert (config.segment_bytes, config.segment_ms, config.retention_ms, config.retention_bytes,
+            config.max_message_bytes, config.message_timestamp_type, config.index_interval_bytes,
+            config.flush_messages, config.flush_ms) == (100, 200, 300, 400, 500, "LogAppendTime", 600, 700, 800)
+
+
+def test_invalid_stored_values_fall_back_to_the_next_source() -> None:
+    config = defs.log_config_for(BROKER, {"retention.ms": "bogus"}, {"log.segment.bytes": "1"})
+    assert config.retention_ms == BROKER.log_retention_ms
+    assert config.segment_bytes == BROKER.log_segment_bytes
+
+
+def test_topic_synonyms_list_every_source_in_order() -> None:
+    static = replace(BROKER, log_retention_ms=1000)
+    dynamic = {"log.retention.ms": "2000", "7/log.retention.ms": "3000"}
+    (entry,) = defs.describe_topic(static, {"retention.ms": "4000"}, dynamic, ["retention.ms"])
+    assert (entry.value, entry.source, entry.read_only, entry.type) == (
+        "4000", ConfigSource.DYNAMIC_TOPIC_CONFIG, False, ConfigType.LONG)
+    assert [(s.name, s.value, s.source) for s in entry.synonyms] == [
+        ("retention.ms", "4000", ConfigSource.DYNAMIC_TOPIC_CONFIG),
+        ("log.retention.ms", "3000", ConfigSource.DYNAMIC_BROKER_CONFIG),
+        ("log.retention.ms", "2000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
+        ("log.retention.ms", "1000", ConfigSource.STATIC_BROKER_CONFIG),
+        ("log.retention.ms", "604800000", ConfigSource.DEFAULT_CONFIG),
+    ]
+
+
+def test_describe_topic_marks_defaults_and_filters_keys() -> None:
+    entries = defs.describe_topic(BROKER, {}, {})
+    assert [e.name for e in entries] == sorted(defs.TOPIC_CONFIGS)
+    assert all(e.is_default and e.source == ConfigSource.DEFAULT_CONFIG for e in entries)
+    assert [e.name for e in defs.describe_topic(BROKER, {}, {}, ["segment.ms", "nope"])] == ["segment.ms"]
+
+
+def test_describe_broker_sources_and_read_only() -> None:
+    static = replace(BROKER, num_partitions=3)
+    entries = {e.name: e for e in defs.describe_broker(static, {"log.retention.ms": "5"}, cluster_default=False)}
+    assert entries["num.partitions"].value == "3"
+    assert entries["num.partitions"].source == ConfigSource.STATIC_BROKER_CONFIG
+    assert entries["num.partitions"].read_only
+    assert entries["broker.id"].value == "7"
+    assert entries["default.replication.factor"].source == ConfigSource.DEFAULT_CONFIG
+    assert entries["log.retention.ms"].value == "5"
+    assert entries["log.retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+    assert not entries["log.retention.ms"].read_only
+    assert entries["auto.create.topics.enable"].value == "true"
+
+
+def test_describe_cluster_default_resource_lists_only_cluster_wide_dynamic_configs() -> None:
+    entries = defs.describe_broker(BROKER, {"log.retention.ms": "5", "7/log.roll.ms": "9"}, cluster_default=True)
+    assert [(e.name, e.value, e.source) for e in entries] == [
+        ("log.retention.ms", "5", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)]
+
+
+def test_dynamic_scopes_are_kept_apart() -> None:
+    stored = {"log.retention.ms": "1", "7/log.retention.ms": "2", "8/log.roll.ms": "3"}
+    assert defs.dynamic_scope(stored, None) == {"log.retention.ms": "1"}
+    assert defs.dynamic_scope(stored, 7) == {"log.retention.ms": "2"}
+    assert defs.replace_dynamic_scope(stored, 7, {"message.max.bytes": "4"}) == {
+        "log.retention.ms": "1", "8/log.roll.ms": "3", "7/message.max.bytes": "4"}
+    assert defs.replace_dynamic_scope(stored, None, {}) == {"7/log.retention.ms": "2", "8/log.roll.ms": "3"}
+
+
+# --- incremental alter -----------------------------------------------------------------------
+def _incremental(current: dict[str, str], *ops: tuple[str, int, str | None]) -> dict[str, str]:
+    return defs.apply_incremental(current, ops, defs.topic_config_def,
+                                  lambda name: defs.effective_topic_config(name, BROKER, current, {}))
+
+
+def test_incremental_set_and_delete() -> None:
+    current = {"retention.ms": "1000", "segment.ms": "2000"}
+    assert _incremental(current, ("retention.ms", AlterOp.SET, "5"), ("segment.ms", AlterOp.DELETE, None)) == {
+        "retention.ms": "5"}
+    assert _incremental({}, ("segment.ms", AlterOp.DELETE, None)) == {}
+
+
+def test_incremental_append_and_subtract_work_on_lists_from_the_effective_value() -> None:
+    assert _incremental({}, ("cleanup.policy", AlterOp.APPEND, "delete")) == {"cleanup.policy": "delete"}
+    with pytest.raises(InvalidConfig, match="compaction"):
+        _incremental({}, ("cleanup.policy", AlterOp.APPEND, "compact"))
+    with pytest.raises(InvalidConfig, match="at least one policy"):
+        _incremental({}, ("cleanup.policy", AlterOp.SUBTRACT, "delete"))
+    with pytest.raises(InvalidConfig, match="APPEND is only allowed on list configs; retention.ms is LONG"):
+        _incremental({}, ("retention.ms", AlterOp.APPEND, "5"))
+
+
+def test_incremental_rejects_unknown_keys_and_operations() -> None:
+    with pytest.raises(InvalidConfig, match="Unknown topic config"):
+        _incremental({}, ("no.such", AlterOp.DELETE, None))
+    with pytest.raises(InvalidRequest, match="unknown config operation 9"):
+        _incremental({}, ("retention.ms", 9, "1"))
+
+
+# --- mutation policy ---------------------------------------------------------------------------
+def test_topic_policy_sees_the_mutation_and_can_refuse() -> None:
+    import uuid
+
+    topic = TopicMetadata("t", uuid.uuid4(), 1, MappingProxyType({}))
+    seen = []
+
+    def policy(meta: TopicMetadata, mutation: TopicMutation, changed: frozenset[str]) -> None:
+        seen.append((meta.name, mutation, changed))
+        if mutation is TopicMutation.DELETE:
+            raise PolicyViolation("shadow topics cannot be deleted")
+
+    defs.check_topic_mutation(None, topic, TopicMutation.DELETE)
+    defs.check_topic_mutation(policy, topic, TopicMutation.ALTER_CONFIGS, ["retention.ms"])
+    with pytest.raises(PolicyViolation):
+        defs.check_topic_mutation(policy, topic, TopicMutation.DELETE)
+    assert seen[0] == ("t", TopicMutation.ALTER_CONFIGS, frozenset({"retention.ms"}))

@@ -1,0 +1,3 @@
+from umbra.cli.main import main
+
+raise SystemExit(main())

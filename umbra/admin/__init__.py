@@ -1,0 +1,1 @@
+"""The admin HTTP API: health, Prometheus metrics (and, later, shadow links)."""

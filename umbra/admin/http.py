@@ -1,0 +1,51 @@
+"""Admin HTTP server (aiohttp): /v1/health and /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from umbra.server.broker import Broker
+
+log = logging.getLogger("umbra.admin")
+
+
+class AdminServer:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.app = web.Application()
+        self.app.router.add_get("/v1/health", self.health)
+        self.app.router.add_get("/metrics", self.metrics)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        cfg = self.broker.config.admin_listen
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        await site.start()
+        server = site._server  # the bound socket, for port 0
+        if server is not None and server.sockets:
+            self.broker.admin_port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def health(self, request: web.Request) -> web.Response:
+        b = self.broker
+        return web.json_response({"status": "ok", "node_id": b.node_id, "cluster_id": b.metadata.cluster_id,
+                                  "topics": len(b.metadata.topics())})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        metrics = self.broker.metrics
+        metrics.partitions.set(len(self.broker.logs.all_logs()))
+        metrics.connections.set(self.broker.connection_count)
+        for log_ in self.broker.logs.all_logs():
+            metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,22 @@
+"""Prometheus metrics of one broker, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class BrokerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("umbra_requests", "Kafka requests handled", ["api"], registry=self.registry)
+        self.request_errors = Counter("umbra_request_errors", "Kafka requests answered with an error", ["api", "error"],
+                                      registry=self.registry)
+        self.produced_bytes = Counter("umbra_produced_bytes", "Record bytes appended by producers",
+                                      registry=self.registry)
+        self.produced_batches = Counter("umbra_produced_batches", "Record batches appended by producers",
+                                        registry=self.registry)
+        self.fetched_bytes = Counter("umbra_fetched_bytes", "Record bytes returned to fetchers", registry=self.registry)
+        self.connections = Gauge("umbra_connections", "Open client connections", registry=self.registry)
+        self.partitions = Gauge("umbra_partitions", "Partitions hosted", registry=self.registry)
+        self.log_end_offset = Gauge("umbra_log_end_offset", "Log end offset", ["topic", "partition"],
+                                    registry=self.registry)

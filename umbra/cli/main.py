@@ -1,0 +1,95 @@
+"""`umbra` command line. Errors are one line on stderr naming the problem, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from umbra import __version__
+from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
+
+
+class CliError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise CliError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="umbra", description="umbra: a Kafka-API broker with shadow links")
+    parser.add_argument("--version", action="version", version=f"umbra {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    broker = sub.add_parser("broker", help="run a broker")
+    broker.add_argument("--config", help="YAML file of settings (flags override it)")
+    broker.add_argument("--data-dir", help="directory for logs and metadata")
+    broker.add_argument("--listen", help="Kafka listener HOST:PORT (default 127.0.0.1:9092)")
+    broker.add_argument("--advertise", help="HOST:PORT clients are told to connect to (default: --listen)")
+    broker.add_argument("--admin-listen", help="admin HTTP listener HOST:PORT (default 127.0.0.1:9644)")
+    broker.add_argument("--node-id", help="broker id (default 1)")
+    broker.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other setting, e.g. --set fsync_before_ack=true (repeatable)")
+    return parser
+
+
+def broker_config_from_args(args: argparse.Namespace) -> BrokerConfig:
+    file_values: dict[str, Any] = load_yaml(Path(args.config)) if args.config else {}
+    flags: dict[str, Any] = {}
+    for name in ("data_dir", "listen", "advertise", "admin_listen", "node_id"):
+        value = getattr(args, name)
+        if value is not None:
+            flags[name] = value
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        flags[key] = value
+    return build_config(file_values, flags)
+
+
+def run_broker(config: BrokerConfig) -> int:
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        pass
+    from umbra.server.broker import Broker
+
+    async def serve() -> None:
+        broker = Broker(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await broker.start()
+        try:
+            await stop.wait()
+        finally:
+            await broker.shutdown()
+
+    asyncio.run(serve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "broker":
+            return run_broker(broker_config_from_args(args))
+    except (CliError, ConfigError) as exc:
+        print(f"umbra: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"umbra: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,166 @@
+"""The local metadata store: the single-node control-plane backend.
+
+Topics (name, id, partition count, config overrides) and dynamic broker
+configs live in ``<data_dir>/cluster-metadata.json``, replaced atomically
+(write, fsync, rename) on every change. Readers get frozen snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from umbra.errors import InvalidPartitions, InvalidTopic, TopicAlreadyExists, UnknownTopicOrPartition
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+MAX_TOPIC_NAME = 249
+
+
+def validate_topic_name(name: str) -> None:
+    if not name:
+        raise InvalidTopic("topic name is empty")
+    if name in (".", ".."):
+        raise InvalidTopic(f"topic name {name!r} is not allowed")
+    if len(name) > MAX_TOPIC_NAME:
+        raise InvalidTopic(f"topic name is longer than {MAX_TOPIC_NAME} characters")
+    if not _TOPIC_NAME.match(name):
+        raise InvalidTopic(f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'")
+
+
+@dataclass(frozen=True)
+class TopicMetadata:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    internal: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
+                "configs": dict(self.configs), "internal": self.internal}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TopicMetadata:
+        return cls(data["name"], uuid.UUID(data["topic_id"]), int(data["partitions"]),
+                   MappingProxyType(dict(data.get("configs", {}))), bool(data.get("internal", False)))
+
+
+Listener = Callable[[], None]
+
+
+class MetadataStore:
+    FILE = "cluster-metadata.json"
+
+    def __init__(self, data_dir: Path, cluster_id: str | None = None) -> None:
+        self._path = data_dir / self.FILE
+        self._topics: dict[str, TopicMetadata] = {}
+        self._broker_configs: dict[str, str] = {}
+        self._listeners: list[Listener] = []
+        self.cluster_id = cluster_id or ""
+        self._load()
+        if not self.cluster_id:
+            self.cluster_id = uuid.uuid4().hex[:22]
+            self._save()
+
+    # --- persistence -------------------------------------------------
+    def _load(self) -> None:
+        if not self._path.exists():
+            return
+        data = json.loads(self._path.read_text())
+        stored_id = data.get("cluster_id", "")
+        if self.cluster_id and stored_id and stored_id != self.cluster_id:
+            raise ValueError(f"data dir belongs to cluster {stored_id}, not {self.cluster_id}")
+        self.cluster_id = stored_id or self.cluster_id
+        self._topics = {t["name"]: TopicMetadata.from_json(t) for t in data.get("topics", [])}
+        self._broker_configs = dict(data.get("broker_configs", {}))
+
+    def _save(self) -> None:
+        data = {"cluster_id": self.cluster_id, "topics": [t.to_json() for t in self._topics.values()],
+                "broker_configs": self._broker_configs}
+        tmp = self._path.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._path)
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _changed(self) -> None:
+        self._save()
+        for listener in list(self._listeners):
+            listener()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # --- reads -------------------------------------------------------
+    def topics(self) -> list[TopicMetadata]:
+        return list(self._topics.values())
+
+    def topic(self, name: str) -> TopicMetadata | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicMetadata | None:
+        for topic in self._topics.values():
+            if topic.topic_id == topic_id:
+                return topic
+        return None
+
+    def require_topic(self, name: str) -> TopicMetadata:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        return topic
+
+    def broker_configs(self) -> MappingProxyType[str, str]:
+        return MappingProxyType(dict(self._broker_configs))
+
+    # --- writes ------------------------------------------------------
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None,
+                     internal: bool = False) -> TopicMetadata:
+        validate_topic_name(name)
+        if name in self._topics:
+            raise TopicAlreadyExists(f"topic {name!r} already exists")
+        if partitions <= 0:
+            raise InvalidPartitions(f"partition count must be positive, got {partitions}")
+        topic = TopicMetadata(name, uuid.uuid4(), partitions, MappingProxyType(dict(configs or {})), internal)
+        self._topics[name] = topic
+        self._changed()
+        return topic
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        topic = self.require_topic(name)
+        del self._topics[name]
+        self._changed()
+        return topic
+
+    def set_partition_count(self, name: str, count: int) -> TopicMetadata:
+        topic = self.require_topic(name)
+        if count <= topic.partitions:
+            raise InvalidPartitions(f"topic {name!r} has {topic.partitions} partitions; the new count {count} must be larger")
+        topic = replace(topic, partitions=count)
+        self._topics[name] = topic
+        self._changed()
+        return topic
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> TopicMetadata:
+        """Replace the topic's config overrides."""
+        topic = replace(self.require_topic(name), configs=MappingProxyType(dict(configs)))
+        self._topics[name] = topic
+        self._changed()
+        return topic
+
+    def set_broker_configs(self, configs: dict[str, str]) -> None:
+        self._broker_configs = dict(configs)
+        self._changed()

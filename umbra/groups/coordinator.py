@@ -1,0 +1,311 @@
+"""The group coordinator: one per broker, coordinating every group.
+
+It owns the groups, their committed offsets and the ``__consumer_offsets`` partition that stores both.
+Membership transitions live in :mod:`umbra.groups.membership`; this module adds offsets, the admin
+operations (list, describe, delete), start-up replay and periodic expiry.
+
+Every change that must survive a crash is appended to the log before the caller is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from umbra.errors import ErrorCode, KafkaError
+from umbra.groups import persistence as records
+from umbra.groups.membership import JoinRequest, JoinResult, Membership, SyncResult, valid_group_id
+from umbra.groups.model import Group, GroupState, OffsetAndMetadata
+from umbra.groups.persistence import GroupKey, GroupLog, OffsetKey, RecordFormatError
+
+log = logging.getLogger("umbra.groups")
+
+TopicPartition = tuple[str, int]
+MAX_OFFSET_METADATA_CHARS = 4096  # Kafka: offset.metadata.max.bytes
+RETENTION_CHECK_INTERVAL_MS = 60_000
+GROUP_TYPE = "classic"
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def storage_error_code(exc: BaseException) -> ErrorCode:
+    """What a client is told when the offsets log refused a write (Kafka's mapping for coordinator appends)."""
+    code = exc.code if isinstance(exc, KafkaError) else ErrorCode.UNKNOWN_SERVER_ERROR
+    if code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.INVALID_FETCH_SIZE):
+        return ErrorCode.INVALID_COMMIT_OFFSET_SIZE
+    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
+        return ErrorCode.NOT_COORDINATOR
+    if code in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS,
+                ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.REQUEST_TIMED_OUT):
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class ListedGroup:
+    group_id: str
+    protocol_type: str
+    state: str
+    group_type: str = GROUP_TYPE
+
+
+class GroupCoordinator:
+    def __init__(self, offsets_log: Any, config: Any, notifier: Any = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.groups: dict[str, Group] = {}
+        self._clock = clock or _wall_clock_ms
+        self._store = GroupLog(offsets_log, notifier)
+        self._retention_ms = int(config.offsets_retention_minutes) * 60_000
+        self._next_retention_check_ms = 0
+        self.membership = Membership(
+            self.groups, clock=self._clock, persist_group=self._persist_group,
+            initial_rebalance_delay_ms=int(config.group_initial_rebalance_delay_ms),
+            min_session_timeout_ms=int(config.group_min_session_timeout_ms),
+            max_session_timeout_ms=int(config.group_max_session_timeout_ms))
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Rebuild groups and offsets from the log. Groups come back Empty; their members must rejoin."""
+        loaded = skipped = 0
+        for key, value in self._store.replay():
+            try:
+                self._apply(records.parse_key(key), value)
+                loaded += 1
+            except (RecordFormatError, KeyError, TypeError, ValueError) as exc:
+                skipped += 1
+                log.warning("skipping an unreadable record in the offsets log: %s", exc)
+        log.info("group coordinator loaded %d records (%d skipped): %d groups", loaded, skipped, len(self.groups))
+
+    def _apply(self, key: OffsetKey | GroupKey, value: bytes | None) -> None:
+        if isinstance(key, OffsetKey):
+            tp = (key.topic, key.partition)
+            if value is None:
+                group = self.groups.get(key.group_id)
+                if group is not None:
+                    group.offsets.pop(tp, None)
+                    self._forget_if_unused(group)
+                return
+            group = self.groups.setdefault(key.group_id, Group(key.group_id))
+            group.offsets[tp] = records.parse_offset_value(value)
+            return
+        if value is None:
+            group = self.groups.get(key.group_id)
+            if group is not None:
+                fresh = Group(key.group_id, offsets=group.offsets)
+                self.groups[key.group_id] = fresh
+                self._forget_if_unused(fresh)
+            return
+        stored = records.parse_group_value(value)
+        group = self.groups.setdefault(key.group_id, Group(key.group_id))
+        group.protocol_type = stored.protocol_type
+        group.generation_id = stored.generation_id
+        group.state_since_ms = stored.timestamp_ms
+
+    def _forget_if_unused(self, group: Group) -> None:
+        if not group.offsets and not group.members and group.generation_id == 0:
+            self.groups.pop(group.group_id, None)
+
+    async def stop(self) -> None:
+        """Answer every waiting JoinGroup / SyncGroup so no handler hangs on shutdown."""
+        for group in self.groups.values():
+            for member in group.members.values():
+                for waiter, result in ((member.join_waiter, JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)),
+                                       (member.sync_waiter, SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))):
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(result)
+                member.join_waiter = member.sync_waiter = None
+
+    async def tick(self, now_ms: int | None = None) -> None:
+        now = self._clock() if now_ms is None else now_ms
+        try:
+            self.membership.tick(now)
+            if now >= self._next_retention_check_ms:
+                self._next_retention_check_ms = now + RETENTION_CHECK_INTERVAL_MS
+                self.expire_offsets(now)
+        except Exception:  # housekeeping must keep running whatever one group's state is
+            log.exception("group coordinator tick failed")
+
+    # --- membership (see membership.py) ------------------------------------------------------------
+    async def join_group(self, request: JoinRequest) -> JoinResult:
+        return await self.membership.join(request)
+
+    async def sync_group(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
+                         protocol_type: str | None, protocol_name: str | None,
+                         assignments: dict[str, bytes]) -> SyncResult:
+        return await self.membership.sync(group_id, generation_id, member_id, group_instance_id, protocol_type,
+                                          protocol_name, assignments)
+
+    def heartbeat(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None) -> ErrorCode:
+        return self.membership.heartbeat(group_id, generation_id, member_id, group_instance_id)
+
+    def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
+        return self.membership.leave(group_id, members)
+
+    def _persist_group(self, group: Group) -> None:
+        now = self._clock()
+        self._store.append([(records.group_key(group.group_id), records.group_value(group, now))], now)
+
+    # --- offsets -----------------------------------------------------------------------------------
+    def commit_offsets(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
+                       offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, ErrorCode]:
+        """Validate the committer, then store ``offsets``. Returns an error code per partition."""
+        error = self._check_committer(group_id, generation_id, member_id, group_instance_id)
+        if error is not ErrorCode.NONE:
+            return dict.fromkeys(offsets, error)
+        results: dict[TopicPartition, ErrorCode] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, value in offsets.items():
+            if value.metadata is not None and len(value.metadata) > MAX_OFFSET_METADATA_CHARS:
+                results[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = value
+        if accepted:
+            now = self._clock()
+            try:
+                self._store.append([(records.offset_key(group_id, topic, partition), records.offset_value(value))
+                                    for (topic, partition), value in accepted.items()], now)
+            except Exception as exc:
+                log.warning("group %s: could not store %d offsets: %s", group_id, len(accepted), exc)
+                code = storage_error_code(exc)
+                results.update(dict.fromkeys(accepted, code))
+                self._forget_if_unused(self.groups[group_id])
+                return results
+            self.groups[group_id].offsets.update(accepted)
+            results.update(dict.fromkeys(accepted, ErrorCode.NONE))
+        return results
+
+    def _check_committer(self, group_id: str, generation_id: int, member_id: str,
+                         group_instance_id: str | None) -> ErrorCode:
+        if not valid_group_id(group_id):
+            return ErrorCode.INVALID_GROUP_ID
+        group = self.groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                return ErrorCode.ILLEGAL_GENERATION
+            # A consumer that assigns partitions itself and uses the group only to store offsets.
+            self.groups[group_id] = Group(group_id, state_since_ms=self._clock())
+            return ErrorCode.NONE
+        if generation_id < 0 and group.is_(GroupState.EMPTY):
+            return ErrorCode.NONE
+        if group.is_(GroupState.COMPLETING_REBALANCE):
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        if group.is_fenced_instance(member_id, group_instance_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        member.session_deadline_ms = self._clock() + member.session_timeout_ms
+        return ErrorCode.NONE
+
+    def fetch_offsets(self, group_id: str,
+                      partitions: Iterable[TopicPartition] | None) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """Committed offsets of ``partitions`` (None: every partition with one). Missing ones map to None."""
+        if not valid_group_id(group_id):
+            raise KafkaError(f"invalid group id {group_id!r}", ErrorCode.INVALID_GROUP_ID)
+        group = self.groups.get(group_id)
+        stored = group.offsets if group is not None else {}
+        if partitions is None:
+            return dict(stored)
+        return {tp: stored.get(tp) for tp in partitions}
+
+    def expire_offsets(self, now: int) -> int:
+        """Drop offsets of empty groups older than the retention; drop such groups once nothing is left."""
+        expired = 0
+        for group in list(self.groups.values()):
+            if not group.is_(GroupState.EMPTY) or group.pending_members:
+                continue
+            if not group.offsets and now - group.state_since_ms < RETENTION_CHECK_INTERVAL_MS:
+                continue  # just emptied (or created by a lone MEMBER_ID_REQUIRED): let it be a while
+            since = group.state_since_ms if group.protocol_type else 0
+            old = [tp for tp, value in group.offsets.items()
+                   if max(value.commit_timestamp_ms, since) + self._retention_ms <= now]
+            delete_group = len(old) == len(group.offsets)
+            if not old and not delete_group:
+                continue
+            entries = [(records.offset_key(group.group_id, topic, partition), None) for topic, partition in old]
+            if delete_group:
+                entries.append((records.group_key(group.group_id), None))
+            try:
+                self._store.append(entries, now)
+            except Exception as exc:
+                log.warning("group %s: could not expire offsets: %s", group.group_id, exc)
+                continue
+            for tp in old:
+                del group.offsets[tp]
+            expired += len(old)
+            if delete_group:
+                del self.groups[group.group_id]
+        if expired:
+            log.info("expired %d committed offsets", expired)
+        return expired
+
+    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        if not valid_group_id(group_id):
+            return ErrorCode.INVALID_GROUP_ID, {}
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.GROUP_ID_NOT_FOUND, {}
+        subscribed: set[str] | None = set()
+        if not group.is_(GroupState.EMPTY):
+            subscribed = group.subscribed_topics()
+            if subscribed is None:
+                return ErrorCode.NON_EMPTY_GROUP, {}
+        results = {tp: (ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC if tp[0] in subscribed else ErrorCode.NONE)
+                   for tp in partitions}
+        doomed = [tp for tp, code in results.items() if code is ErrorCode.NONE and tp in group.offsets]
+        now = self._clock()
+        try:
+            self._store.append([(records.offset_key(group_id, t, p), None) for t, p in doomed], now)
+        except Exception as exc:
+            log.warning("group %s: could not delete offsets: %s", group_id, exc)
+            return storage_error_code(exc), {}
+        for tp in doomed:
+            del group.offsets[tp]
+        return ErrorCode.NONE, results
+
+    # --- admin -------------------------------------------------------------------------------------
+    def list_groups(self, states: Iterable[str] = (), types: Iterable[str] = ()) -> list[ListedGroup]:
+        wanted_states = {s.lower() for s in states}
+        wanted_types = {t.lower() for t in types}
+        if wanted_types and GROUP_TYPE not in wanted_types:
+            return []
+        return [ListedGroup(g.group_id, g.protocol_type or "", g.state.value) for g in self.groups.values()
+                if not wanted_states or g.state.value.lower() in wanted_states]
+
+    def describe_group(self, group_id: str) -> Group | None:
+        return self.groups.get(group_id)
+
+    def delete_groups(self, group_ids: Iterable[str]) -> dict[str, ErrorCode]:
+        results: dict[str, ErrorCode] = {}
+        for group_id in group_ids:
+            if not valid_group_id(group_id):
+                results[group_id] = ErrorCode.INVALID_GROUP_ID
+                continue
+            group = self.groups.get(group_id)
+            if group is None:
+                results[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
+                continue
+            if not group.is_(GroupState.EMPTY):
+                results[group_id] = ErrorCode.NON_EMPTY_GROUP
+                continue
+            now = self._clock()
+            entries: list[records.Entry] = [(records.offset_key(group_id, t, p), None) for t, p in group.offsets]
+            entries.append((records.group_key(group_id), None))
+            try:
+                self._store.append(entries, now)
+            except Exception as exc:
+                log.warning("group %s: could not delete: %s", group_id, exc)
+                results[group_id] = storage_error_code(exc)
+                continue
+            group.state = GroupState.DEAD
+            del self.groups[group_id]
+            results[group_id] = ErrorCode.NONE
+        return results

@@ -1,0 +1,216 @@
+"""Request decoding and response encoding (sans-I/O).
+
+The long tail of Kafka APIs is decoded and encoded by kafka-python's
+schema-driven ``kafka.protocol`` classes, generated from Apache Kafka's JSON
+message definitions (unknown tagged fields are kept, never an error). The
+request header is parsed here by hand so that a request with an unknown API key
+or version can still be answered with its correlation id.
+
+Everything that goes wrong while decoding raises :class:`ProtocolDecodeError`
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import kafka.protocol.admin as _admin
+import kafka.protocol.consumer as _consumer
+import kafka.protocol.metadata as _metadata
+import kafka.protocol.producer as _producer
+from kafka.protocol.api_message import ApiMessage
+
+_HEADER = struct.Struct(">hhih")
+
+
+class ProtocolDecodeError(Exception):
+    """The bytes are not a valid request. ``header`` is set when the header itself parsed."""
+
+    def __init__(self, message: str, header: RequestHeader | None = None) -> None:
+        super().__init__(message)
+        self.header = header
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSchema:
+    api_key: int
+    name: str
+    request: type[ApiMessage]
+    response: type[ApiMessage]
+
+    def is_flexible(self, version: int) -> bool:
+        return bool(self.request.flexible_version_q(version))
+
+
+def _collect_schemas() -> dict[int, ApiSchema]:
+    pairs: dict[int, dict[str, type[ApiMessage]]] = {}
+    for module in (_admin, _consumer, _metadata, _producer):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):
+                pairs.setdefault(obj.API_KEY, {})[obj.type] = obj
+    schemas = {}
+    for key, pair in pairs.items():
+        if "request" in pair and "response" in pair:
+            name = pair["request"].name.removesuffix("Request")
+            schemas[key] = ApiSchema(key, name, pair["request"], pair["response"])
+    return schemas
+
+
+SCHEMAS: dict[int, ApiSchema] = _collect_schemas()
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ProtocolDecodeError("truncated varint in request header")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:
+            raise ProtocolDecodeError("varint too long in request header")
+
+
+def decode_header(frame: bytes) -> tuple[RequestHeader, int]:
+    """Parse the v1 part of the request header (common to v0-v2). Returns the header and the body offset."""
+    if len(frame) < 8:
+        raise ProtocolDecodeError(f"request of {len(frame)} bytes is shorter than a request header")
+    if len(frame) < _HEADER.size:
+        api_key, api_version, correlation_id = struct.unpack_from(">hhi", frame, 0)
+        raise ProtocolDecodeError("request header truncated", RequestHeader(api_key, api_version, correlation_id, None))
+    api_key, api_version, correlation_id, client_len = _HEADER.unpack_from(frame, 0)
+    pos = _HEADER.size
+    client_id: str | None = None
+    header = RequestHeader(api_key, api_version, correlation_id, None)
+    if client_len >= 0:
+        if pos + client_len > len(frame):
+            raise ProtocolDecodeError("client id runs past the end of the request", header)
+        try:
+            client_id = frame[pos : pos + client_len].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolDecodeError("client id is not UTF-8", header) from None
+        pos += client_len
+    elif client_len != -1:
+        raise ProtocolDecodeError(f"bad client id length {client_len}", header)
+    return RequestHeader(api_key, api_version, correlation_id, client_id), pos
+
+
+def skip_tagged_fields(frame: bytes, pos: int, header: RequestHeader | None = None) -> int:
+    count, pos = _read_uvarint(frame, pos)
+    for _ in range(count):
+        _tag, pos = _read_uvarint(frame, pos)
+        size, pos = _read_uvarint(frame, pos)
+        pos += size
+        if pos > len(frame):
+            raise ProtocolDecodeError("tagged field runs past the end of the request", header)
+    return pos
+
+
+def body_offset(frame: bytes, header: RequestHeader, header_end: int) -> int:
+    """Offset of the request body: past the tagged fields of a v2 (flexible) header."""
+    schema = SCHEMAS.get(header.api_key)
+    if schema is not None and schema.is_flexible(header.api_version):
+        return skip_tagged_fields(frame, header_end, header)
+    return header_end
+
+
+def decode_body(schema: ApiSchema, header: RequestHeader, frame: bytes, pos: int) -> Any:
+    """Decode a request body with the schema codec; any failure becomes ProtocolDecodeError."""
+    try:
+        body = schema.request.decode(memoryview(frame)[pos:], version=header.api_version)
+    except ProtocolDecodeError:
+        raise
+    except Exception as exc:  # the codec raises many types on bad input
+        raise ProtocolDecodeError(f"malformed {schema.name} v{header.api_version} request: {exc!r}", header) from None
+    return body
+
+
+def decode_request(frame: bytes) -> tuple[RequestHeader, Any]:
+    """Decode a whole request frame: header and body. Raises only ProtocolDecodeError."""
+    try:
+        header, pos = decode_header(frame)
+        schema = SCHEMAS.get(header.api_key)
+        if schema is None:
+            raise ProtocolDecodeError(f"unknown api key {header.api_key}", header)
+        if not 0 <= header.api_version <= schema.request.max_version:
+            raise ProtocolDecodeError(f"{schema.name} v{header.api_version} is not a known version", header)
+        pos = body_offset(frame, header, pos)
+        return header, decode_body(schema, header, frame, pos)
+    except ProtocolDecodeError:
+        raise
+    except Exception as exc:
+        raise ProtocolDecodeError(f"malformed request: {exc!r}") from None
+
+
+def response_header_bytes(api_key: int, version: int, correlation_id: int) -> bytes:
+    """Response header: v1 (with an empty tag buffer) for flexible versions, except ApiVersions (always v0)."""
+    schema = SCHEMAS[api_key]
+    if api_key != 18 and schema.is_flexible(version):
+        return struct.pack(">ib", correlation_id, 0)
+    return struct.pack(">i", correlation_id)
+
+
+def _convert(data_class: Any, version: int, value: Any) -> Any:
+    """Turn nested dicts (and lists of dicts) into the codec's data classes."""
+    if not isinstance(value, dict):
+        return value
+    fields = data_class._struct.fields
+    kwargs = {}
+    for name, field_value in value.items():
+        field = fields.get(name)
+        if field is None:
+            raise KeyError(f"{data_class.__name__} has no field {name!r}")
+        if field.is_struct() and isinstance(field_value, dict):
+            field_value = _convert(field.data_class, version, field_value)
+        elif field.is_struct_array() and field_value is not None:
+            field_value = [_convert(field.data_class, version, item) for item in field_value]
+        kwargs[name] = field_value
+    return data_class(version=version, **kwargs) if hasattr(data_class, "_class_version") else data_class(**kwargs)
+
+
+def build_response(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
+    """Build a response object from plain dicts; absent fields take schema defaults."""
+    response_cls = SCHEMAS[api_key].response
+    kwargs = {}
+    struct_fields = response_cls._struct.fields
+    for name, value in fields.items():
+        field = struct_fields.get(name)
+        if field is None:
+            raise KeyError(f"{response_cls.__name__} has no field {name!r}")
+        if field.is_struct() and isinstance(value, dict):
+            value = _convert(field.data_class, version, value)
+        elif field.is_struct_array() and value is not None:
+            value = [_convert(field.data_class, version, item) for item in value]
+        kwargs[name] = value
+    return response_cls[version](**kwargs)
+
+
+def encode_response(api_key: int, version: int, correlation_id: int, response: ApiMessage | bytes) -> bytes:
+    """Frame a response: size, header, body. ``response`` may be pre-encoded body bytes (hot paths)."""
+    body = response if isinstance(response, (bytes, bytearray, memoryview)) else response.encode(version=version)
+    header = response_header_bytes(api_key, version, correlation_id)
+    return struct.pack(">i", len(header) + len(body)) + header + bytes(body)
+
+
+def error_response(api_key: int, version: int, error_code: int) -> ApiMessage:
+    """A response carrying ``error_code`` in every top-level error field (others default)."""
+    schema = SCHEMAS[api_key]
+    response_cls = schema.response
+    fields: dict[str, Any] = {}
+    if "error_code" in response_cls._struct.fields:
+        fields["error_code"] = error_code
+    return build_response(api_key, min(version, response_cls.max_version), fields)

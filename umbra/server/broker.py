@@ -1,0 +1,215 @@
+"""The broker: owns storage, metadata, groups and the listeners, and runs their background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from umbra.admin.metrics import BrokerMetrics
+from umbra.cluster.configs import log_config_for
+from umbra.cluster.metadata import MetadataStore, TopicMetadata
+from umbra.config import BrokerConfig
+from umbra.errors import InvalidTopic, UnknownTopicOrPartition
+from umbra.server.handlers import load_all
+from umbra.server.notify import AppendNotifier
+from umbra.server.producer_ids import ProducerIdManager
+from umbra.storage.log import Log
+from umbra.storage.manager import LogManager
+
+log = logging.getLogger("umbra.broker")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.metadata = MetadataStore(config.data_dir, config.cluster_id)
+        self.logs = LogManager(config.data_dir)
+        self.producer_ids = ProducerIdManager(config.data_dir)
+        self.notifier = AppendNotifier()
+        self.leader_epoch = 0
+        self.started_ms = now_ms()
+        self._server: asyncio.base_events.Server | None = None
+        self._connection_tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[Any] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self.groups: Any = None
+        self.admin: Any = None
+        self.fetch_sessions: Any = None
+        self.metrics = BrokerMetrics()
+        self.listen_port = config.listen.port
+        self.admin_port = config.admin_listen.port
+        load_all()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def advertised_endpoint(self) -> tuple[str, int]:
+        """Host and port clients should connect to (the actual port when listening on port 0)."""
+        if self.config.advertise is not None:
+            return self.config.advertise.host, self.config.advertise.port
+        return self.config.listen.host, self.listen_port
+
+    # --- topics and partitions ---------------------------------------
+    def log_config(self, topic: TopicMetadata) -> Any:
+        return log_config_for(self.config, topic.configs, self.metadata.broker_configs())
+
+    def get_log(self, topic: str, partition: int) -> Log:
+        """The log of a partition that exists in metadata, opened or created on demand."""
+        meta = self.metadata.topic(topic)
+        if meta is None or not 0 <= partition < meta.partitions:
+            raise UnknownTopicOrPartition(f"{topic}-{partition} does not exist on this broker")
+        existing = self.logs.get(topic, partition)
+        if existing is not None:
+            return existing
+        return self.logs.create(topic, partition, self.log_config(meta))
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None,
+                     internal: bool = False) -> TopicMetadata:
+        meta = self.metadata.create_topic(name, partitions, configs, internal)
+        for p in range(partitions):
+            self.logs.create(name, p, self.log_config(meta))
+        return meta
+
+    def add_partitions(self, name: str, count: int) -> TopicMetadata:
+        meta = self.metadata.set_partition_count(name, count)
+        for p in range(count):
+            if self.logs.get(name, p) is None:
+                self.logs.create(name, p, self.log_config(meta))
+        return meta
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        meta = self.metadata.delete_topic(name)
+        for p in range(meta.partitions):
+            self.logs.delete_partition(name, p)
+        return meta
+
+    def topic_configs_changed(self, name: str) -> None:
+        meta = self.metadata.require_topic(name)
+        config = self.log_config(meta)
+        for p in range(meta.partitions):
+            log_ = self.logs.get(name, p)
+            if log_ is not None:
+                log_.update_config(config)
+
+    def broker_configs_changed(self) -> None:
+        for meta in self.metadata.topics():
+            self.topic_configs_changed(meta.name)
+
+    def check_writable(self, topic: TopicMetadata) -> None:
+        """Raise if producers may not write to ``topic`` (internal topics; later: shadow topics)."""
+        if topic.internal:
+            raise InvalidTopic(f"topic {topic.name!r} is internal and cannot be written by clients")
+
+    def auto_create(self, name: str) -> TopicMetadata | None:
+        if not self.config.auto_create_topics or name.startswith("__"):
+            return None
+        try:
+            return self.create_topic(name, self.config.num_partitions)
+        except Exception as exc:  # an invalid name, or a race with another creator
+            log.info("auto-creating topic %r failed: %s", name, exc)
+            return self.metadata.topic(name)
+
+    # --- lifecycle ---------------------------------------------------
+    def _open_logs(self) -> None:
+        configs = {t.name: self.log_config(t) for t in self.metadata.topics()}
+        default = log_config_for(self.config, {}, self.metadata.broker_configs())
+        self.logs.open_all(lambda topic: configs.get(topic, default))
+        for meta in self.metadata.topics():
+            for p in range(meta.partitions):
+                self.get_log(meta.name, p)
+        for log_ in self.logs.all_logs():
+            self.producer_ids.ensure_above(log_.max_producer_id)
+
+    async def start(self) -> None:
+        self._open_logs()
+        from umbra.server.fetch_sessions import FetchSessionCache
+
+        self.fetch_sessions = FetchSessionCache()
+        if self.metadata.topic(OFFSETS_TOPIC) is None:
+            self.create_topic(OFFSETS_TOPIC, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}, internal=True)
+        try:  # TEMPORARY while the coordinator is written
+            from umbra.groups.coordinator import GroupCoordinator
+            self.groups = GroupCoordinator(self.get_log(OFFSETS_TOPIC, 0), self.config, self.notifier)
+            await self.groups.start()
+        except ImportError:
+            log.warning("no group coordinator yet")
+        loop = asyncio.get_running_loop()
+        from umbra.server.connection import KafkaConnection
+
+        self._server = await loop.create_server(
+            lambda: KafkaConnection(self), self.config.listen.host, self.config.listen.port,
+            reuse_address=True, backlog=1024)
+        sock = self._server.sockets[0]
+        self.listen_port = sock.getsockname()[1]
+        from umbra.admin.http import AdminServer
+
+        self.admin = AdminServer(self)
+        await self.admin.start()
+        self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", self.node_id, self.config.listen.host,
+                 self.listen_port, self.config.admin_listen.host, self.admin_port, self.config.data_dir)
+
+    def spawn_connection_task(self, coro: Coroutine[Any, Any, None], connection: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._connection_tasks.add(task)
+        self._connections.add(connection)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._connection_tasks.discard(t)
+            self._connections.discard(connection)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("connection task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    async def _housekeeping(self) -> None:
+        """Retention and time-based flushes."""
+        last_retention = 0.0
+        while True:
+            await asyncio.sleep(0.5)
+            now = now_ms()
+            for log_ in self.logs.all_logs():
+                try:
+                    log_.maybe_flush(now)
+                except Exception:
+                    log.exception("flush of %s failed", log_)
+            if now - last_retention >= self.config.log_retention_check_interval_ms:
+                last_retention = now
+                try:
+                    self.logs.enforce_retention_all(now)
+                except Exception:
+                    log.exception("retention failed")
+            if self.groups is not None:
+                await self.groups.tick(now)
+
+    async def shutdown(self) -> None:
+        log.info("shutting down")
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        for task in self._background:
+            task.cancel()
+        for task in list(self._connection_tasks):
+            task.cancel()
+        await asyncio.gather(*self._background, *self._connection_tasks, return_exceptions=True)
+        if self.groups is not None:
+            await self.groups.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        self.logs.flush_all()
+        self.logs.close_all()
+        log.info("shutdown complete")

@@ -1,0 +1,184 @@
+"""One client connection: framing, pipelined requests handled in order, responses in order.
+
+Requests on a connection are handled one after another, as Kafka does, so the
+responses go out in request order. Reading pauses while too many requests are
+queued, and handling waits while the socket's send buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from umbra.errors import ErrorCode, KafkaError
+from umbra.protocol.codec import (
+    SCHEMAS,
+    ProtocolDecodeError,
+    RequestHeader,
+    body_offset,
+    build_response,
+    decode_body,
+    decode_header,
+    encode_response,
+    error_response,
+)
+from umbra.protocol.framing import FrameDecoder, FrameError
+from umbra.server.handlers import API_HANDLERS, RequestContext
+
+if TYPE_CHECKING:
+    from umbra.server.broker import Broker
+
+log = logging.getLogger("umbra.connection")
+_ids = itertools.count(1)
+_MAX_QUEUED = 64
+_WRITE_HIGH_WATER = 8 * 1024 * 1024
+
+API_VERSIONS = 18
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.id = next(_ids)
+        self.peer = "?"
+        self._frames = FrameDecoder(broker.config.max_request_bytes)
+        self._queue: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._paused = False
+
+    # --- asyncio.Protocol --------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        self._task = self.broker.spawn_connection_task(self._run(), self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            frames = self._frames.feed(data)
+        except FrameError as exc:
+            log.warning("closing connection %s: %s", self.peer, exc)
+            self.close()
+            return
+        if frames:
+            self._queue.extend(frames)
+            self._wakeup.set()
+            if len(self._queue) >= _MAX_QUEUED and not self._paused and self._transport is not None:
+                self._paused = True
+                self._transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._drained.set()
+        self._wakeup.set()
+
+    def pause_writing(self) -> None:
+        self._drained.clear()
+
+    def resume_writing(self) -> None:
+        self._drained.set()
+
+    # --- request loop ------------------------------------------------
+    def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                frame = self._queue.popleft()
+                if self._paused and len(self._queue) < _MAX_QUEUED // 2 and self._transport is not None:
+                    self._paused = False
+                    self._transport.resume_reading()
+                response = await self._handle_frame(frame)
+                if response is None or self._closing or self._transport is None:
+                    continue
+                if isinstance(response, list):
+                    self._transport.writelines(response)
+                else:
+                    self._transport.write(response)
+                if not self._drained.is_set():
+                    await self._drained.wait()
+        finally:
+            self.close()
+
+    async def _handle_frame(self, frame: bytes) -> bytes | list[bytes] | None:
+        try:
+            header, pos = decode_header(frame)
+        except ProtocolDecodeError as exc:
+            log.warning("closing connection %s: %s", self.peer, exc)
+            self.close()
+            return None
+        handler = API_HANDLERS.get(header.api_key)
+        if handler is None:
+            log.warning("closing connection %s: unknown api key %d", self.peer, header.api_key)
+            self.close()
+            return None
+        if not handler.min_version <= header.api_version <= handler.max_version:
+            return self._unsupported_version(header, handler.name)
+        schema = SCHEMAS[header.api_key]
+        try:
+            body = decode_body(schema, header, frame, body_offset(frame, header, pos))
+        except ProtocolDecodeError as exc:
+            log.warning("closing connection %s: %s", self.peer, exc)
+            self.close()
+            return None
+        ctx = RequestContext(self.broker, header, self.peer, self.id)
+        try:
+            result = await handler.handle(ctx, body)
+        except KafkaError as exc:
+            log.info("%s v%d from %s failed: %s %s", handler.name, header.api_version, self.peer, exc.code.name, exc)
+            result = error_response(header.api_key, header.api_version, int(exc.code))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s v%d from %s: internal error", handler.name, header.api_version, self.peer)
+            result = error_response(header.api_key, header.api_version, int(ErrorCode.UNKNOWN_SERVER_ERROR))
+        if result is None:
+            return None
+        try:
+            return self._encode(header, result)
+        except Exception:
+            log.exception("%s v%d from %s: cannot encode the response", handler.name, header.api_version, self.peer)
+            return self._encode(header, error_response(header.api_key, header.api_version,
+                                                       int(ErrorCode.UNKNOWN_SERVER_ERROR)))
+
+    def _encode(self, header: RequestHeader, result: Any) -> bytes | list[bytes]:
+        if isinstance(result, list):  # pre-framed scatter output from a hot path
+            return result
+        if isinstance(result, dict):
+            result = build_response(header.api_key, header.api_version, result)
+        return encode_response(header.api_key, header.api_version, header.correlation_id, result)
+
+    def _unsupported_version(self, header: RequestHeader, name: str) -> bytes | None:
+        log.info("%s v%d from %s is not supported", name, header.api_version, self.peer)
+        if header.api_key == API_VERSIONS:
+            # Clients retry with the version range we answer with; the body is always v0.
+            from umbra.server.handlers.api_versions import supported_versions
+
+            body = build_response(API_VERSIONS, 0, {"error_code": int(ErrorCode.UNSUPPORTED_VERSION),
+                                                    "api_keys": supported_versions()})
+            return encode_response(API_VERSIONS, 0, header.correlation_id, body)
+        schema = SCHEMAS[header.api_key]
+        if header.api_version > schema.response.max_version:
+            self.close()
+            return None
+        response = error_response(header.api_key, header.api_version, int(ErrorCode.UNSUPPORTED_VERSION))
+        return encode_response(header.api_key, header.api_version, header.correlation_id, response)

@@ -1,0 +1,188 @@
+"""DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44), for topics and brokers.
+
+Definitions, validation and precedence live in :mod:`umbra.cluster.configs`; this module maps requests to
+them. Each resource succeeds or fails on its own. A broker resource is named ``""`` (cluster-wide dynamic
+defaults) or this broker's id (dynamic configs of this broker only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from umbra.cluster import configs as defs
+from umbra.cluster.configs import ConfigEntry, TopicMutation, check_topic_mutation
+from umbra.errors import InvalidRequest
+from umbra.server.handlers import RequestContext, handles
+from umbra.server.handlers.topics import duplicates, error_fields, topic_policy
+
+log = logging.getLogger("umbra.handlers.configs")
+
+TOPIC = 2
+BROKER = 4
+
+
+def _broker_scope(ctx: RequestContext, name: str) -> int | None:
+    """None for the cluster-wide default resource "", else this broker's id."""
+    if name == "":
+        return None
+    try:
+        node_id = int(name)
+    except ValueError:
+        raise InvalidRequest(f"a broker resource is named by a broker id or \"\", not {name!r}") from None
+    if node_id != ctx.broker.node_id:
+        raise InvalidRequest(f"this is broker {ctx.broker.node_id}; send requests about broker {node_id} to it")
+    return node_id
+
+
+def _unsupported(resource_type: int) -> InvalidRequest:
+    return InvalidRequest(f"resource type {resource_type} has no configs here; umbra has TOPIC ({TOPIC}) "
+                          f"and BROKER ({BROKER}) configs")
+
+
+def _resource_result(resource: Any, exc: BaseException | None, what: str) -> dict[str, Any]:
+    code, message = (0, None) if exc is None else error_fields(exc, what)
+    return {"error_code": code, "error_message": message, "resource_type": resource.resource_type,
+            "resource_name": resource.resource_name}
+
+
+def _repeated_resources(resources: list[Any]) -> set[str]:
+    return duplicates([f"{r.resource_type}/{r.resource_name}" for r in resources])
+
+
+# --- DescribeConfigs -----------------------------------------------------------------------------
+def _entry_fields(entry: ConfigEntry, version: int, synonyms: bool, documentation: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {"name": entry.name, "value": entry.value, "read_only": entry.read_only,
+                              "is_sensitive": entry.is_sensitive}
+    if version == 0:
+        fields["is_default"] = entry.is_default
+        return fields
+    fields["config_source"] = int(entry.source)
+    fields["synonyms"] = ([{"name": s.name, "value": s.value, "source": int(s.source)} for s in entry.synonyms]
+                          if synonyms else [])
+    if version >= 3:
+        fields["config_type"] = int(entry.type)
+        fields["documentation"] = entry.doc if documentation else None
+    return fields
+
+
+def _describe(ctx: RequestContext, resource: Any) -> list[ConfigEntry]:
+    broker = ctx.broker
+    keys = resource.configuration_keys or None  # null, and (as in Kafka) an empty list, mean every key
+    if resource.resource_type == TOPIC:
+        topic = broker.metadata.require_topic(resource.resource_name)
+        return defs.describe_topic(broker.config, topic.configs, broker.metadata.broker_configs(), keys)
+    if resource.resource_type == BROKER:
+        scope = _broker_scope(ctx, resource.resource_name)
+        return defs.describe_broker(broker.config, broker.metadata.broker_configs(), scope is None, keys)
+    raise _unsupported(resource.resource_type)
+
+
+@handles(32, "DescribeConfigs", 0, 4)
+async def handle_describe_configs(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    version = ctx.api_version
+    synonyms = version >= 1 and bool(request.include_synonyms)
+    documentation = version >= 3 and bool(request.include_documentation)
+    results = []
+    for resource in request.resources:
+        try:
+            entries = _describe(ctx, resource)
+        except Exception as exc:
+            result = _resource_result(resource, exc, f"describing configs of {resource.resource_name!r}")
+            result["configs"] = []
+        else:
+            result = _resource_result(resource, None, "")
+            result["configs"] = [_entry_fields(e, version, synonyms, documentation) for e in entries]
+        results.append(result)
+    return {"throttle_time_ms": 0, "results": results}
+
+
+# --- AlterConfigs and IncrementalAlterConfigs ----------------------------------------------------
+# Both compute a resource's complete new override set, then _apply_* validates it as a whole, checks the
+# topic policy, and stores it (unless validate_only).
+NewConfigs = Callable[[Mapping[str, str], Callable[[str], str]], dict[str, str]]
+
+
+def _apply_topic(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
+    broker = ctx.broker
+    topic = broker.metadata.require_topic(name)
+    dynamic = broker.metadata.broker_configs()
+
+    def effective(key: str) -> str:
+        return defs.effective_topic_config(key, broker.config, topic.configs, dynamic)
+
+    updated = defs.validate_topic_configs(new_configs(topic.configs, effective))
+    defs.log_config_for(broker.config, updated, dynamic)  # the storage layer's own checks, before storing
+    changed = {k for k in set(updated) | set(topic.configs) if updated.get(k) != topic.configs.get(k)}
+    check_topic_mutation(topic_policy(ctx), topic, TopicMutation.ALTER_CONFIGS, changed)
+    if validate_only or not changed:
+        return
+    broker.metadata.set_topic_configs(name, updated)
+    broker.topic_configs_changed(name)
+    log.info("topic %r configs now %s (changed %s)", name, updated, sorted(changed))
+
+
+def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
+    broker = ctx.broker
+    scope = _broker_scope(ctx, name)
+    stored = broker.metadata.broker_configs()
+    current = defs.dynamic_scope(stored, scope)
+
+    def effective(key: str) -> str:
+        return defs.broker_synonyms(defs.BROKER_CONFIGS[key], broker.config, stored)[0].value
+
+    updated = defs.validate_broker_configs(new_configs(current, effective))
+    all_configs = defs.replace_dynamic_scope(stored, scope, updated)
+    defs.log_config_for(broker.config, {}, all_configs)
+    if validate_only or all_configs == dict(stored):
+        return
+    broker.metadata.set_broker_configs(all_configs)
+    broker.broker_configs_changed()
+    log.info("dynamic broker configs (%s) now %s", "cluster-wide" if scope is None else f"broker {scope}", updated)
+
+
+def _alter_resources(ctx: RequestContext, request: Any, new_configs_of: Callable[[Any], NewConfigs]) -> dict[str, Any]:
+    repeated = _repeated_resources(request.resources)
+    results = []
+    for resource in request.resources:
+        try:
+            if f"{resource.resource_type}/{resource.resource_name}" in repeated:
+                raise InvalidRequest(f"resource {resource.resource_name!r} appears more than once in the request")
+            names = [c.name for c in resource.configs]
+            if duplicates(names):
+                raise InvalidRequest(f"config {sorted(duplicates(names))[0]!r} appears more than once")
+            if resource.resource_type == TOPIC:
+                apply = _apply_topic
+            elif resource.resource_type == BROKER:
+                apply = _apply_broker
+            else:
+                raise _unsupported(resource.resource_type)
+            apply(ctx, resource.resource_name, new_configs_of(resource), bool(request.validate_only))
+            results.append(_resource_result(resource, None, ""))
+        except Exception as exc:
+            results.append(_resource_result(resource, exc, f"altering configs of {resource.resource_name!r}"))
+    return {"throttle_time_ms": 0, "responses": results}
+
+
+@handles(33, "AlterConfigs", 0, 2)
+async def handle_alter_configs(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    """Replace each resource's whole override set with the given configs."""
+
+    def new_configs_of(resource: Any) -> NewConfigs:
+        return lambda _current, _effective: {c.name: c.value for c in resource.configs}
+
+    return _alter_resources(ctx, request, new_configs_of)
+
+
+@handles(44, "IncrementalAlterConfigs", 0, 1)
+async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    """SET, DELETE, APPEND and SUBTRACT single configs; the others keep their values."""
+
+    def new_configs_of(resource: Any) -> NewConfigs:
+        ops = [(c.name, c.config_operation, c.value) for c in resource.configs]
+        is_topic = resource.resource_type == TOPIC
+        definition_of = defs.topic_config_def if is_topic else defs.dynamic_broker_config_def
+        return lambda current, effective: defs.apply_incremental(current, ops, definition_of, effective)
+
+    return _alter_resources(ctx, request, new_configs_of)

@@ -1,0 +1,172 @@
+"""Fetch (1): long-polling reads of whole batches, with fetch sessions.
+
+A fetch answers at once when it has ``min_bytes`` of data, an error, or
+``max_wait_ms`` is 0; otherwise it waits for an append to one of its
+partitions, up to ``max_wait_ms``. The first partition with data returns at
+least one whole batch even when that is larger than ``max_bytes``; the batch
+containing the fetch offset is returned whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from umbra.errors import ErrorCode, FencedLeaderEpoch, KafkaError
+from umbra.server.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
+from umbra.server.handlers import RequestContext, handles
+
+TopicPartition = tuple[str, int]
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionPartition, max_bytes: int,
+                    leader_epoch: int, min_one: bool) -> dict[str, Any]:
+    broker = ctx.broker
+    entry: dict[str, Any] = {"partition_index": tp[1], "error_code": 0, "high_watermark": -1,
+                             "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
+                             "preferred_read_replica": -1, "records": b""}
+    try:
+        if leader_epoch >= 0 and leader_epoch != broker.leader_epoch:
+            if leader_epoch < broker.leader_epoch:
+                raise FencedLeaderEpoch(f"leader epoch {leader_epoch} is older than {broker.leader_epoch}")
+            raise KafkaError(f"leader epoch {leader_epoch} is newer than {broker.leader_epoch}",
+                             ErrorCode.UNKNOWN_LEADER_EPOCH)
+        log = broker.get_log(*tp)
+        entry["high_watermark"] = log.high_watermark
+        entry["last_stable_offset"] = log.last_stable_offset
+        entry["log_start_offset"] = log.log_start_offset
+        if max_bytes > 0 or min_one:
+            entry["records"] = log.read(state.fetch_offset, max(max_bytes, 0), max_offset=log.high_watermark,
+                                        min_one_batch=min_one)
+    except KafkaError as exc:
+        entry["error_code"] = int(exc.code)
+    return entry
+
+
+def _changed(state: SessionPartition, entry: dict[str, Any]) -> bool:
+    return bool(entry["records"]) or entry["error_code"] != 0 or (
+        entry["high_watermark"] != state.sent_high_watermark
+        or entry["log_start_offset"] != state.sent_log_start_offset
+        or entry["last_stable_offset"] != state.sent_last_stable_offset)
+
+
+class _FetchPlan:
+    """The partitions one fetch reads, in order, with their positions (from the request or its session)."""
+
+    def __init__(self, ctx: RequestContext, request: Any) -> None:
+        self.ctx = ctx
+        self.version = ctx.api_version
+        self.errors: list[tuple[TopicPartition, Any, int]] = []
+        self.epochs: dict[TopicPartition, int] = {}
+        self.session: FetchSession | None = None
+        self.incremental = False
+        self.partitions: dict[TopicPartition, SessionPartition] = {}
+        self._build(request)
+
+    def _topic_name(self, topic: Any) -> tuple[str | None, Any]:
+        if self.version >= 13:
+            meta = self.ctx.broker.metadata.topic_by_id(topic.topic_id)
+            return (meta.name if meta else None), topic.topic_id
+        return topic.topic, None
+
+    def _build(self, request: Any) -> None:
+        sessions = self.ctx.broker.fetch_sessions
+        session_id = request.session_id if self.version >= 7 else 0
+        epoch = request.session_epoch if self.version >= 7 else FINAL_EPOCH
+        requested: dict[TopicPartition, SessionPartition] = {}
+        for topic in request.topics:
+            name, topic_id = self._topic_name(topic)
+            for p in topic.partitions:
+                if name is None:
+                    self.errors.append(((str(topic_id), p.partition), topic_id, int(ErrorCode.UNKNOWN_TOPIC_ID)))
+                    continue
+                tp = (name, p.partition)
+                requested[tp] = SessionPartition(p.fetch_offset, p.partition_max_bytes, topic_id)
+                if self.version >= 9:
+                    self.epochs[tp] = p.current_leader_epoch
+        if epoch == FINAL_EPOCH:
+            if session_id:
+                sessions.remove(session_id)
+            self.partitions = requested
+            return
+        if epoch == INITIAL_EPOCH:
+            if session_id:
+                sessions.remove(session_id)
+            self.session = sessions.create()
+            self.session.partitions.update(requested)
+            self.partitions = self.session.partitions
+            return
+        self.session = sessions.get(session_id, epoch)
+        self.incremental = True
+        for forgotten in request.forgotten_topics_data or []:
+            name = forgotten.topic
+            if self.version >= 13:
+                meta = self.ctx.broker.metadata.topic_by_id(forgotten.topic_id)
+                name = meta.name if meta else None
+            for p in forgotten.partitions:
+                self.session.partitions.pop((name, p), None)
+        for tp, state in requested.items():
+            old = self.session.partitions.get(tp)
+            if old is not None:
+                old.fetch_offset, old.max_bytes, old.topic_id = state.fetch_offset, state.max_bytes, state.topic_id
+            else:
+                self.session.partitions[tp] = state
+        self.partitions = self.session.partitions
+
+    def read(self, max_bytes: int) -> tuple[list[tuple[TopicPartition, SessionPartition, dict[str, Any]]], int]:
+        results = []
+        remaining = max_bytes
+        total = 0
+        for tp, state in self.partitions.items():
+            entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
+                                    self.epochs.get(tp, -1), min_one=(total == 0))
+            size = len(entry["records"])
+            total += size
+            remaining -= size
+            results.append((tp, state, entry))
+        return results, total
+
+
+def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]]) -> bool:
+    return any(entry["error_code"] for _, _, entry in results)
+
+
+@handles(1, "Fetch", 4, 16)
+async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    broker = ctx.broker
+    version = ctx.api_version
+    try:
+        plan = _FetchPlan(ctx, request)
+    except KafkaError as exc:
+        return {"throttle_time_ms": 0, "error_code": int(exc.code), "session_id": 0, "responses": []}
+    max_bytes = request.max_bytes if version >= 3 else 2**31 - 1
+    deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+    while True:
+        results, total = plan.read(max_bytes)
+        remaining = deadline - time.monotonic()
+        if total >= request.min_bytes or remaining <= 0 or _has_errors(results) or plan.errors or not results:
+            break
+        await broker.notifier.wait(plan.partitions.keys(), remaining)
+    topics: dict[str, dict[str, Any]] = {}
+    for tp, state, entry in results:
+        if plan.incremental and not _changed(state, entry):
+            continue
+        state.sent_high_watermark = entry["high_watermark"]
+        state.sent_log_start_offset = entry["log_start_offset"]
+        state.sent_last_stable_offset = entry["last_stable_offset"]
+        broker.metrics.fetched_bytes.inc(len(entry["records"]))
+        topic = topics.setdefault(tp[0], {"topic": tp[0], "topic_id": state.topic_id or _ZERO_UUID, "partitions": []})
+        topic["partitions"].append(entry)
+    for (name, partition), topic_id, code in plan.errors:
+        topic = topics.setdefault(name, {"topic": name, "topic_id": topic_id or _ZERO_UUID, "partitions": []})
+        topic["partitions"].append({"partition_index": partition, "error_code": code, "high_watermark": -1,
+                                    "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
+                                    "preferred_read_replica": -1, "records": b""})
+    if plan.session is not None and plan.incremental:
+        plan.session.next_epoch()
+    return {"throttle_time_ms": 0, "error_code": 0,
+            "session_id": plan.session.session_id if plan.session else 0, "responses": list(topics.values())}
+

@@ -1,0 +1,65 @@
+"""Produce (0): validate and append record batches; acks 0, 1 and all; idempotent producers.
+
+The batches are appended verbatim (CRC-checked, offsets stamped into their
+headers); they are never decompressed or recompressed. With a single replica,
+the high watermark moves with the log end offset, so acks=1 and acks=all wait
+for the same thing; with ``fsync_before_ack`` acks=all also waits for an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from umbra.errors import ErrorCode, InvalidRecord, InvalidRequiredAcks, KafkaError, UnknownTopicOrPartition
+from umbra.server.handlers import RequestContext, handles
+
+
+def _partition_error(index: int, exc: KafkaError) -> dict[str, Any]:
+    return {"index": index, "error_code": int(exc.code), "base_offset": -1, "log_append_time_ms": -1,
+            "log_start_offset": -1, "record_errors": [], "error_message": str(exc) or exc.code.name}
+
+
+@handles(0, "Produce", 3, 11)
+async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | None:
+    broker = ctx.broker
+    acks = request.acks
+    now_ms = int(time.time() * 1000)
+    responses = []
+    to_flush = []
+    for topic_data in request.topic_data:
+        name = topic_data.name
+        partitions = []
+        for pdata in topic_data.partition_data:
+            try:
+                if acks not in (-1, 0, 1):
+                    raise InvalidRequiredAcks(f"acks must be -1, 0 or 1, got {acks}")
+                if request.transactional_id is not None:
+                    raise KafkaError("transactions are not supported by this broker", ErrorCode.INVALID_TXN_STATE)
+                if pdata.records is None:
+                    raise InvalidRecord("the produce request has no record set")
+                meta = broker.metadata.topic(name)
+                if meta is None or not 0 <= pdata.index < meta.partitions:
+                    raise UnknownTopicOrPartition(f"{name}-{pdata.index} does not exist")
+                broker.check_writable(meta)
+                log = broker.get_log(name, pdata.index)
+                result = log.append_as_leader(pdata.records, leader_epoch=broker.leader_epoch, now_ms=now_ms)
+                log.high_watermark = log.log_end_offset
+                broker.notifier.notify((name, pdata.index))
+                broker.metrics.produced_bytes.inc(len(pdata.records))
+                if acks == -1 and broker.config.fsync_before_ack:
+                    to_flush.append(log)
+                partitions.append({"index": pdata.index, "error_code": 0, "base_offset": result.base_offset,
+                                   "log_append_time_ms": result.log_append_time_ms,
+                                   "log_start_offset": result.log_start_offset, "record_errors": [],
+                                   "error_message": None})
+            except KafkaError as exc:
+                partitions.append(_partition_error(pdata.index, exc))
+        responses.append({"name": name, "partition_responses": partitions})
+    if to_flush:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, log.flush) for log in to_flush))
+    if acks == 0:
+        return None
+    return {"responses": responses, "throttle_time_ms": 0}

@@ -1,0 +1,201 @@
+"""CreateTopics (19), DeleteTopics (20) and CreatePartitions (37).
+
+Each topic in a request succeeds or fails on its own, with an error code and a message. Every change to an
+existing topic first passes :func:`umbra.cluster.configs.check_topic_mutation` (the broker's
+``topic_policy``, e.g. shadow topics refuse deletes and partition changes).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import Any
+
+from umbra.cluster.configs import TopicMutation, check_topic_mutation, describe_topic, validate_topic_configs
+from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.errors import (
+    ErrorCode,
+    InvalidPartitions,
+    InvalidReplicationFactor,
+    InvalidRequest,
+    InvalidTopic,
+    KafkaError,
+    TopicAlreadyExists,
+    UnknownTopicId,
+    UnknownTopicOrPartition,
+)
+from umbra.server.handlers import RequestContext, handles
+
+log = logging.getLogger("umbra.handlers.topics")
+
+ZERO_UUID = uuid.UUID(int=0)
+# A guard against one request creating so many partition logs that the broker stalls.
+MAX_PARTITIONS_PER_TOPIC = 10_000
+
+
+def error_fields(exc: BaseException, what: str) -> tuple[int, str]:
+    """(error code, message) for a per-item failure; unexpected exceptions are logged, not raised."""
+    if isinstance(exc, KafkaError):
+        return int(exc.code), exc.message
+    log.error("%s failed", what, exc_info=exc)
+    return int(ErrorCode.UNKNOWN_SERVER_ERROR), f"{what} failed: {type(exc).__name__}: {exc}"
+
+
+def topic_policy(ctx: RequestContext) -> Any:
+    return getattr(ctx.broker, "topic_policy", None)
+
+
+def live_broker_count(ctx: RequestContext) -> int:
+    return 1  # single-node control plane; the clustered backend will report its registered brokers
+
+
+def refuse_if_internal(topic: TopicMetadata, action: str) -> None:
+    if topic.internal or topic.name.startswith("__"):
+        raise InvalidTopic(f"topic {topic.name!r} is internal to the broker and cannot be {action}")
+
+
+def duplicates(names: list[str]) -> set[str]:
+    return {name for name, count in Counter(names).items() if count > 1}
+
+
+# --- CreateTopics --------------------------------------------------------------------------------
+def _plan_topic(ctx: RequestContext, topic: Any) -> tuple[int, int, dict[str, str]]:
+    """Validate one CreatableTopic: (partitions, replication factor, normalised config overrides)."""
+    config = ctx.broker.config
+    validate_topic_name(topic.name)
+    if ctx.broker.metadata.topic(topic.name) is not None:
+        raise TopicAlreadyExists(f"Topic '{topic.name}' already exists.")
+    if topic.assignments:
+        raise InvalidRequest("manual replica assignment is not supported; "
+                             "set num_partitions and replication_factor instead")
+    partitions = config.num_partitions if topic.num_partitions == -1 else topic.num_partitions
+    if partitions <= 0:
+        raise InvalidPartitions(f"Number of partitions must be positive (or -1 for the broker default "
+                                f"{config.num_partitions}), got {topic.num_partitions}")
+    if partitions > MAX_PARTITIONS_PER_TOPIC:
+        raise InvalidPartitions(f"Number of partitions {partitions} is above this broker's limit of "
+                                f"{MAX_PARTITIONS_PER_TOPIC} per topic")
+    replication = config.default_replication_factor if topic.replication_factor == -1 else topic.replication_factor
+    if replication <= 0:
+        raise InvalidReplicationFactor(f"Replication factor must be positive (or -1 for the broker default), "
+                                       f"got {topic.replication_factor}")
+    brokers = live_broker_count(ctx)
+    if replication > brokers:
+        raise InvalidReplicationFactor(f"Replication factor: {replication} larger than available brokers: {brokers}.")
+    configs = validate_topic_configs({c.name: c.value for c in topic.configs if c.value is not None})
+    return partitions, replication, configs
+
+
+def _created_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, partitions: int, replication: int,
+                    configs: dict[str, str]) -> dict[str, Any]:
+    broker = ctx.broker
+    entries = describe_topic(broker.config, configs, broker.metadata.broker_configs())
+    return {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None,
+            "num_partitions": partitions, "replication_factor": replication,
+            "configs": [{"name": e.name, "value": e.value, "read_only": e.read_only,
+                         "config_source": int(e.source), "is_sensitive": e.is_sensitive} for e in entries]}
+
+
+def _failed_result(name: str, code: int, message: str) -> dict[str, Any]:
+    return {"name": name, "topic_id": ZERO_UUID, "error_code": code, "error_message": message,
+            "num_partitions": -1, "replication_factor": -1, "configs": []}
+
+
+@handles(19, "CreateTopics", 0, 7)
+async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    validate_only = bool(getattr(request, "validate_only", False)) and ctx.api_version >= 1
+    repeated = duplicates([t.name for t in request.topics])
+    results = []
+    for topic in request.topics:
+        if topic.name in repeated:
+            results.append(_failed_result(topic.name, int(ErrorCode.INVALID_REQUEST),
+                                          f"Topic '{topic.name}' appears more than once in the request."))
+            continue
+        try:
+            partitions, replication, configs = _plan_topic(ctx, topic)
+            if validate_only:
+                topic_id = ZERO_UUID
+            else:
+                topic_id = ctx.broker.create_topic(topic.name, partitions, configs).topic_id
+                log.info("created topic %r: %d partitions, configs %s", topic.name, partitions, configs)
+            results.append(_created_result(ctx, topic.name, topic_id, partitions, replication, configs))
+        except Exception as exc:
+            results.append(_failed_result(topic.name, *error_fields(exc, f"creating topic {topic.name!r}")))
+    return {"throttle_time_ms": 0, "topics": results}
+
+
+# --- DeleteTopics --------------------------------------------------------------------------------
+def _topic_to_delete(ctx: RequestContext, name: str | None, topic_id: uuid.UUID) -> TopicMetadata:
+    metadata = ctx.broker.metadata
+    if name is not None and topic_id != ZERO_UUID:
+        raise InvalidRequest("give a topic's name or its id, not both")
+    if name is not None:
+        return metadata.require_topic(name)
+    if topic_id == ZERO_UUID:
+        raise InvalidRequest("neither a topic name nor a topic id was given")
+    topic = metadata.topic_by_id(topic_id)
+    if topic is None:
+        raise UnknownTopicId(f"no topic has id {topic_id}")
+    return topic
+
+
+@handles(20, "DeleteTopics", 0, 6)
+async def handle_delete_topics(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    if ctx.api_version >= 6:
+        wanted = [(t.name, t.topic_id or ZERO_UUID) for t in request.topics]
+    else:
+        wanted = [(name, ZERO_UUID) for name in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        result: dict[str, Any] = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
+        try:
+            topic = _topic_to_delete(ctx, name, topic_id)
+            result.update(name=topic.name, topic_id=topic.topic_id)
+            refuse_if_internal(topic, "deleted")
+            check_topic_mutation(topic_policy(ctx), topic, TopicMutation.DELETE)
+            ctx.broker.delete_topic(topic.name)
+            log.info("deleted topic %r (%s)", topic.name, topic.topic_id)
+        except Exception as exc:
+            result["error_code"], result["error_message"] = error_fields(exc, f"deleting topic {name or topic_id}")
+        results.append(result)
+    return {"throttle_time_ms": 0, "responses": results}
+
+
+# --- CreatePartitions ----------------------------------------------------------------------------
+def _check_new_count(topic: TopicMetadata, count: int) -> None:
+    if count == topic.partitions:
+        raise InvalidPartitions(f"Topic '{topic.name}' already has {count} partitions.")
+    if count < topic.partitions:
+        raise InvalidPartitions(f"Topic '{topic.name}' currently has {topic.partitions} partitions, "
+                                f"which is higher than the requested {count}.")
+    if count > MAX_PARTITIONS_PER_TOPIC:
+        raise InvalidPartitions(f"Number of partitions {count} is above this broker's limit of "
+                                f"{MAX_PARTITIONS_PER_TOPIC} per topic")
+
+
+@handles(37, "CreatePartitions", 0, 3)
+async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    repeated = duplicates([t.name for t in request.topics])
+    results = []
+    for item in request.topics:
+        result: dict[str, Any] = {"name": item.name, "error_code": 0, "error_message": None}
+        try:
+            if item.name in repeated:
+                raise InvalidRequest(f"Topic '{item.name}' appears more than once in the request.")
+            topic = ctx.broker.metadata.topic(item.name)
+            if topic is None:
+                raise UnknownTopicOrPartition(f"topic '{item.name}' does not exist")
+            if item.assignments:
+                raise InvalidRequest("manual replica assignment is not supported; give only the new count")
+            refuse_if_internal(topic, "repartitioned")
+            _check_new_count(topic, item.count)
+            check_topic_mutation(topic_policy(ctx), topic, TopicMutation.CREATE_PARTITIONS)
+            if not request.validate_only:
+                ctx.broker.add_partitions(item.name, item.count)
+                log.info("topic %r now has %d partitions", item.name, item.count)
+        except Exception as exc:
+            result["error_code"], result["error_message"] = error_fields(exc, f"adding partitions to {item.name!r}")
+        results.append(result)
+    return {"throttle_time_ms": 0, "results": results}
+

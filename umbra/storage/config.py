@@ -1,0 +1,80 @@
+"""Per-partition log configuration, named after Kafka's topic configs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from umbra.errors import InvalidConfig
+
+CREATE_TIME = "CreateTime"
+LOG_APPEND_TIME = "LogAppendTime"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Kafka topic-level log settings.
+
+    ``flush_messages`` / ``flush_ms``: fsync after that many messages / milliseconds since the last flush.
+    ``None`` (the default, like Kafka's Long.MAX_VALUE) never forces an fsync: durability comes from
+    replication, and every acknowledged append is already in the OS page cache, so it survives a
+    process crash (kill -9); only a machine crash can lose unflushed data.
+    ``retention_ms`` / ``retention_bytes``: -1 means unlimited. Retention applies only when
+    ``cleanup_policy`` contains "delete"; compaction is not implemented yet.
+    """
+
+    segment_bytes: int = 1073741824
+    segment_ms: int = 604800000
+    retention_ms: int = 604800000
+    retention_bytes: int = -1
+    max_message_bytes: int = 1048588
+    message_timestamp_type: str = CREATE_TIME
+    index_interval_bytes: int = 4096
+    flush_messages: int | None = None
+    flush_ms: int | None = None
+    cleanup_policy: str = "delete"
+
+    def __post_init__(self) -> None:
+        if self.message_timestamp_type not in (CREATE_TIME, LOG_APPEND_TIME):
+            raise InvalidConfig(f"message.timestamp.type must be CreateTime or LogAppendTime, "
+                                f"not {self.message_timestamp_type!r}")
+        if self.segment_bytes < 14:
+            raise InvalidConfig("segment.bytes must be at least 14")
+        if self.segment_ms < 1 or self.index_interval_bytes < 0 or self.max_message_bytes < 0:
+            raise InvalidConfig("segment.ms, index.interval.bytes and max.message.bytes must be positive")
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.message_timestamp_type == LOG_APPEND_TIME
+
+    @property
+    def deletes(self) -> bool:
+        return "delete" in self.cleanup_policy.split(",")
+
+    def with_kafka_configs(self, configs: Mapping[str, str | None]) -> LogConfig:
+        """Return a copy overridden by Kafka topic config names (``segment.bytes`` ...); unknown names ignored."""
+        changes: dict[str, Any] = {}
+        for name, value in configs.items():
+            attribute = _KAFKA_NAMES.get(name)
+            if attribute is None or value is None:
+                continue
+            if attribute in _STRING_FIELDS:
+                changes[attribute] = value
+                continue
+            try:
+                number = int(value)
+            except ValueError as exc:
+                raise InvalidConfig(f"{name} must be an integer, not {value!r}") from exc
+            if attribute in ("flush_messages", "flush_ms") and number >= 2**63 - 1:
+                changes[attribute] = None
+            else:
+                changes[attribute] = number
+        return replace(self, **changes)
+
+
+_KAFKA_NAMES = {f.name.replace("_", "."): f.name for f in fields(LogConfig)}
+_KAFKA_NAMES["max.message.bytes"] = "max_message_bytes"
+_KAFKA_NAMES["message.timestamp.type"] = "message_timestamp_type"
+_KAFKA_NAMES["flush.messages"] = "flush_messages"
+_STRING_FIELDS = {"message_timestamp_type", "cleanup_policy"}

@@ -1,0 +1,532 @@
+"""The partition log: an ordered list of segments with Kafka's named offsets.
+
+Offsets: ``log_start_offset`` <= ``last_stable_offset`` == ``high_watermark`` <= ``log_end_offset``.
+All public methods take an internal lock, so reads may run on a worker thread while the event loop appends.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from umbra.errors import DuplicateSequence, InvalidRecord, KafkaError, MessageTooLarge, OffsetOutOfRange
+from umbra.records.batch import (
+    BatchHeader,
+    check_client_batch,
+    parse_header,
+    validate_record_set,
+    write_base_offset,
+    write_log_append_time,
+    write_partition_leader_epoch,
+)
+from umbra.records.crc import Buffer
+from umbra.records.records import Record, decode_batch
+from umbra.storage.checkpoint import read_lines, write_atomically
+from umbra.storage.config import LogConfig
+from umbra.storage.leader_epoch import LeaderEpochCache
+from umbra.storage.producer_state import ProducerStateManager
+from umbra.storage.segment import DELETED_SUFFIX, Segment
+
+logger = logging.getLogger(__name__)
+
+LOG_START_OFFSET_FILE = "log-start-offset"
+_SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
+_MAX_RELATIVE_OFFSET = 2**31 - 1
+
+
+# ``append_at_offsets`` called for a position other than the log end offset; an OffsetOutOfRange subclass.
+LogEndOffsetMismatch: type[KafkaError] = type("LogEndOffsetMismatch", (OffsetOutOfRange,), {})
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 for CreateTime
+    log_start_offset: int
+    duplicate: bool = False
+
+
+class Log:
+    """One partition's log. Build it with :meth:`Log.open`."""
+
+    def __init__(self, directory: Path, topic: str, partition: int, config: LogConfig) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._log_start_offset = 0
+        self._high_watermark = 0
+        self.recovery_point = 0  # everything below this offset has been fsynced
+        self.producer_state = ProducerStateManager()
+        self.epoch_cache = LeaderEpochCache(directory)
+        self._unflushed_messages = 0
+        self._last_flush_ms: int | None = None  # on the caller's clock; None = baseline at next maybe_flush
+        self._lock = threading.RLock()
+
+    # ---- opening and recovery ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: Path, topic: str, partition: int, config: LogConfig) -> Log:
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in list(directory.glob("*" + DELETED_SUFFIX)) + list(directory.glob("*.tmp")):
+            leftover.unlink(missing_ok=True)
+        log = cls(directory, topic, partition, config)
+        log._load()
+        return log
+
+    def _load(self) -> None:
+        bases = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_FILE.match(p.name)))
+        checkpointed_start = self._read_log_start_offset()
+        rebuild_epochs = not self.epoch_cache.loaded
+        if rebuild_epochs:
+            self.epoch_cache.clear()
+        for i, base in enumerate(bases):
+            segment = Segment(self.directory, base, fresh=False)
+            self._segments.append(segment)
+            self._bases.append(base)
+            if not self._recover_segment(segment, is_last=i == len(bases) - 1, rebuild_epochs=rebuild_epochs):
+                for doomed in bases[i + 1 :]:
+                    logger.warning("%s: deleting segment %d after a damaged one", self.name, doomed)
+                    Segment(self.directory, doomed, fresh=False).delete()
+                break
+        if not self._segments:
+            self._add_segment(Segment(self.directory, checkpointed_start or 0, fresh=True))
+        leo = self.log_end_offset
+        self._log_start_offset = min(max(checkpointed_start or 0, self._bases[0]), leo)
+        self._high_watermark = leo
+        self.recovery_point = leo
+        if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs:
+            self.epoch_cache.persist()
+
+    def _recover_segment(self, segment: Segment, *, is_last: bool, rebuild_epochs: bool) -> bool:
+        """Walk a segment (CRC-checking the last one), rebuilding state; False if it had to be cut short."""
+        rebuild_indexes = is_last or not segment.load_indexes()
+        if rebuild_indexes:
+            segment.reset_indexes()
+        scan = segment.scan(check_crc=is_last)
+        for header in scan:
+            segment.track(header, header.position, self.config.index_interval_bytes, index=rebuild_indexes)
+            self.producer_state.update(header)
+            if rebuild_epochs:
+                self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
+        if not rebuild_indexes and not self._index_matches(segment):
+            logger.warning("%s: rebuilding inconsistent indexes of segment %d", self.name, segment.base_offset)
+            segment.reset_indexes()
+            for header in segment.scan(check_crc=False):
+                segment.track(header, header.position, self.config.index_interval_bytes)
+        if scan.problem is None:
+            if not is_last:
+                segment.seal()
+            return True
+        truncated = segment.size - scan.valid_bytes
+        logger.warning("%s: recovery truncated %d bytes at offset %d (file position %d): %s",
+                       self.name, truncated, segment.next_offset, scan.valid_bytes, scan.problem)
+        segment.truncate_to_position(scan.valid_bytes, segment.next_offset)
+        return is_last
+
+    @staticmethod
+    def _index_matches(segment: Segment) -> bool:
+        """Cheap spot check: the last offset-index entry must point at a batch starting with that offset."""
+        offset, position = segment.offset_index.lookup(segment.next_offset)
+        if position == 0:
+            return True
+        data = segment.read(position, 12)
+        return len(data) == 12 and int.from_bytes(data[:8], "big", signed=True) == offset
+
+    def _read_log_start_offset(self) -> int | None:
+        lines = read_lines(self.directory / LOG_START_OFFSET_FILE)
+        try:
+            return int(lines[1]) if lines and lines[0] == "0" else None
+        except (IndexError, ValueError):
+            return None
+
+    # ---- named offsets -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    @high_watermark.setter
+    def high_watermark(self, offset: int) -> None:
+        with self._lock:
+            if not self._log_start_offset <= offset <= self.log_end_offset:
+                raise ValueError(f"{self.name}: high watermark {offset} outside "
+                                 f"[{self._log_start_offset}, {self.log_end_offset}]")
+            self._high_watermark = offset
+
+    @property
+    def last_stable_offset(self) -> int:
+        return self._high_watermark  # no transactions yet
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(segment.size for segment in self._segments)
+
+    @property
+    def max_producer_id(self) -> int:
+        return self.producer_state.max_producer_id
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    # ---- appends -----------------------------------------------------------------------------------------
+    def append_as_leader(self, record_set: Buffer, *, leader_epoch: int, now_ms: int) -> AppendResult:
+        """Append producer batches, assigning offsets from the log end offset."""
+        with self._lock:
+            buf = bytearray(record_set)
+            headers = validate_record_set(buf)
+            for header in headers:
+                check_client_batch(header)
+                if header.size_in_bytes > self.config.max_message_bytes:
+                    raise MessageTooLarge(f"batch of {header.size_in_bytes} bytes exceeds max.message.bytes "
+                                          f"{self.config.max_message_bytes}")
+            pending: dict[int, tuple[int, int]] = {}
+            for header in headers:
+                duplicate = self.producer_state.check(header, pending)
+                if duplicate is not None:
+                    if len(headers) > 1:
+                        raise DuplicateSequence("a batch in a multi-batch record set is a duplicate")
+                    return AppendResult(duplicate.first_offset, duplicate.last_offset, -1,
+                                        self._log_start_offset, duplicate=True)
+            log_append_time = self.config.log_append_time
+            next_offset = self.log_end_offset
+            stamped: list[BatchHeader] = []
+            for header in headers:
+                write_base_offset(buf, header.position, next_offset)
+                write_partition_leader_epoch(buf, header.position, leader_epoch)
+                if log_append_time:
+                    write_log_append_time(buf, header.position, now_ms)
+                stamped_header = parse_header(buf, header.position)
+                stamped.append(stamped_header)
+                next_offset = stamped_header.next_offset
+            self._write(buf, stamped, now_ms)
+            if self.epoch_cache.assign(leader_epoch, stamped[0].base_offset):
+                self.epoch_cache.persist()
+            return AppendResult(stamped[0].base_offset, stamped[-1].last_offset,
+                                now_ms if log_append_time else -1, self._log_start_offset)
+
+    def append_at_offsets(
+        self, record_set: Buffer, *, expected_start_offset: int, leader_epoch: int | None, now_ms: int | None = None
+    ) -> AppendResult:
+        """Append batches at the offsets they carry (replication). Gaps are kept.
+
+        ``leader_epoch`` is stamped on every batch (shadow links); ``None`` keeps the stamped epochs (followers).
+        """
+        with self._lock:
+            leo = self.log_end_offset
+            if expected_start_offset != leo:
+                raise LogEndOffsetMismatch(f"{self.name}: append expected at {expected_start_offset}, "
+                                           f"log end offset is {leo}")
+            if len(record_set) == 0:
+                return AppendResult(leo, leo - 1, -1, self._log_start_offset)
+            buf = bytearray(record_set)
+            headers = validate_record_set(buf)
+            previous_next = leo
+            for header in headers:
+                if header.base_offset < previous_next:
+                    raise InvalidRecord(f"{self.name}: batch base offset {header.base_offset} is below "
+                                        f"{previous_next}; offsets must increase from the log end offset")
+                previous_next = header.next_offset
+            if leader_epoch is not None:
+                for header in headers:
+                    write_partition_leader_epoch(buf, header.position, leader_epoch)
+                headers = [header._replace(partition_leader_epoch=leader_epoch) for header in headers]
+            self._write(buf, headers, now_ms if now_ms is not None else int(time.time() * 1000))
+            changed = False
+            for header in headers:
+                changed |= self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
+            if changed:
+                self.epoch_cache.persist()
+            return AppendResult(headers[0].base_offset, headers[-1].last_offset, -1, self._log_start_offset)
+
+    def _write(self, buf: bytearray, headers: list[BatchHeader], now_ms: int) -> None:
+        """Write validated batches, one write per segment touched, rolling where needed."""
+        view = memoryview(buf)
+        group: list[BatchHeader] = []
+        group_bytes = 0
+        for header in headers:
+            if self._should_roll(header, group_bytes, now_ms):
+                self._write_group(view, group, now_ms)
+                group, group_bytes = [], 0
+                self._roll(header.base_offset)
+            group.append(header)
+            group_bytes += header.size_in_bytes
+        self._write_group(view, group, now_ms)
+        for header in headers:
+            self.producer_state.update(header)
+            self._unflushed_messages += header.record_count
+
+    def _write_group(self, view: memoryview, group: list[BatchHeader], now_ms: int) -> None:
+        if not group:
+            return
+        segment = self._segments[-1]
+        if segment.size == 0:
+            segment.rolling_base_ms = now_ms
+        start = group[0].position
+        relative = [header._replace(position=header.position - start) for header in group]
+        segment.append(view[start : group[-1].end_position], relative, self.config.index_interval_bytes)
+
+    def _should_roll(self, header: BatchHeader, pending_bytes: int, now_ms: int) -> bool:
+        segment = self._segments[-1]
+        if header.last_offset - segment.base_offset > _MAX_RELATIVE_OFFSET:
+            return True
+        if segment.size + pending_bytes == 0:
+            return False
+        if segment.size + pending_bytes + header.size_in_bytes > self.config.segment_bytes:
+            return True
+        base_ms = segment.rolling_base_ms
+        return pending_bytes == 0 and base_ms is not None and now_ms - base_ms > self.config.segment_ms
+
+    def _roll(self, base_offset: int) -> None:
+        active = self._segments[-1]
+        if active.size == 0:
+            self._segments.pop()
+            self._bases.pop()
+            active.delete()
+        else:
+            active.seal()
+        self._add_segment(Segment(self.directory, base_offset, fresh=True))
+
+    def _add_segment(self, segment: Segment) -> None:
+        self._segments.append(segment)
+        self._bases.append(segment.base_offset)
+
+    # ---- reads -------------------------------------------------------------------------------------------
+    def read(self, fetch_offset: int, max_bytes: int, *, max_offset: int | None = None,
+             min_one_batch: bool = True) -> bytes:
+        """Whole batches from the one containing ``fetch_offset``, below ``max_offset``, within ``max_bytes``
+        (but at least one batch if ``min_one_batch``). Crosses segments."""
+        with self._lock:
+            leo = self.log_end_offset
+            if fetch_offset < self._log_start_offset or fetch_offset > leo:
+                raise OffsetOutOfRange(f"{self.name}: offset {fetch_offset} is outside "
+                                       f"[{self._log_start_offset}, {leo}]")
+            parts: list[bytes] = []
+            budget = max_bytes
+            for segment in self._segments[self._segment_index(fetch_offset) :]:
+                first = segment.find_batch(fetch_offset)
+                if first is None:
+                    continue
+                data, stop = segment.read_batches(first.position, budget, max_offset,
+                                                  min_one_batch and not parts)
+                if data:
+                    parts.append(data)
+                    budget -= len(data)
+                if stop or budget <= 0:
+                    break
+            return b"".join(parts) if len(parts) != 1 else parts[0]
+
+    def _segment_index(self, offset: int) -> int:
+        return max(bisect_right(self._bases, offset) - 1, 0)
+
+    def _batches_from(self, segment_index: int, offset: int) -> Iterator[tuple[Segment, BatchHeader]]:
+        for segment in self._segments[segment_index:]:
+            first = segment.find_batch(offset)
+            if first is None:
+                continue
+            for header in segment.scan(check_crc=False, start=first.position):
+                yield segment, header
+
+    def _decode(self, segment: Segment, header: BatchHeader) -> list[Record]:
+        return decode_batch(segment.read(header.position, header.size_in_bytes))[1]
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after ``log_start_offset`` with timestamp >= target."""
+        with self._lock:
+            for index, segment in enumerate(self._segments):
+                if segment.max_timestamp < timestamp_ms:
+                    continue
+                start = max(segment.time_index.lookup_before(timestamp_ms) or segment.base_offset,
+                            self._log_start_offset)
+                for batch_segment, header in self._batches_from(index, start):
+                    if header.max_timestamp < timestamp_ms or header.last_offset < self._log_start_offset:
+                        continue
+                    for record in self._decode(batch_segment, header):
+                        if record.timestamp >= timestamp_ms and record.offset >= self._log_start_offset:
+                            return record.offset, record.timestamp
+                return None
+            return None
+
+    def max_timestamp(self) -> tuple[int, int]:
+        """(offset, timestamp) of the record with the largest timestamp; (-1, -1) for an empty log."""
+        with self._lock:
+            best: Segment | None = None
+            for segment in self._segments:
+                if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
+                    best = segment
+            if best is None:
+                return -1, -1
+            header = best.find_batch(best.offset_of_max_timestamp)
+            if header is not None:
+                for record in self._decode(best, header):
+                    if record.timestamp == best.max_timestamp:
+                        return record.offset, record.timestamp
+            return best.offset_of_max_timestamp, best.max_timestamp
+
+    def end_offset_for_leader_epoch(self, epoch: int) -> tuple[int, int]:
+        with self._lock:
+            return self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
+
+    # ---- truncation and retention ------------------------------------------------------------------------
+    def truncate_to(self, offset: int) -> None:
+        """Drop every batch holding offsets >= ``offset``; the log end offset becomes <= ``offset``."""
+        with self._lock:
+            if offset >= self.log_end_offset:
+                return
+            index = bisect_right(self._bases, offset) - 1
+            new_end = offset
+            if index >= 0:
+                segment = self._segments[index]
+                header = segment.find_batch(offset)
+                if header is not None:
+                    new_end = min(offset, header.base_offset)
+                    segment.truncate_to_position(header.position, header.base_offset)
+                    segment.recompute_stats()
+            if index < 0 or new_end < self._log_start_offset:
+                self._truncate_fully(offset)
+                return
+            for doomed in self._segments[index + 1 :]:
+                doomed.delete()
+            del self._segments[index + 1 :]
+            del self._bases[index + 1 :]
+            self._segments[-1].next_offset = max(self._segments[-1].next_offset, new_end)
+            self._after_truncation(self.log_end_offset)
+
+    def _truncate_fully(self, offset: int) -> None:
+        for segment in self._segments:
+            segment.delete()
+        self._segments, self._bases = [], []
+        self._add_segment(Segment(self.directory, offset, fresh=True))
+        self._log_start_offset = offset
+        self._persist_log_start_offset()
+        self.producer_state.clear()
+        self.epoch_cache.clear()
+        self._after_truncation(offset)
+
+    def _after_truncation(self, end: int) -> None:
+        self._high_watermark = min(self._high_watermark, end)
+        self.recovery_point = min(self.recovery_point, end)
+        self.producer_state.truncate_to(end)
+        self.epoch_cache.truncate_from_end(end)
+        self.epoch_cache.persist()
+
+    def advance_log_start_offset(self, offset: int) -> None:
+        """DeleteRecords / prefix truncation: offsets below ``offset`` become unreadable; whole segments below
+        it are deleted. Persisted atomically."""
+        with self._lock:
+            if offset > self._high_watermark:
+                raise OffsetOutOfRange(f"{self.name}: cannot move log start offset to {offset}, "
+                                       f"above the high watermark {self._high_watermark}")
+            if offset <= self._log_start_offset:
+                return
+            self._log_start_offset = offset
+            self._persist_log_start_offset()
+            while len(self._segments) > 1 and self._bases[1] <= offset:
+                self._delete_oldest_segment()
+            active = self._segments[-1]
+            if len(self._segments) == 1 and active.size > 0 and active.next_offset <= offset:
+                self._roll(active.next_offset)
+                self._delete_oldest_segment()
+            if self.epoch_cache.truncate_from_start(offset):
+                self.epoch_cache.persist()
+
+    def enforce_retention(self, now_ms: int) -> int:
+        """Delete whole non-active segments past retention.ms / retention.bytes; returns bytes deleted."""
+        with self._lock:
+            if not self.config.deletes:
+                return 0
+            deleted = 0
+            retention_ms = self.config.retention_ms
+            while retention_ms >= 0 and self._deletable_oldest():
+                oldest = self._segments[0]
+                newest_ms = oldest.max_timestamp if oldest.max_timestamp >= 0 else oldest.last_modified_ms()
+                if now_ms - newest_ms <= retention_ms:
+                    break
+                deleted += self._delete_oldest_segment()
+            retention_bytes = self.config.retention_bytes
+            if retention_bytes >= 0:
+                size = self.size_in_bytes
+                while self._deletable_oldest() and size - self._segments[0].size >= retention_bytes:
+                    freed = self._delete_oldest_segment()
+                    size -= freed
+                    deleted += freed
+            if self._bases[0] > self._log_start_offset:
+                self._log_start_offset = self._bases[0]
+                self._persist_log_start_offset()
+                if self.epoch_cache.truncate_from_start(self._log_start_offset):
+                    self.epoch_cache.persist()
+            return deleted
+
+    def _deletable_oldest(self) -> bool:
+        return len(self._segments) > 1 and self._bases[1] <= self._high_watermark
+
+    def _delete_oldest_segment(self) -> int:
+        segment = self._segments.pop(0)
+        self._bases.pop(0)
+        segment.delete()
+        return segment.size
+
+    def _persist_log_start_offset(self) -> None:
+        write_atomically(self.directory / LOG_START_OFFSET_FILE, f"0\n{self._log_start_offset}\n")
+
+    # ---- configuration, durability, lifecycle ------------------------------------------------------------
+    def update_config(self, config: LogConfig) -> None:
+        with self._lock:
+            self.config = config
+
+    def flush(self) -> None:
+        """fsync data and index files of every segment with unsynced writes."""
+        with self._lock:
+            for segment in self._segments:
+                segment.flush()
+            self.recovery_point = self.log_end_offset
+            self._unflushed_messages = 0
+            self._last_flush_ms = None
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """Flush if flush.messages or flush.ms says so; returns whether it did."""
+        with self._lock:
+            if self._last_flush_ms is None or self.recovery_point == self.log_end_offset:
+                self._last_flush_ms = now_ms
+            if self.recovery_point == self.log_end_offset:
+                return False
+            by_count = self.config.flush_messages is not None and self._unflushed_messages >= self.config.flush_messages
+            by_time = self.config.flush_ms is not None and now_ms - self._last_flush_ms >= self.config.flush_ms
+            if not (by_count or by_time):
+                return False
+            self.flush()
+            self._last_flush_ms = now_ms
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            for segment in self._segments:
+                segment.close()
+
+    def __repr__(self) -> str:
+        return (f"Log({self.name}, start={self._log_start_offset}, hw={self._high_watermark}, "
+                f"end={self.log_end_offset}, segments={len(self._segments)})")
+
+
+__all__ = ["AppendResult", "Log", "LogEndOffsetMismatch"]

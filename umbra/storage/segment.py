@@ -1,0 +1,244 @@
+"""One log segment: ``<base_offset:020d>.log`` of verbatim batches plus its ``.index`` and ``.timeindex``.
+
+Writes go straight to the kernel with ``os.write`` on an O_APPEND fd (no userspace buffer), so an append
+that returned survives the process being killed. Reads use ``os.pread``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from umbra.errors import KafkaStorageError
+from umbra.records.batch import (
+    ATTRIBUTES_OFFSET,
+    CURRENT_MAGIC,
+    HEADER_SIZE,
+    MIN_BATCH_LENGTH,
+    BatchHeader,
+    iter_batch_headers,
+    parse_header,
+)
+from umbra.records.crc import Buffer, crc32c
+from umbra.storage.index import OffsetIndex, TimeIndex
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"
+_WALK_CHUNK = 64 * 1024
+_RECOVERY_CHUNK = 1024 * 1024
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+class SegmentScan:
+    """Iterates a segment file's batch headers (file positions), stopping at the first bad batch.
+
+    After iteration, ``valid_bytes`` is where good data ends and ``problem`` says why it stopped early.
+    """
+
+    def __init__(self, fd: int, size: int, *, check_crc: bool, start: int = 0) -> None:
+        self._fd = fd
+        self._size = size
+        self._check_crc = check_crc
+        self.valid_bytes = start
+        self.problem: str | None = None
+
+    def __iter__(self) -> Iterator[BatchHeader]:
+        chunk_size = _RECOVERY_CHUNK if self._check_crc else _WALK_CHUNK
+        buf = b""
+        buf_start = position = self.valid_bytes
+        while position < self._size:
+            relative = position - buf_start
+            if relative + HEADER_SIZE > len(buf):
+                buf, buf_start, relative = os.pread(self._fd, chunk_size, position), position, 0
+                if len(buf) < HEADER_SIZE:
+                    self.problem = f"{len(buf)} trailing bytes are not a batch header"
+                    return
+            header = parse_header(buf, relative)
+            if header.magic != CURRENT_MAGIC or header.batch_length < MIN_BATCH_LENGTH:
+                self.problem = f"bad batch header (magic {header.magic}, length {header.batch_length})"
+                return
+            size = header.size_in_bytes
+            if position + size > self._size:
+                self.problem = f"torn batch: {size} bytes declared, {self._size - position} on disk"
+                return
+            if self._check_crc:
+                if relative + size > len(buf):
+                    buf, buf_start, relative = os.pread(self._fd, max(chunk_size, size), position), position, 0
+                view = memoryview(buf)
+                if crc32c(view[relative + ATTRIBUTES_OFFSET : relative + size]) != header.crc:
+                    self.problem = f"CRC mismatch in batch at offset {header.base_offset}"
+                    return
+            yield header._replace(position=position)
+            position += size
+            self.valid_bytes = position
+
+
+class Segment:
+    """A segment's files and the in-memory facts about them (size, next offset, max timestamp)."""
+
+    def __init__(self, directory: Path, base_offset: int, *, fresh: bool) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        stem = directory / segment_name(base_offset)
+        self.log_path = stem.with_suffix(LOG_SUFFIX)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
+        self._fd = os.open(self.log_path, flags, 0o644)
+        if fresh:
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                stem.with_suffix(suffix).unlink(missing_ok=True)
+        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset)
+        self.time_index = TimeIndex(stem.with_suffix(TIME_INDEX_SUFFIX), base_offset)
+        self.size = os.fstat(self._fd).st_size
+        self.next_offset = base_offset  # one past the last offset of the last batch
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = -1  # base offset of the batch holding max_timestamp
+        self.rolling_base_ms: int | None = None  # segment.ms counts from here: first append time
+        self.record_count_unflushed = 0
+        self._bytes_since_index_entry = 0
+        self._dirty = False
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------
+    def track(self, header: BatchHeader, position: int, index_interval_bytes: int, *, index: bool = True) -> None:
+        """Account for a batch now stored at ``position``; add sparse index entries when due."""
+        if index and self._bytes_since_index_entry > index_interval_bytes:
+            self.offset_index.append(header.base_offset, position)
+            if self.max_timestamp >= 0:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size_in_bytes
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.base_offset
+        if self.rolling_base_ms is None:
+            self.rolling_base_ms = header.max_timestamp
+        self.next_offset = max(self.next_offset, header.next_offset)
+
+    def recompute_stats(self) -> None:
+        """Re-derive next offset and max timestamp from the file (after a truncation)."""
+        self.next_offset = self.base_offset
+        self.max_timestamp = self.offset_of_max_timestamp = -1
+        for header in self.scan(check_crc=False):
+            self.track(header, header.position, 0, index=False)
+
+    def seal(self) -> None:
+        """The segment stops being active: record its final max timestamp in the time index."""
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+
+    def load_indexes(self) -> bool:
+        """Load index files; False (and emptied) when either is inconsistent with the log file."""
+        offsets_ok = self.offset_index.load(self.size)
+        times_ok = self.time_index.load()
+        return offsets_ok and times_ok
+
+    def reset_indexes(self) -> None:
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._bytes_since_index_entry = 0
+
+    def scan(self, *, check_crc: bool, start: int = 0) -> SegmentScan:
+        return SegmentScan(self._fd, self.size, check_crc=check_crc, start=start)
+
+    # ---- writing -----------------------------------------------------------------------------------------
+    def append(self, data: Buffer, headers: list[BatchHeader], index_interval_bytes: int) -> None:
+        """Write ``data`` (the batches described by ``headers``, positions relative to ``data``) at the end."""
+        start = self.size
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            self._undo_partial_write(start)
+            raise KafkaStorageError(f"write to {self.log_path} failed: {exc}") from exc
+        self.size = start + written
+        self._dirty = True
+        for header in headers:
+            self.track(header, start + header.position, index_interval_bytes)
+            self.record_count_unflushed += header.record_count
+
+    def _undo_partial_write(self, size: int) -> None:
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            pass  # recovery on restart cuts the torn tail
+
+    def truncate_to_position(self, position: int, next_offset: int) -> None:
+        """Cut the file at a batch boundary; indexes drop entries at or after ``next_offset``."""
+        os.ftruncate(self._fd, position)
+        self.size = position
+        self.offset_index.truncate_to(next_offset)
+        self.time_index.truncate_to(next_offset)
+        self._dirty = True
+
+    # ---- reading -----------------------------------------------------------------------------------------
+    def read(self, position: int, length: int) -> bytes:
+        return os.pread(self._fd, length, position)
+
+    def find_batch(self, target_offset: int) -> BatchHeader | None:
+        """Header (file position) of the first batch whose last offset >= target, or None."""
+        _, position = self.offset_index.lookup(target_offset)
+        for header in self.scan(check_crc=False, start=position):
+            if header.last_offset >= target_offset:
+                return header
+        return None
+
+    def read_batches(
+        self, position: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool
+    ) -> tuple[bytes, bool]:
+        """Whole batches from ``position`` up to ``max_bytes``; returns (data, stop) where stop means a
+        limit (bytes or max_offset) was reached before the end of this segment."""
+        available = self.size - position
+        if available <= 0:
+            return b"", False
+        data = os.pread(self._fd, min(max(max_bytes, HEADER_SIZE), available), position)
+        end = 0
+        for header in iter_batch_headers(data):
+            if max_offset is not None and header.last_offset >= max_offset:
+                return data[:end], True
+            if header.end_position > max_bytes:
+                break
+            end = header.end_position
+        if end == 0 and include_oversized_first and len(data) >= HEADER_SIZE:
+            first = parse_header(data, 0)
+            if max_offset is not None and first.last_offset >= max_offset:
+                return b"", True
+            return os.pread(self._fd, first.size_in_bytes, position), True
+        reached_end = position + end >= self.size
+        return (data if end == len(data) else data[:end]), not reached_end
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        if self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+        self.offset_index.flush()
+        self.time_index.flush()
+        self.record_count_unflushed = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.offset_index.close()
+        self.time_index.close()
+
+    def delete(self) -> None:
+        """Close and remove the files, renaming them ``.deleted`` first so a crash mid-way is recognisable."""
+        self.close()
+        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+            doomed = path.with_name(path.name + DELETED_SUFFIX)
+            try:
+                os.replace(path, doomed)
+                doomed.unlink()
+            except FileNotFoundError:
+                pass
+
+    def last_modified_ms(self) -> int:
+        return int(os.fstat(self._fd).st_mtime * 1000)

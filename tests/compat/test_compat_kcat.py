@@ -35,8 +35,9 @@ def run_kcat(kcat: str, *args: str) -> str:
 
 
 def consume_with_kcat(kcat: str, bootstrap: str, topic: str) -> list[ConsumedRecord]:
-    # -Z prints null keys and values as NULL, telling them apart from empty ones.
-    output = run_kcat(kcat, "-b", bootstrap, "-C", "-t", topic, "-e", "-o", "beginning", "-Z", "-f", CONSUME_FORMAT)
+    # kcat prints null and empty alike (even -Z's NULL covers empty values), so the text records
+    # sent through kcat have no null keys or values; an empty field here means empty.
+    output = run_kcat(kcat, "-b", bootstrap, "-C", "-t", topic, "-e", "-o", "beginning", "-f", CONSUME_FORMAT)
     consumed = []
     for line in output.splitlines():
         partition, offset, timestamp, key, value, headers = line.split("\t")
@@ -44,8 +45,8 @@ def consume_with_kcat(kcat: str, bootstrap: str, topic: str) -> list[ConsumedRec
             ConsumedRecord(
                 partition=int(partition),
                 offset=int(offset),
-                key=None if key == "NULL" else key.encode(),
-                value=None if value == "NULL" else value.encode(),
+                key=key.encode(),
+                value=value.encode(),
                 headers=_parse_headers(headers),
                 timestamp_ms=int(timestamp),
                 create_time=True,  # kcat's -f has no timestamp-type field

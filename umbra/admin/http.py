@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from umbra.admin import shadow_api
+
 if TYPE_CHECKING:
     from umbra.server.broker import Broker
 
@@ -20,6 +22,7 @@ class AdminServer:
         self.app = web.Application()
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
+        shadow_api.routes(self.app, lambda: self.broker.shadow)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from umbra import __version__
+from umbra.cli import shadow as shadow_cli
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--node-id", help="broker id (default 1)")
     broker.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other setting, e.g. --set fsync_before_ack=true (repeatable)")
+    shadow_cli.add_parser(sub, _Parser)
     return parser
 
 
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "broker":
             return run_broker(broker_config_from_args(args))
-    except (CliError, ConfigError) as exc:
+        if args.command == "shadow":
+            return shadow_cli.run(args)
+    except (CliError, ConfigError, shadow_cli.AdminError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -323,6 +323,12 @@ def effective_topic_config(name: str, broker: BrokerConfig, topic_configs: Mappi
     return topic_synonyms(TOPIC_CONFIGS[name], broker, topic_configs, broker_dynamic)[0].value
 
 
+def min_insync_replicas(broker: BrokerConfig, topic_configs: Mapping[str, str], broker_dynamic: Mapping[str, str]) -> int:
+    """acks=all produce needs at least this many in-sync replicas, else NOT_ENOUGH_REPLICAS (not in LogConfig:
+    it is a replication rule, not a log one)."""
+    return int(effective_topic_config("min.insync.replicas", broker, topic_configs, broker_dynamic))
+
+
 def log_config_for(broker: BrokerConfig, topic_configs: Mapping[str, str], broker_dynamic: Mapping[str, str]) -> LogConfig:
     """The LogConfig of a topic: topic override > dynamic broker (this broker, then cluster) > static broker."""
 

@@ -62,6 +62,9 @@ class MetadataStore:
         self._path = data_dir / self.FILE
         self._topics: dict[str, TopicMetadata] = {}
         self._broker_configs: dict[str, str] = {}
+        # Shadow links: name -> {"spec": {...}, "state": str, ...} and shadow topic -> {"link", "state", ...}.
+        self._shadow_links: dict[str, dict[str, Any]] = {}
+        self._shadow_topics: dict[str, dict[str, Any]] = {}
         self._listeners: list[Listener] = []
         self.cluster_id = cluster_id or ""
         self._load()
@@ -80,10 +83,13 @@ class MetadataStore:
         self.cluster_id = stored_id or self.cluster_id
         self._topics = {t["name"]: TopicMetadata.from_json(t) for t in data.get("topics", [])}
         self._broker_configs = dict(data.get("broker_configs", {}))
+        self._shadow_links = dict(data.get("shadow_links", {}))
+        self._shadow_topics = dict(data.get("shadow_topics", {}))
 
     def _save(self) -> None:
         data = {"cluster_id": self.cluster_id, "topics": [t.to_json() for t in self._topics.values()],
-                "broker_configs": self._broker_configs}
+                "broker_configs": self._broker_configs, "shadow_links": self._shadow_links,
+                "shadow_topics": self._shadow_topics}
         tmp = self._path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
@@ -142,6 +148,7 @@ class MetadataStore:
     def delete_topic(self, name: str) -> TopicMetadata:
         topic = self.require_topic(name)
         del self._topics[name]
+        self._shadow_topics.pop(name, None)
         self._changed()
         return topic
 
@@ -164,3 +171,30 @@ class MetadataStore:
     def set_broker_configs(self, configs: dict[str, str]) -> None:
         self._broker_configs = dict(configs)
         self._changed()
+
+    # --- shadow links (cluster metadata, so they survive restarts) ---------
+    def shadow_links(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(entry) for name, entry in self._shadow_links.items()}
+
+    def put_shadow_link(self, name: str, entry: dict[str, Any]) -> None:
+        self._shadow_links[name] = dict(entry)
+        self._changed()
+
+    def delete_shadow_link(self, name: str) -> None:
+        self._shadow_links.pop(name, None)
+        self._changed()
+
+    def shadow_topics(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(entry) for name, entry in self._shadow_topics.items()}
+
+    def shadow_topic(self, topic: str) -> dict[str, Any] | None:
+        entry = self._shadow_topics.get(topic)
+        return dict(entry) if entry is not None else None
+
+    def put_shadow_topic(self, topic: str, entry: dict[str, Any]) -> None:
+        self._shadow_topics[topic] = dict(entry)
+        self._changed()
+
+    def delete_shadow_topic(self, topic: str) -> None:
+        if self._shadow_topics.pop(topic, None) is not None:
+            self._changed()

@@ -69,6 +69,9 @@ class GroupCoordinator:
             min_session_timeout_ms=int(config.group_min_session_timeout_ms),
             max_session_timeout_ms=int(config.group_max_session_timeout_ms))
 
+    def now_ms(self) -> int:
+        return self._clock()
+
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Rebuild groups and offsets from the log. Groups come back Empty; their members must rejoin."""

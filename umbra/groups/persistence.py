@@ -30,6 +30,10 @@ KIND_GROUP = 2
 KEY_VERSION = 1
 VALUE_VERSION = 1
 REPLAY_CHUNK_BYTES = 4 * 1024 * 1024
+BATCH_TARGET_BYTES = 256 * 1024
+# A group record larger than this is stored without the members' subscription and assignment bytes:
+# a restart brings groups back Empty, so only the generation and protocol type are needed to restore it.
+MAX_GROUP_VALUE_BYTES = 512 * 1024
 
 
 class RecordFormatError(ValueError):
@@ -113,14 +117,21 @@ def _b64(raw: bytes) -> str:
 
 def group_value(group: Group, now_ms: int) -> bytes:
     """The group as it stands after a rebalance (or an empty group's generation bump)."""
-    protocol = group.protocol_name
+    value = _group_value(group, now_ms, with_bytes=True)
+    if len(value) > MAX_GROUP_VALUE_BYTES:
+        value = _group_value(group, now_ms, with_bytes=False)
+    return value
+
+
+def _group_value(group: Group, now_ms: int, *, with_bytes: bool) -> bytes:
+    protocol = group.protocol_name if with_bytes else None
     members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
                 "client_host": m.client_host, "session_timeout_ms": m.session_timeout_ms,
                 "rebalance_timeout_ms": m.rebalance_timeout_ms,
                 "subscription": _b64(m.metadata_for(protocol) if protocol else b""),
-                "assignment": _b64(m.assignment)} for m in group.members.values()]
+                "assignment": _b64(m.assignment if with_bytes else b"")} for m in group.members.values()]
     return json.dumps({"v": VALUE_VERSION, "protocol_type": group.protocol_type, "generation_id": group.generation_id,
-                       "protocol_name": protocol, "leader_id": group.leader_id, "timestamp_ms": now_ms,
+                       "protocol_name": group.protocol_name, "leader_id": group.leader_id, "timestamp_ms": now_ms,
                        "members": members}, separators=(",", ":")).encode()
 
 
@@ -168,8 +179,19 @@ class GroupLog:
         """Write the entries as one batch; returns once the log holds them (raises if it cannot)."""
         if not entries:
             return
-        batch = build_batch([(key, value, (), now_ms) for key, value in entries])
-        self._log.append_as_leader(batch, leader_epoch=0, now_ms=now_ms)
+        # One append of several batches, each well below max.message.bytes: the log writes them together.
+        batches: list[bytes] = []
+        chunk: list[tuple[bytes, bytes | None, tuple[()], int]] = []
+        chunk_bytes = 0
+        for key, value in entries:
+            size = len(key) + (len(value) if value is not None else 0) + 32
+            if chunk and chunk_bytes + size > BATCH_TARGET_BYTES:
+                batches.append(build_batch(chunk))
+                chunk, chunk_bytes = [], 0
+            chunk.append((key, value, (), now_ms))
+            chunk_bytes += size
+        batches.append(build_batch(chunk))
+        self._log.append_as_leader(b"".join(batches), leader_epoch=0, now_ms=now_ms)
         self._log.high_watermark = self._log.log_end_offset
         if self._notifier is not None:
             self._notifier.notify((self._topic, 0))

@@ -13,6 +13,7 @@ from umbra.cluster.configs import log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import InvalidTopic, UnknownTopicOrPartition
+from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
 from umbra.server.notify import AppendNotifier
 from umbra.server.producer_ids import ProducerIdManager
@@ -36,6 +37,7 @@ class Broker:
         self.metadata = MetadataStore(config.data_dir, config.cluster_id)
         self.logs = LogManager(config.data_dir)
         self.producer_ids = ProducerIdManager(config.data_dir)
+        self.acls = AclStore(config.data_dir)
         self.notifier = AppendNotifier()
         self.leader_epoch = 0
         self.started_ms = now_ms()
@@ -44,6 +46,8 @@ class Broker:
         self._connections: set[Any] = set()
         self._background: list[asyncio.Task[None]] = []
         self.groups: Any = None
+        self.shadow: Any = None
+        self.topic_policy: Any = None
         self.admin: Any = None
         self.fetch_sessions: Any = None
         self.metrics = BrokerMetrics()
@@ -111,6 +115,8 @@ class Broker:
         """Raise if producers may not write to ``topic`` (internal topics; later: shadow topics)."""
         if topic.internal:
             raise InvalidTopic(f"topic {topic.name!r} is internal and cannot be written by clients")
+        if self.shadow is not None:
+            self.shadow.check_produce(topic)
 
     def auto_create(self, name: str) -> TopicMetadata | None:
         if not self.config.auto_create_topics or name.startswith("__"):
@@ -134,17 +140,19 @@ class Broker:
 
     async def start(self) -> None:
         self._open_logs()
+        from umbra.groups.coordinator import GroupCoordinator
         from umbra.server.fetch_sessions import FetchSessionCache
 
         self.fetch_sessions = FetchSessionCache()
         if self.metadata.topic(OFFSETS_TOPIC) is None:
             self.create_topic(OFFSETS_TOPIC, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}, internal=True)
-        try:  # TEMPORARY while the coordinator is written
-            from umbra.groups.coordinator import GroupCoordinator
-            self.groups = GroupCoordinator(self.get_log(OFFSETS_TOPIC, 0), self.config, self.notifier)
-            await self.groups.start()
-        except ImportError:
-            log.warning("no group coordinator yet")
+        self.groups = GroupCoordinator(self.get_log(OFFSETS_TOPIC, 0), self.config, self.notifier)
+        await self.groups.start()
+        from umbra.shadow.manager import ShadowLinkManager
+
+        self.shadow = ShadowLinkManager(self)
+        self.topic_policy = self.shadow.topic_policy
+        await self.shadow.start()
         loop = asyncio.get_running_loop()
         from umbra.server.connection import KafkaConnection
 
@@ -206,6 +214,8 @@ class Broker:
         for task in list(self._connection_tasks):
             task.cancel()
         await asyncio.gather(*self._background, *self._connection_tasks, return_exceptions=True)
+        if self.shadow is not None:
+            await self.shadow.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.admin is not None:

@@ -103,6 +103,8 @@ class Log:
         self._log_start_offset = min(max(checkpointed_start or 0, self._bases[0]), leo)
         self._high_watermark = leo
         self.recovery_point = leo
+        while len(self._segments) > 1 and self._bases[1] <= self._log_start_offset:
+            self._delete_oldest_segment()  # a crash came between the checkpoint and the deletion
         if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs:
             self.epoch_cache.persist()
 
@@ -411,6 +413,11 @@ class Log:
             del self._bases[index + 1 :]
             self._segments[-1].next_offset = max(self._segments[-1].next_offset, new_end)
             self._after_truncation(self.log_end_offset)
+
+    def restart_at(self, offset: int) -> None:
+        """Drop everything and continue, empty, at ``offset`` (a new shadow partition adopting its source's start)."""
+        with self._lock:
+            self._truncate_fully(offset)
 
     def _truncate_fully(self, offset: int) -> None:
         for segment in self._segments:

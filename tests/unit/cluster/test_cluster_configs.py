@@ -133,6 +133,12 @@ def test_every_log_config_field_follows_its_topic_config() -> None:
             config.flush_messages, config.flush_ms) == (100, 200, 300, 400, 500, "LogAppendTime", 600, 700, 800)
 
 
+def test_min_insync_replicas_follows_precedence() -> None:
+    assert defs.min_insync_replicas(BROKER, {}, {}) == 1
+    assert defs.min_insync_replicas(BROKER, {}, {"min.insync.replicas": "2"}) == 2
+    assert defs.min_insync_replicas(BROKER, {"min.insync.replicas": "3"}, {"min.insync.replicas": "2"}) == 3
+
+
 def test_invalid_stored_values_fall_back_to_the_next_source() -> None:
     config = defs.log_config_for(BROKER, {"retention.ms": "bogus"}, {"log.segment.bytes": "1"})
     assert config.retention_ms == BROKER.log_retention_ms

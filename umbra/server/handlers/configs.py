@@ -13,7 +13,7 @@ from typing import Any
 
 from umbra.cluster import configs as defs
 from umbra.cluster.configs import ConfigEntry, TopicMutation, check_topic_mutation
-from umbra.errors import InvalidRequest
+from umbra.errors import InvalidRequest, KafkaError
 from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.topics import duplicates, error_fields, topic_policy
 
@@ -29,14 +29,14 @@ def _broker_scope(ctx: RequestContext, name: str) -> int | None:
         return None
     try:
         node_id = int(name)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidRequest(f"a broker resource is named by a broker id or \"\", not {name!r}") from None
     if node_id != ctx.broker.node_id:
         raise InvalidRequest(f"this is broker {ctx.broker.node_id}; send requests about broker {node_id} to it")
     return node_id
 
 
-def _unsupported(resource_type: int) -> InvalidRequest:
+def _unsupported(resource_type: int) -> KafkaError:
     return InvalidRequest(f"resource type {resource_type} has no configs here; umbra has TOPIC ({TOPIC}) "
                           f"and BROKER ({BROKER}) configs")
 
@@ -47,7 +47,7 @@ def _resource_result(resource: Any, exc: BaseException | None, what: str) -> dic
             "resource_name": resource.resource_name}
 
 
-def _repeated_resources(resources: list[Any]) -> set[str]:
+def _repeated_resources(resources: list[Any]) -> set[str | None]:
     return duplicates([f"{r.resource_type}/{r.resource_name}" for r in resources])
 
 
@@ -149,9 +149,9 @@ def _alter_resources(ctx: RequestContext, request: Any, new_configs_of: Callable
         try:
             if f"{resource.resource_type}/{resource.resource_name}" in repeated:
                 raise InvalidRequest(f"resource {resource.resource_name!r} appears more than once in the request")
-            names = [c.name for c in resource.configs]
-            if duplicates(names):
-                raise InvalidRequest(f"config {sorted(duplicates(names))[0]!r} appears more than once")
+            repeated_configs = duplicates([c.name for c in resource.configs])
+            if repeated_configs:
+                raise InvalidRequest(f"config {next(iter(repeated_configs))!r} appears more than once")
             if resource.resource_type == TOPIC:
                 apply = _apply_topic
             elif resource.resource_type == BROKER:

@@ -9,7 +9,6 @@ containing the fetch offset is returned whole.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any

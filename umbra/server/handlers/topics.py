@@ -55,7 +55,7 @@ def refuse_if_internal(topic: TopicMetadata, action: str) -> None:
         raise InvalidTopic(f"topic {topic.name!r} is internal to the broker and cannot be {action}")
 
 
-def duplicates(names: list[str]) -> set[str]:
+def duplicates(names: list[str | None]) -> set[str | None]:
     return {name for name, count in Counter(names).items() if count > 1}
 
 
@@ -83,6 +83,9 @@ def _plan_topic(ctx: RequestContext, topic: Any) -> tuple[int, int, dict[str, st
     brokers = live_broker_count(ctx)
     if replication > brokers:
         raise InvalidReplicationFactor(f"Replication factor: {replication} larger than available brokers: {brokers}.")
+    repeated = duplicates([c.name for c in topic.configs])
+    if repeated:
+        raise InvalidRequest(f"config {next(iter(repeated))!r} appears more than once")
     configs = validate_topic_configs({c.name: c.value for c in topic.configs if c.value is not None})
     return partitions, replication, configs
 

@@ -1,0 +1,62 @@
+"""`umbra broker` start-up: bad flags and config files get one clear line; SIGTERM shuts down cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from harness import create_topic
+
+
+def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "umbra", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("config_text", "flags", "expected"),
+    [
+        ("retention: 5\n", [], "unknown setting 'retention'"),
+        ("listen: nowhere\n", [], "listen: expected HOST:PORT"),
+        ("listen: 127.0.0.1:99999\n", [], "listen: port 99999 is outside"),
+        ("num_partitions: -3\n", [], "num_partitions: must be positive"),
+        ("fsync_before_ack: maybe\n", [], "fsync_before_ack: expected true or false"),
+        ("log_message_timestamp_type: Sometime\n", [], "log_message_timestamp_type"),
+        ("- just\n- a list\n", [], "expected a mapping"),
+        ("key: [unclosed\n", [], "not valid YAML"),
+        ("", ["--node-id", "abc"], "node_id: expected an integer"),
+        ("", ["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        ("", ["--set", "nonsense"], "expected KEY=VALUE"),
+        ("", ["--set", "no_such_key=1"], "unknown setting 'no_such_key'"),
+    ],
+)
+def test_bad_configuration_is_one_line(tmp_path: Path, config_text: str, flags: list[str], expected: str) -> None:
+    config = tmp_path / "broker.yaml"
+    config.write_text(config_text)
+    result = _run("broker", "--data-dir", str(tmp_path / "data"), "--config", str(config), *flags)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("umbra: error: ") and expected in lines[0], lines[0]
+    assert not (tmp_path / "data").exists(), "nothing is created for a refused configuration"
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    result = _run("broker", "--config", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2
+    assert "absent.yaml" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_flushes_and_exits_cleanly(broker_factory) -> None:
+    broker = broker_factory("clean", config={"log_level": "INFO"})
+    create_topic(broker.bootstrap, "kept", partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "1"})
+    for i in range(100):
+        producer.produce("kept", value=b"%d" % i, partition=0)
+    assert producer.flush(20) == 0
+    assert broker.stop() == 0
+    assert "shutdown complete" in broker.log_text()
+    broker.restart()
+    assert "truncat" not in broker.log_text().split("start #2")[-1].lower()

@@ -1,0 +1,140 @@
+"""Wire-level behaviour with raw requests: pipelining, idempotent sequences, fetch sessions, long polls."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from confluent_kafka import Producer
+from harness import create_topic
+from kafka.protocol.consumer import FetchRequest
+from kafka.protocol.producer import ProduceRequest
+from rawclient import RawConnection
+
+from umbra.records.batch import iter_batch_headers
+from umbra.records.records import build_batch
+
+METADATA, PRODUCE, FETCH, API_VERSIONS, INIT_PID = 3, 0, 1, 18, 22
+
+
+def _produce(conn: RawConnection, topic: str, records: bytes, partition: int = 0) -> object:
+    response = conn.request(PRODUCE, 9, transactional_id=None, acks=-1, timeout_ms=5000, topic_data=[
+        ProduceRequest.TopicProduceData(name=topic, partition_data=[
+            ProduceRequest.TopicProduceData.PartitionProduceData(index=partition, records=records)])])
+    return response.responses[0].partition_responses[0]
+
+
+def _fetch_request(topic: str, offset: int, session_id: int = 0, epoch: int = -1, partitions=(0,),
+                   max_wait_ms: int = 0, min_bytes: int = 0) -> dict:
+    return dict(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=1 << 20, isolation_level=0,
+                session_id=session_id, session_epoch=epoch, rack_id="", forgotten_topics_data=[],
+                topics=[FetchRequest.FetchTopic(topic=topic, partitions=[
+                    FetchRequest.FetchTopic.FetchPartition(partition=p, current_leader_epoch=-1, fetch_offset=offset,
+                                                           last_fetched_epoch=-1, log_start_offset=-1,
+                                                           partition_max_bytes=1 << 20) for p in partitions])])
+
+
+def test_pipelined_requests_are_answered_in_order(broker) -> None:
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        frames = []
+        expected = []
+        for i in range(30):
+            api, version = [(API_VERSIONS, 3), (METADATA, 12), (METADATA, 1)][i % 3]
+            fields = {"client_software_name": "raw", "client_software_version": "1"} if api == API_VERSIONS else \
+                {"topics": None, "allow_auto_topic_creation": False, "include_topic_authorized_operations": False}
+            cid, frame = conn.encode(api, version, correlation_id=1000 + i, **fields)
+            frames.append(frame)
+            expected.append((cid, api, version))
+        conn.sock.sendall(b"".join(frames))  # all at once, one write
+        for cid, api, version in expected:
+            got, _ = conn.receive(api, version)
+            assert got == cid
+
+
+def test_idempotent_sequences(broker) -> None:
+    create_topic(broker.bootstrap, "idem", partitions=1)
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        init = conn.request(INIT_PID, 4, transactional_id=None, transaction_timeout_ms=60000, producer_id=-1,
+                            producer_epoch=-1)
+        assert init.error_code == 0 and init.producer_id >= 0
+        pid, epoch = init.producer_id, init.producer_epoch
+
+        def batch(seq: int, n: int = 3) -> bytes:
+            return build_batch([(b"k", b"v%d" % (seq + i), [], 1_700_000_000_000) for i in range(n)],
+                               producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+        first = _produce(conn, "idem", batch(0))
+        assert (first.error_code, first.base_offset) == (0, 0)
+        second = _produce(conn, "idem", batch(3))
+        assert (second.error_code, second.base_offset) == (0, 3)
+        duplicate = _produce(conn, "idem", batch(3))  # a retry of the last batch: same offsets, nothing appended
+        assert (duplicate.error_code, duplicate.base_offset) == (0, 3)
+        gap = _produce(conn, "idem", batch(10))
+        assert gap.error_code == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+        after = _produce(conn, "idem", batch(6))
+        assert (after.error_code, after.base_offset) == (0, 6)
+        fetched = conn.request(FETCH, 12, **_fetch_request("idem", 0))
+        records = fetched.responses[0].partitions[0].records
+        assert [h.base_offset for h in iter_batch_headers(memoryview(records))] == [0, 3, 6]
+        assert fetched.responses[0].partitions[0].high_watermark == 9
+        # a new producer id is always a fresh one
+        again = conn.request(INIT_PID, 4, transactional_id=None, transaction_timeout_ms=60000, producer_id=-1,
+                             producer_epoch=-1)
+        assert again.producer_id != pid
+
+
+def test_fetch_session_sends_only_changes(broker) -> None:
+    create_topic(broker.bootstrap, "sess", partitions=2)
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        for p in (0, 1):
+            assert _produce(conn, "sess", build_batch([(None, b"x", [], 1)]), partition=p).error_code == 0
+        full = conn.request(FETCH, 12, **_fetch_request("sess", 0, session_id=0, epoch=0, partitions=(0, 1)))
+        assert full.error_code == 0 and full.session_id > 0
+        assert sorted(p.partition_index for p in full.responses[0].partitions) == [0, 1]
+        session = full.session_id
+        # incremental, nothing new: no partitions in the response
+        quiet = conn.request(FETCH, 12, **{**_fetch_request("sess", 1, session, 1, partitions=(0, 1))})
+        assert quiet.error_code == 0 and quiet.responses == []
+        # new data on partition 1 only: only partition 1 comes back
+        assert _produce(conn, "sess", build_batch([(None, b"y", [], 1)]), partition=1).error_code == 0
+        changed = conn.request(FETCH, 12, **{**_fetch_request("sess", 1, session, 2, partitions=())})
+        assert [p.partition_index for t in changed.responses for p in t.partitions] == [1]
+        # a wrong epoch is refused
+        wrong = conn.request(FETCH, 12, **_fetch_request("sess", 1, session, 7, partitions=()))
+        assert wrong.error_code == 71  # INVALID_FETCH_SESSION_EPOCH
+        unknown = conn.request(FETCH, 12, **_fetch_request("sess", 1, 999999999, 1, partitions=()))
+        assert unknown.error_code == 70  # FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_long_poll_returns_when_data_arrives(broker) -> None:
+    create_topic(broker.bootstrap, "poll", partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    timer = threading.Timer(0.5, lambda: (producer.produce("poll", value=b"late", partition=0), producer.flush(10)))
+    with RawConnection("127.0.0.1", broker.port, timeout=30) as conn:
+        timer.start()
+        started = time.monotonic()
+        response = conn.request(FETCH, 12, **_fetch_request("poll", 0, max_wait_ms=20000, min_bytes=1))
+        waited = time.monotonic() - started
+    timer.join()
+    partition = response.responses[0].partitions[0]
+    assert partition.records, "the long poll returned without the record"
+    assert waited < 15, "the fetch waited for max_wait_ms instead of waking on the append"
+
+
+def test_fetch_by_topic_id(broker) -> None:
+    create_topic(broker.bootstrap, "byid", partitions=1)
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        assert _produce(conn, "byid", build_batch([(None, b"z", [], 1)])).error_code == 0
+        meta = conn.request(METADATA, 12, topics=None, allow_auto_topic_creation=False,
+                            include_topic_authorized_operations=False)
+        topic_id = next(t.topic_id for t in meta.topics if t.name == "byid")
+        assert topic_id != uuid.UUID(int=0)
+        request = _fetch_request("byid", 0)
+        request["topics"] = [FetchRequest.FetchTopic(topic_id=topic_id, partitions=request["topics"][0].partitions)]
+        response = conn.request(FETCH, 13, **request)
+        assert response.responses[0].topic_id == topic_id
+        assert response.responses[0].partitions[0].records
+        request["topics"] = [FetchRequest.FetchTopic(topic_id=uuid.uuid4(), partitions=request["topics"][0].partitions)]
+        missing = conn.request(FETCH, 13, **request)
+        assert missing.responses[0].partitions[0].error_code == 100  # UNKNOWN_TOPIC_ID

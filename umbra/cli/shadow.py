@@ -1,0 +1,159 @@
+"""`umbra shadow ...`: shadow links over the shadow cluster's admin HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9644"
+
+
+class AdminError(Exception):
+    """An admin API call failed; the message is one line."""
+
+
+def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    shadow = sub.add_parser("shadow", help="shadow links (run against the shadow cluster)")
+    shadow.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
+                        help=f"the shadow cluster's admin API (default {DEFAULT_ADMIN_URL})")
+    cmds = shadow.add_subparsers(dest="shadow_command", required=True, parser_class=parser_class)
+    create = cmds.add_parser("create", help="create a link from a YAML spec")
+    create.add_argument("--config", required=True, help="the link spec (YAML)")
+    cmds.add_parser("list", help="list links")
+    for name in ("describe", "pause", "resume"):
+        cmds.add_parser(name, help=f"{name} a link").add_argument("name")
+    status = cmds.add_parser("status", help="replication status, per partition")
+    status.add_argument("name")
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    update = cmds.add_parser("update", help="replace a link's spec")
+    update.add_argument("name")
+    update.add_argument("--config", required=True)
+    failover = cmds.add_parser("failover", help="make shadow topics writable (per topic, or --all)")
+    failover.add_argument("name")
+    group = failover.add_mutually_exclusive_group(required=True)
+    group.add_argument("--topic", action="append", dest="topics", metavar="TOPIC")
+    group.add_argument("--all", action="store_true")
+    failover.add_argument("--wait", action="store_true", help="block until every named topic is FAILED_OVER")
+    failover.add_argument("--timeout", type=float, default=120.0, help="seconds --wait may take (default 120)")
+    delete = cmds.add_parser("delete", help="delete a link")
+    delete.add_argument("name")
+    delete.add_argument("--force", action="store_true", help="fail over active topics first")
+
+
+def _call(base: str, method: str, path: str, body: Any = None) -> Any:
+    url = base.rstrip("/") + path
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        raise AdminError(str(message)) from None
+    except urllib.error.URLError as exc:
+        raise AdminError(f"cannot reach the admin API at {base}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"admin API at {base}: {exc}") from None
+
+
+def _load_spec(path: str) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise AdminError(f"--config {path}: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise AdminError(f"--config {path}: not valid YAML") from None
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    lines = [f"link {doc['name']}: {doc['state']}"]
+    for task in doc.get("tasks", []):
+        reason = f" ({task['reason']})" if task.get("reason") else ""
+        lines.append(f"  task {task['task']}: {task['state']}{reason}")
+    for topic in doc.get("topics", []):
+        reason = f" ({topic['reason']})" if topic.get("reason") else ""
+        lines.append(f"  topic {topic['topic']}: {topic['state']}{reason}")
+    if doc.get("partitions"):
+        lines.append(f"  {'TOPIC':<24} {'PART':>4} {'STATE':<16} {'SRC-START':>10} {'SRC-HW':>10} {'SHADOW-HW':>10} "
+                     f"{'LAG':>8} {'LAST-BATCH':>10}")
+        for p in doc["partitions"]:
+            ago = p.get("ms_since_last_batch")
+            lines.append(f"  {p['topic']:<24} {p['partition']:>4} {p.get('state', ''):<16} "
+                         f"{p['source_log_start_offset']:>10} {p['source_high_watermark']:>10} "
+                         f"{p['shadow_high_watermark']:>10} {p['lag']:>8} "
+                         f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10}")
+    lines.append(f"  total lag: {sum(p['lag'] for p in doc.get('partitions', []))} records")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    base = args.admin_url
+    cmd = args.shadow_command
+    if cmd == "create":
+        doc = _call(base, "POST", "/v1/shadow-links", _load_spec(args.config))
+        print(f"created shadow link {doc['name']} ({doc['state']}); shadow topics: "
+              f"{', '.join(doc['topics']) or 'none yet'}")
+    elif cmd == "list":
+        links = _call(base, "GET", "/v1/shadow-links")["links"]
+        if not links:
+            print("no shadow links")
+        for link in links:
+            print(f"{link['name']:<20} {link['state']:<14} topics={link['topics']:<5} source={','.join(link['source'])}")
+    elif cmd == "describe":
+        print(yaml.safe_dump(_call(base, "GET", f"/v1/shadow-links/{_quote(args.name)}"), sort_keys=False), end="")
+    elif cmd == "status":
+        doc = _call(base, "GET", f"/v1/shadow-links/{_quote(args.name)}/status")
+        print(json.dumps(doc, indent=2) if args.format == "json" else status_text(doc))
+    elif cmd == "update":
+        doc = _call(base, "PUT", f"/v1/shadow-links/{_quote(args.name)}", _load_spec(args.config))
+        print(f"updated shadow link {doc['name']} ({doc['state']})")
+    elif cmd in ("pause", "resume"):
+        doc = _call(base, "POST", f"/v1/shadow-links/{_quote(args.name)}/{cmd}")
+        print(f"shadow link {doc['name']}: {doc['state']}")
+    elif cmd == "failover":
+        body = {"all": True} if args.all else {"topics": args.topics}
+        started = _call(base, "POST", f"/v1/shadow-links/{_quote(args.name)}/failover", body)
+        topics = started["topics"]
+        print(f"failing over {len(topics)} topic(s) of link {args.name}: {', '.join(topics) or '-'}")
+        if args.wait:
+            return _wait_failed_over(base, args.name, set(topics), args.timeout)
+    elif cmd == "delete":
+        suffix = "?force=true" if args.force else ""
+        _call(base, "DELETE", f"/v1/shadow-links/{_quote(args.name)}{suffix}")
+        print(f"deleted shadow link {args.name}")
+    return 0
+
+
+def _wait_failed_over(base: str, name: str, topics: set[str], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = _call(base, "GET", f"/v1/shadow-links/{_quote(name)}/status")
+        states = {t["topic"]: t["state"] for t in doc.get("topics", []) if t["topic"] in topics}
+        done = sum(1 for s in states.values() if s == "FAILED_OVER")
+        print(f"\rfailover of {name}: {done}/{len(topics)} topics FAILED_OVER", end="", flush=True)
+        if done == len(topics):
+            print()
+            return 0
+        if time.monotonic() > deadline:
+            print()
+            print(f"umbra: error: failover of {name} not finished after {timeout:.0f}s: "
+                  f"{', '.join(sorted(t for t, s in states.items() if s != 'FAILED_OVER'))}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)

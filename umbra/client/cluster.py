@@ -1,0 +1,248 @@
+"""A remote (source) cluster: bootstrap, cached metadata, one connection per broker, admin reads.
+
+Requests go to the broker that can answer them: ListOffsets to partition leaders, OffsetFetch to the
+group coordinator, the rest to any live broker. Fetching is done by :class:`BrokerFetcher`\\ s, which
+this class builds with their own dedicated connections (see :meth:`SourceCluster.fetcher_for`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from umbra.client import admin
+from umbra.client import versions as api
+from umbra.client.admin import AclBinding, AclFilter, CommittedOffset, ConfigEntry, GroupListing, ListedOffset
+from umbra.client.connection import BrokerConnection
+from umbra.client.errors import ClientConnectionError, ClientError, ClientTimeout
+from umbra.client.fetcher import BrokerFetcher
+from umbra.client.metadata import ClusterMetadata, TopicPartition, metadata_request, snapshot_from_response
+from umbra.client.reconnect import ReconnectingConnection
+from umbra.client.settings import ConnectionSettings, FetchSettings, SaslSettings, TlsSettings
+from umbra.errors import ErrorCode
+
+_RETRY_WITH_FRESH_METADATA = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                              ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH,
+                              ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"bootstrap server {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class SourceCluster:
+    def __init__(self, bootstrap_servers: list[str], client_id: str = "umbra-shadow", *,
+                 tls: TlsSettings | None = None, sasl: SaslSettings | None = None,
+                 connection_settings: ConnectionSettings | None = None) -> None:
+        if not bootstrap_servers:
+            raise ValueError("at least one bootstrap server is needed")
+        self.bootstrap = [parse_address(a) for a in bootstrap_servers]
+        base = connection_settings or ConnectionSettings()
+        self.connection_settings = ConnectionSettings(
+            client_id=client_id, connect_timeout_s=base.connect_timeout_s, request_timeout_s=base.request_timeout_s,
+            socket_buffer_bytes=base.socket_buffer_bytes, max_response_bytes=base.max_response_bytes,
+            read_buffer_bytes=base.read_buffer_bytes, tls=tls, sasl=sasl)
+        if sasl is not None:
+            raise ClientError("SASL towards a source cluster is not supported yet")
+        self._metadata = ClusterMetadata()
+        self._links: dict[int, ReconnectingConnection] = {}
+        self._bootstrap_links: dict[tuple[str, int], ReconnectingConnection] = {}
+        self._closed = False
+
+    @property
+    def metadata(self) -> ClusterMetadata:
+        """The last metadata snapshot (empty until the first :meth:`refresh_metadata`)."""
+        return self._metadata
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def _link(self, broker_id: int, host: str, port: int) -> ReconnectingConnection:
+        link = self._links.get(broker_id)
+        if link is None or (link.host, link.port) != (host, port):
+            if link is not None:
+                await link.close()  # the broker moved
+            link = ReconnectingConnection(host, port, self.connection_settings, node_id=broker_id)
+            self._links[broker_id] = link
+        return link
+
+    async def connection_for(self, broker_id: int) -> BrokerConnection:
+        """The live connection to ``broker_id``, reconnecting (with backoff after failures) if needed."""
+        self._check_open()
+        address = self._metadata.brokers.get(broker_id)
+        if address is None:
+            await self.refresh_metadata()
+            address = self._metadata.brokers.get(broker_id)
+            if address is None:
+                raise ClientError(f"broker {broker_id} is not in the source cluster's metadata")
+        return await (await self._link(broker_id, *address)).get()
+
+    async def _any_connection(self) -> BrokerConnection:
+        """A live connection to some broker: connected ones first, then known brokers, then bootstrap."""
+        self._check_open()
+        for link in self._links.values():
+            if link.connected:
+                return await link.get()
+        candidates: list[ReconnectingConnection] = []
+        brokers = list(self._metadata.brokers.items())
+        random.shuffle(brokers)
+        candidates += [await self._link(broker_id, host, port) for broker_id, (host, port) in brokers]
+        for address in self.bootstrap:
+            if address not in self._bootstrap_links:
+                self._bootstrap_links[address] = ReconnectingConnection(*address, self.connection_settings)
+            candidates.append(self._bootstrap_links[address])
+        failures = []
+        for link in candidates:
+            try:
+                return await link.get()
+            except (ClientConnectionError, ClientTimeout) as exc:
+                failures.append(str(exc))
+        raise ClientConnectionError("no source broker is reachable: " + "; ".join(failures))
+
+    def fetcher_for(self, broker_id: int, settings: FetchSettings | None = None) -> BrokerFetcher:
+        """A new fetcher for ``broker_id`` with its own connection (made on its first fetch)."""
+        link: ReconnectingConnection | None = None
+
+        async def connect() -> BrokerConnection:
+            nonlocal link
+            address = self._metadata.brokers.get(broker_id)
+            if address is None:
+                raise ClientError(f"broker {broker_id} is not in the source cluster's metadata")
+            if link is None or (link.host, link.port) != address:
+                if link is not None:
+                    await link.close()
+                link = ReconnectingConnection(*address, self.connection_settings, node_id=broker_id)
+            return await link.get()
+
+        async def close() -> None:
+            if link is not None:
+                await link.close()
+
+        return BrokerFetcher(connect, settings, broker_id=broker_id,
+                             request_timeout_s=self.connection_settings.request_timeout_s, on_close=close)
+
+    async def close(self) -> None:
+        self._closed = True
+        for link in [*self._links.values(), *self._bootstrap_links.values()]:
+            await link.close()
+        self._links.clear()
+        self._bootstrap_links.clear()
+
+    async def __aenter__(self) -> SourceCluster:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientConnectionError("the source cluster client is closed")
+
+    async def _request_any(self, api_key: int, build: Any) -> tuple[Any, int]:
+        connection = await self._any_connection()
+        version = connection.version(api_key)
+        return await connection.request(api_key, build(version), version=version), version
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    async def refresh_metadata(self, topics: Iterable[str] | None = None) -> ClusterMetadata:
+        """Fetch Metadata (all topics, or just ``topics``, merged into the snapshot) and return the snapshot."""
+        names = None if topics is None else list(topics)
+        response, version = await self._request_any(api.METADATA, lambda _v: metadata_request(names))
+        snapshot = snapshot_from_response(response, version)
+        self._metadata = snapshot if names is None else self._metadata.merged(snapshot, names)
+        if snapshot.brokers:
+            # From now on brokers are reached by id; the bootstrap addresses are only a fallback.
+            for link in self._bootstrap_links.values():
+                await link.close()
+            self._bootstrap_links.clear()
+        return self._metadata
+
+    # -- admin reads ------------------------------------------------------------------------------
+
+    async def list_offsets(self, tps: Iterable[TopicPartition], timestamp: int) -> dict[TopicPartition, ListedOffset]:
+        """Offsets for ``timestamp`` (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP or ms), asked of each leader.
+
+        Per-partition errors are returned as ``error_code``; leadership errors are retried once with
+        fresh metadata first.
+        """
+        wanted = list(tps)
+        if any(self._metadata.leader_for(tp) is None for tp in wanted):
+            await self.refresh_metadata()
+        result = await self._list_offsets_once(wanted, timestamp)
+        retry = [tp for tp, listed in result.items() if listed.error_code in _RETRY_WITH_FRESH_METADATA]
+        if retry:
+            await self.refresh_metadata()
+            result.update(await self._list_offsets_once(retry, timestamp))
+        return result
+
+    async def _list_offsets_once(self, tps: list[TopicPartition], timestamp: int
+                                 ) -> dict[TopicPartition, ListedOffset]:
+        by_leader: dict[int, list[TopicPartition]] = {}
+        result: dict[TopicPartition, ListedOffset] = {}
+        for tp in tps:
+            leader = self._metadata.leader_for(tp)
+            if leader is None:
+                known = tp[0] in self._metadata.topics
+                code = ErrorCode.LEADER_NOT_AVAILABLE if known else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                result[tp] = ListedOffset(int(code), -1, -1, -1)
+            else:
+                by_leader.setdefault(leader, []).append(tp)
+        for leader, leader_tps in by_leader.items():
+            connection = await self.connection_for(leader)
+            version = connection.version(api.LIST_OFFSETS)
+            response = await connection.request(api.LIST_OFFSETS, admin.list_offsets_request(leader_tps, timestamp),
+                                                version=version)
+            result.update(admin.parse_list_offsets(response, version))
+        return result
+
+    async def describe_configs(self, topics: Iterable[str], *, include_defaults: bool = False
+                               ) -> dict[str, dict[str, ConfigEntry]]:
+        """{topic: {config name: entry}} for every config not at its default (all with ``include_defaults``).
+
+        Each entry carries its source: DYNAMIC_TOPIC_CONFIG for topic-level overrides. Topics the
+        source does not know are left out.
+        """
+        names = list(topics)
+        if not names:
+            return {}
+        response, _ = await self._request_any(api.DESCRIBE_CONFIGS, lambda _v: admin.describe_configs_request(names))
+        return admin.parse_describe_configs(response, include_defaults)
+
+    async def list_groups(self) -> list[GroupListing]:
+        """Every consumer group, asked of every broker (each lists the groups it coordinates)."""
+        if not self._metadata.brokers:
+            await self.refresh_metadata()
+        groups: dict[str, GroupListing] = {}
+        for broker_id in sorted(self._metadata.brokers):
+            connection = await self.connection_for(broker_id)
+            version = connection.version(api.LIST_GROUPS)
+            response = await connection.request(api.LIST_GROUPS, admin.list_groups_request(), version=version)
+            for group in admin.parse_list_groups(response, version):
+                groups[group.group_id] = group
+        return list(groups.values())
+
+    async def find_coordinator(self, group: str) -> BrokerConnection:
+        response, version = await self._request_any(
+            api.FIND_COORDINATOR, lambda v: admin.find_coordinator_request(group, v))
+        node_id, host, port = admin.parse_find_coordinator(response, version)
+        return await (await self._link(node_id, host, port)).get()
+
+    async def offset_fetch(self, group: str, tps: Iterable[TopicPartition] | None = None
+                           ) -> dict[TopicPartition, CommittedOffset]:
+        """The group's committed offsets (for ``tps``, or all it has), asked of its coordinator."""
+        wanted = None if tps is None else list(tps)
+        connection = await self.find_coordinator(group)
+        version = connection.version(api.OFFSET_FETCH)
+        response = await connection.request(api.OFFSET_FETCH, admin.offset_fetch_request(group, wanted, version),
+                                            version=version)
+        return admin.parse_offset_fetch(response, version, group)
+
+    async def describe_acls(self, acl_filter: AclFilter | None = None) -> list[AclBinding]:
+        """ACL bindings matching ``acl_filter`` (default: all of them)."""
+        request = admin.describe_acls_request(acl_filter or AclFilter())
+        response, _ = await self._request_any(api.DESCRIBE_ACLS, lambda _v: request)
+        return admin.parse_describe_acls(response)

@@ -1,0 +1,178 @@
+"""One fetcher per source broker: Fetch requests in a fetch session, raw record bytes out.
+
+The fetcher never moves a fetch offset on its own. Its owner (a replicator) appends what it got and
+then calls :meth:`BrokerFetcher.set_offset`; until then every fetch asks for the same offset again.
+It owns a dedicated connection, so long-polling fetches never queue admin requests behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from umbra.client import versions as api
+from umbra.client.connection import BrokerConnection
+from umbra.client.errors import ClientConnectionError, ClientResponseError
+from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
+from umbra.client.fetch_session import FetchRequestPlan, FetchSession, TopicPartition
+from umbra.client.messages import response_header_size
+from umbra.client.settings import FetchSettings
+from umbra.errors import ErrorCode
+
+ConnectionSource = Callable[[], Awaitable[BrokerConnection]]
+_SESSION_ERRORS = (ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """The outcome of one Fetch. ``partitions`` holds only what the response named.
+
+    In an incremental session the remote leaves out partitions with nothing new. Each entry's
+    ``records`` is a raw memoryview into the response frame, and ``fetch_offset`` is the offset that
+    was asked for.
+    """
+
+    partitions: dict[TopicPartition, FetchedPartition]
+    fetch_offsets: dict[TopicPartition, int]
+    session_id: int
+    epoch: int
+    throttle_time_ms: int
+    version: int
+
+    @property
+    def was_full(self) -> bool:
+        return self.epoch == 0
+
+
+class BrokerFetcher:
+    def __init__(self, connect: ConnectionSource, settings: FetchSettings | None = None, *,
+                 broker_id: int | None = None, request_timeout_s: float = 30.0,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._connect = connect
+        self._on_close = on_close
+        self.settings = settings or FetchSettings()
+        self.broker_id = broker_id
+        self.request_timeout_s = request_timeout_s
+        self.session = FetchSession()
+        self._uses_topic_ids: bool | None = None
+        self._in_flight = asyncio.Lock()  # one fetch at a time; the session supports more, later
+
+    def __repr__(self) -> str:
+        return f"<BrokerFetcher broker={self.broker_id} partitions={len(self.session.partitions)}>"
+
+    async def close(self) -> None:
+        """Close the fetcher's connection (if its owner gave a way to). The remote session expires."""
+        self.session.reset(forget_session_id=True)
+        if self._on_close is not None:
+            await self._on_close()
+
+    # -- partitions -------------------------------------------------------------------------------
+
+    def add_partition(self, tp: TopicPartition, fetch_offset: int, topic_id: uuid.UUID | None = None,
+                      current_leader_epoch: int = -1) -> None:
+        self.session.add_partition(tp, fetch_offset, topic_id, current_leader_epoch)
+
+    def remove_partition(self, tp: TopicPartition) -> None:
+        self.session.remove_partition(tp)
+
+    def set_offset(self, tp: TopicPartition, offset: int) -> None:
+        self.session.set_offset(tp, offset)
+
+    def fetch_offset(self, tp: TopicPartition) -> int:
+        return self.session.fetch_offset(tp)
+
+    @property
+    def partitions(self) -> list[TopicPartition]:
+        return self.session.partitions
+
+    # -- fetching ---------------------------------------------------------------------------------
+
+    async def fetch(self) -> FetchResult:
+        """Issue one Fetch and return its partitions.
+
+        A session error resets the session and is retried once at once as a full fetch. Raises
+        ClientConnectionError or ClientTimeout (the session is reset), or ClientResponseError for
+        any other top-level error code.
+        """
+        async with self._in_flight:
+            for attempt in range(2):
+                result = await self._fetch_once()
+                if isinstance(result, FetchResult):
+                    return result
+                if result not in _SESSION_ERRORS or attempt == 1:
+                    raise ClientResponseError(result, f"Fetch from broker {self.broker_id}")
+            raise AssertionError("unreachable")
+
+    async def _fetch_once(self) -> FetchResult | int:
+        connection = await self._connect()
+        version = self._choose_version(connection)
+        plan = self.session.build_request()
+        fields = self._request_fields(plan, version)
+        timeout = self.request_timeout_s + self.settings.fetch_max_wait_ms / 1000
+        try:
+            frame = await connection.request_frame(api.FETCH, fields, version=version, timeout=timeout)
+        except BaseException:
+            # Lost, timed out or cancelled: the remote may or may not have applied this epoch.
+            self.session.on_request_lost()
+            raise
+        view = memoryview(frame)
+        try:
+            response = decode_fetch_response(view[response_header_size(api.FETCH, version, view):], version)
+        except ClientConnectionError:
+            self.session.on_request_lost()
+            await connection.close()
+            raise
+        self.session.on_response(plan, response.error_code, response.session_id)
+        if response.error_code != ErrorCode.NONE:
+            return response.error_code
+        return FetchResult(self._by_partition(response.partitions, plan), plan.offsets, response.session_id,
+                           plan.epoch, response.throttle_time_ms, version)
+
+    def _choose_version(self, connection: BrokerConnection) -> int:
+        version = connection.version(api.FETCH)
+        if version >= 13 and any(self.session.topic_id(tp) in (None, _ZERO_UUID) for tp in self.session.partitions):
+            version = 12  # topic ids are not known for every partition: name topics instead
+        uses_topic_ids = version >= 13
+        if self._uses_topic_ids is not None and uses_topic_ids != self._uses_topic_ids:
+            self.session.reset()  # a session cannot switch between names and ids
+        self._uses_topic_ids = uses_topic_ids
+        return version
+
+    def _request_fields(self, plan: FetchRequestPlan, version: int) -> dict[str, Any]:
+        settings = self.settings
+        topics: dict[str, dict[str, Any]] = {}
+        for (topic, partition), position in plan.partitions.items():
+            entry = topics.setdefault(topic, {"topic": topic, "topic_id": position.topic_id, "partitions": []})
+            entry["partitions"].append({
+                "partition": partition, "current_leader_epoch": position.current_leader_epoch,
+                "fetch_offset": position.fetch_offset, "last_fetched_epoch": -1, "log_start_offset": -1,
+                "partition_max_bytes": settings.fetch_partition_max_bytes})
+        forgotten: dict[str, dict[str, Any]] = {}
+        for (topic, partition), topic_id in plan.forgotten.items():
+            forgotten.setdefault(topic, {"topic": topic, "topic_id": topic_id, "partitions": []})["partitions"].append(
+                partition)
+        return {"replica_id": -1, "max_wait_ms": settings.fetch_max_wait_ms, "min_bytes": settings.fetch_min_bytes,
+                "max_bytes": settings.fetch_max_bytes, "isolation_level": 0, "session_id": plan.session_id,
+                "session_epoch": plan.epoch, "topics": list(topics.values()),
+                "forgotten_topics_data": list(forgotten.values()), "rack_id": ""}
+
+    def _by_partition(self, fetched: list[FetchedPartition], plan: FetchRequestPlan
+                      ) -> dict[TopicPartition, FetchedPartition]:
+        names: dict[uuid.UUID, str] = {}
+        if fetched and fetched[0].topic is None:  # v13+: topics are named by id
+            names = {position.topic_id: tp[0] for tp, position in self.session.positions().items()
+                     if position.topic_id is not None}
+        result = {}
+        for entry in fetched:
+            if entry.topic is None and entry.topic_id is not None:
+                entry.topic = names.get(entry.topic_id)
+            if entry.topic is None:
+                continue  # a topic id we never asked for
+            tp = (entry.topic, entry.partition)
+            entry.fetch_offset = plan.offsets.get(tp, -1)
+            result[tp] = entry
+        return result

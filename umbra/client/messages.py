@@ -1,0 +1,107 @@
+"""Build request messages from plain dicts and decode response frames, via ``umbra.protocol.codec``.
+
+kafka-python's message classes want nested structs as their own data classes; callers here write
+plain nested dicts and lists, which :func:`build_request` converts.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from kafka.protocol.api_message import ApiMessage
+
+from umbra.client.errors import ClientProtocolError
+from umbra.protocol.codec import SCHEMAS
+
+_INT32 = struct.Struct(">i")
+
+
+def _to_data(data_class: Any, version: int, value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    fields = data_class._struct.fields
+    kwargs: dict[str, Any] = {}
+    for name, field_value in value.items():
+        field = fields.get(name)
+        if field is None:
+            raise KeyError(f"{data_class.__name__} has no field {name!r}")
+        if field.is_struct() and isinstance(field_value, dict):
+            field_value = _to_data(field.data_class, version, field_value)
+        elif field.is_struct_array() and field_value is not None:
+            field_value = [_to_data(field.data_class, version, item) for item in field_value]
+        kwargs[name] = field_value
+    return data_class(version=version, **kwargs)
+
+
+def build_request(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
+    """A request object of ``api_key`` at ``version``; fields the version lacks are ignored by its encoder."""
+    request_cls = SCHEMAS[api_key].request
+    struct_fields = request_cls._struct.fields
+    kwargs: dict[str, Any] = {}
+    for name, value in fields.items():
+        field = struct_fields.get(name)
+        if field is None:
+            raise KeyError(f"{request_cls.__name__} has no field {name!r}")
+        if field.is_struct() and isinstance(value, dict):
+            value = _to_data(field.data_class, version, value)
+        elif field.is_struct_array() and value is not None:
+            value = [_to_data(field.data_class, version, item) for item in value]
+        kwargs[name] = value
+    return request_cls[version](**kwargs)
+
+
+def encode_request(request: ApiMessage, correlation_id: int, client_id: str) -> bytes:
+    """Size-prefixed request frame: size, request header (v1 or v2), body."""
+    request.with_header(correlation_id=correlation_id, client_id=client_id)
+    return bytes(request.encode(header=True, framed=True))
+
+
+def response_header_size(api_key: int, version: int, frame: bytes | memoryview) -> int:
+    """Bytes of the response header at the start of ``frame`` (correlation id, then tags if flexible).
+
+    ApiVersions responses always carry a v0 header, whatever the body version (KIP-511).
+    """
+    if api_key == 18 or not SCHEMAS[api_key].is_flexible(version):
+        return 4
+    pos = 4
+    count, pos = read_uvarint(frame, pos)
+    for _ in range(count):
+        _tag, pos = read_uvarint(frame, pos)
+        size, pos = read_uvarint(frame, pos)
+        pos += size
+    if pos > len(frame):
+        raise ClientProtocolError("response header tagged fields run past the end of the frame")
+    return pos
+
+
+def decode_response(api_key: int, version: int, frame: bytes | memoryview) -> Any:
+    """Decode a whole response frame (without its size prefix) with the schema codec."""
+    try:
+        return SCHEMAS[api_key].response.decode(frame, version=version, header=True)
+    except Exception as exc:  # the codec raises many types on bad input
+        name = SCHEMAS[api_key].name
+        raise ClientProtocolError(f"malformed {name} v{version} response: {exc!r}") from None
+
+
+def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """Unsigned LEB128 varint at ``pos``; returns (value, next position)."""
+    value = shift = 0
+    end = len(buf)
+    while True:
+        if pos >= end:
+            raise ClientProtocolError("truncated varint in response")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ClientProtocolError("varint too long in response")
+
+
+def correlation_id_of(frame: bytes | memoryview) -> int:
+    if len(frame) < 4:
+        raise ClientProtocolError(f"response of {len(frame)} bytes has no correlation id")
+    return int(_INT32.unpack_from(frame, 0)[0])

@@ -1,0 +1,365 @@
+"""One shadow link's runtime on this broker: the topic, consumer-offset and ACL syncers, and replication.
+
+Every background task here is owned by the link and cancelled by :meth:`ShadowLink.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from umbra.client.admin import ConfigSource
+from umbra.client.cluster import SourceCluster
+from umbra.client.errors import ClientError
+from umbra.cluster.configs import validate_topic_configs
+from umbra.errors import KafkaError
+from umbra.groups.model import OffsetAndMetadata
+from umbra.security.acls import AclBinding, AclFilter, PatternType, ResourceType
+from umbra.shadow.metrics import ShadowMetrics
+from umbra.shadow.replicator import ReplicationEngine
+from umbra.shadow.spec import LinkSpec
+from umbra.shadow.state import LinkState, ShadowTopicState, TaskState
+
+if TYPE_CHECKING:
+    from umbra.shadow.manager import ShadowLinkManager
+
+log = logging.getLogger("umbra.shadow")
+
+_metrics: dict[int, ShadowMetrics] = {}
+
+
+def _metrics_for(registry: Any) -> ShadowMetrics:
+    key = id(registry)
+    if key not in _metrics:
+        _metrics[key] = ShadowMetrics(registry)
+    return _metrics[key]
+
+
+async def probe_source(spec: LinkSpec, timeout_s: float = 10.0) -> None:
+    """Raise unless the source answers Metadata within ``timeout_s``."""
+    source = SourceCluster(list(spec.source.bootstrap_servers), client_id=f"umbra-shadow-{spec.name}")
+    try:
+        await asyncio.wait_for(source.refresh_metadata(), timeout_s)
+    except TimeoutError:
+        raise ClientError(f"no answer within {timeout_s:.0f}s") from None
+    finally:
+        await source.close()
+
+
+class SyncTask:
+    """A periodic syncer with a state for status: ACTIVE, or LINK_UNAVAILABLE with the last error."""
+
+    def __init__(self, name: str, interval_ms: int, work: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self.interval_s = interval_ms / 1000
+        self.work = work
+        self.state = TaskState.STARTING
+        self.reason = ""
+        self.last_run_ms: int | None = None
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self.work()
+                self.state, self.reason, backoff = TaskState.ACTIVE, "", 0.5
+                self.last_run_ms = int(time.time() * 1000)
+                delay = self.interval_s
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ClientError, OSError) as exc:
+                self.state, self.reason = TaskState.LINK_UNAVAILABLE, str(exc) or type(exc).__name__
+                delay, backoff = min(backoff, self.interval_s), min(backoff * 2, 30.0)
+            except Exception as exc:  # a bug or unexpected answer: report it, keep the broker up
+                log.exception("shadow %s failed", self.name)
+                self.state, self.reason = TaskState.FAULTED, f"{type(exc).__name__}: {exc}"
+                delay = self.interval_s
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def status(self) -> dict[str, Any]:
+        return {"task": self.name, "state": str(self.state), "reason": self.reason}
+
+
+class ShadowLink:
+    def __init__(self, manager: ShadowLinkManager, spec: LinkSpec, state: LinkState) -> None:
+        self.manager = manager
+        self.broker = manager.broker
+        self.spec = spec
+        self.state = state
+        self.metrics = _metrics_for(self.broker.metrics.registry)
+        self.source: SourceCluster | None = None
+        self.engine: ReplicationEngine | None = None
+        self.syncers: list[SyncTask] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.conflicts: dict[str, str] = {}
+        self._topic_sync_lock = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self.state in (LinkState.ACTIVE, LinkState.FAILING_OVER)
+
+    # --- lifecycle -----------------------------------------------------
+    async def start(self) -> None:
+        pending = [t for t, e in self.manager.topics_of(self.spec.name).items()
+                   if e["state"] == ShadowTopicState.FAILING_OVER]
+        if not self.running:
+            self._set_topics_paused(self.state is LinkState.PAUSED)
+            return
+        self._set_topics_paused(False)
+        self.source = SourceCluster(list(self.spec.source.bootstrap_servers), client_id=f"umbra-shadow-{self.spec.name}")
+        self.engine = ReplicationEngine(self, self.source)
+        await self.engine.start()
+        self.syncers = [SyncTask("topic-sync", self.spec.topics.sync_interval_ms, self.sync_topics_now)]
+        if self.spec.consumer_offsets.enabled:
+            self.syncers.append(SyncTask("consumer-offset-sync", self.spec.consumer_offsets.interval_ms,
+                                         self.sync_offsets_now))
+        if self.spec.acls.enabled:
+            self.syncers.append(SyncTask("acl-sync", self.spec.acls.interval_ms, self.sync_acls_now))
+        for syncer in self.syncers:
+            self._tasks.append(asyncio.create_task(syncer.run(), name=f"shadow-{self.spec.name}-{syncer.name}"))
+        if pending:
+            self.schedule_failover(pending)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.syncers = []
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+        if self.source is not None:
+            await self.source.close()
+            self.source = None
+
+    async def set_paused(self, paused: bool) -> None:
+        if paused == (self.state is LinkState.PAUSED):
+            return
+        await self.stop()
+        self.state = LinkState.PAUSED if paused else LinkState.ACTIVE
+        await self.start()
+
+    def _set_topics_paused(self, paused: bool) -> None:
+        for topic, entry in self.manager.topics_of(self.spec.name).items():
+            if paused and entry["state"] == ShadowTopicState.ACTIVE:
+                self.manager.set_topic_state(topic, ShadowTopicState.PAUSED, "link paused")
+            elif not paused and entry["state"] == ShadowTopicState.PAUSED:
+                self.manager.set_topic_state(topic, ShadowTopicState.ACTIVE)
+
+    # --- failover ------------------------------------------------------
+    def schedule_failover(self, topics: list[str]) -> None:
+        # Fence the replicators now (synchronously): no write can land after this point.
+        if self.engine is not None:
+            for topic in topics:
+                self.engine.stop_topic(topic)
+        self._tasks.append(asyncio.create_task(self._finish_failover(topics), name=f"shadow-{self.spec.name}-failover"))
+
+    async def _finish_failover(self, topics: list[str]) -> None:
+        await asyncio.sleep(0)
+        self.manager.finish_failover(self, topics)
+
+    # --- topic sync ----------------------------------------------------
+    async def sync_topics_now(self) -> None:
+        async with self._topic_sync_lock:
+            await self._sync_topics()
+
+    async def _sync_topics(self) -> None:
+        assert self.source is not None and self.engine is not None
+        if self.state is LinkState.FAILED_OVER:
+            return
+        metadata = await self.source.refresh_metadata()
+        selected = {name: info for name, info in metadata.topics.items()
+                    if not info.is_internal and self.spec.selects_topic(name)}
+        source_configs = await self.source.describe_configs(sorted(selected)) if selected else {}
+        broker = self.broker
+        for name, info in sorted(selected.items()):
+            synced = self._synced_configs(name, source_configs.get(name, {}))
+            entry = self.manager.topic_entry(name)
+            meta = broker.metadata.topic(name)
+            if meta is None:
+                if entry is not None:
+                    broker.metadata.delete_shadow_topic(name)
+                broker.create_topic(name, len(info.partitions), synced)
+                broker.metadata.put_shadow_topic(name, {
+                    "link": self.spec.name, "state": str(ShadowTopicState.ACTIVE), "reason": "",
+                    "source_topic_id": str(info.topic_id) if info.topic_id else None,
+                    "since_ms": int(time.time() * 1000)})
+                log.info("link %s: created shadow topic %s (%d partitions, configs %s)", self.spec.name, name,
+                         len(info.partitions), synced)
+                meta = broker.metadata.require_topic(name)
+            elif entry is None or entry.get("link") != self.spec.name:
+                owner = "a topic of this cluster" if entry is None else f"a shadow of link {entry.get('link')!r}"
+                self.conflicts[name] = f"not replicated: {name} already exists here as {owner}"
+                continue
+            else:
+                state = ShadowTopicState(entry["state"])
+                if state in (ShadowTopicState.FAILED_OVER, ShadowTopicState.FAILING_OVER, ShadowTopicState.FAULTED):
+                    continue
+                source_id = str(info.topic_id) if info.topic_id else None
+                if entry.get("source_topic_id") and source_id and source_id != entry["source_topic_id"]:
+                    self._fault(name, f"the source topic was recreated (topic id {entry['source_topic_id']} "
+                                      f"is now {source_id}); shadow data kept")
+                    continue
+                if len(info.partitions) > meta.partitions:
+                    log.info("link %s: %s grows from %d to %d partitions", self.spec.name, name, meta.partitions,
+                             len(info.partitions))
+                    meta = broker.add_partitions(name, len(info.partitions))
+                self._apply_configs(name, dict(meta.configs), synced)
+            self.conflicts.pop(name, None)
+            for partition in range(meta.partitions):
+                self.engine.ensure((name, partition), broker.get_log(name, partition), broker.leader_epoch,
+                                   info.topic_id)
+        for name, entry in self.manager.topics_of(self.spec.name).items():
+            if entry["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED) and name not in metadata.topics:
+                self._fault(name, "the source topic no longer exists; shadow data kept")
+        self._update_topic_gauges()
+
+    def _synced_configs(self, topic: str, entries: dict[str, Any]) -> dict[str, str]:
+        wanted = {k: e.value for k, e in entries.items()
+                  if k in self.spec.topics.synced_properties and e.value is not None
+                  and e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG}
+        accepted = {}
+        for key, value in wanted.items():
+            try:
+                validate_topic_configs({key: value})
+                accepted[key] = value
+            except KafkaError as exc:
+                self.conflicts[f"{topic}:{key}"] = f"config {key}={value} not synced: {exc}"
+        return accepted
+
+    def _apply_configs(self, topic: str, current: dict[str, str], synced: dict[str, str]) -> None:
+        desired = {k: v for k, v in current.items() if k not in self.spec.topics.synced_properties}
+        desired.update(synced)
+        if desired != current:
+            log.info("link %s: %s configs %s -> %s", self.spec.name, topic, current, desired)
+            self.broker.metadata.set_topic_configs(topic, desired)
+            self.broker.topic_configs_changed(topic)
+
+    def _fault(self, topic: str, reason: str) -> None:
+        if self.engine is not None:
+            self.engine.stop_topic(topic)
+        self.manager.set_topic_state(topic, ShadowTopicState.FAULTED, reason)
+
+    def _update_topic_gauges(self) -> None:
+        counts = dict.fromkeys((str(s) for s in ShadowTopicState), 0)
+        for entry in self.manager.topics_of(self.spec.name).values():
+            counts[entry["state"]] = counts.get(entry["state"], 0) + 1
+        for state, count in counts.items():
+            self.metrics.topics.labels(self.spec.name, state).set(count)
+
+    # --- consumer offsets ------------------------------------------------
+    async def sync_offsets_now(self) -> None:
+        assert self.source is not None
+        coordinator = self.broker.groups
+        shadow_topics = {t for t, e in self.manager.topics_of(self.spec.name).items()
+                         if e["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED)}
+        if not shadow_topics or coordinator is None:
+            return
+        for listing in await self.source.list_groups():
+            group_id = listing.group_id
+            if not self.spec.selects_group(group_id):
+                continue
+            group = coordinator.describe_group(group_id)
+            if group is not None and group.members:
+                continue  # consumers are active on the shadow: their commits win
+            committed = await self.source.offset_fetch(group_id)
+            current = coordinator.fetch_offsets(group_id, None) if group is not None else {}
+            now = int(time.time() * 1000)
+            updates: dict[tuple[str, int], OffsetAndMetadata] = {}
+            for tp, offset in committed.items():
+                if tp[0] not in shadow_topics or offset.offset < 0:
+                    continue
+                shadow_log = self.broker.logs.get(*tp)
+                if shadow_log is None:
+                    continue
+                value = min(offset.offset, shadow_log.high_watermark)
+                existing = current.get(tp)
+                if existing is not None and existing.offset == value:
+                    continue
+                updates[tp] = OffsetAndMetadata(value, offset.leader_epoch, offset.metadata, now)
+            if updates:
+                coordinator.commit_offsets(group_id, -1, "", None, updates)
+
+    # --- ACLs ----------------------------------------------------------
+    def _acl_selected(self, resource_type: int, name: str, pattern_type: int) -> bool:
+        if resource_type == ResourceType.TOPIC:
+            return self.spec.selects_topic(name) if pattern_type == PatternType.LITERAL else any(
+                f.action == "include" and (f.name.startswith(name) or name.startswith(f.name))
+                for f in self.spec.topics.filters)
+        if resource_type == ResourceType.GROUP:
+            return self.spec.selects_group(name)
+        return False
+
+    async def sync_acls_now(self) -> None:
+        assert self.source is not None
+        source_acls = await self.source.describe_acls()
+        wanted = set()
+        for acl in source_acls:
+            if self._acl_selected(acl.resource_type, acl.resource_name, acl.pattern_type):
+                wanted.add(AclBinding.from_codes(acl.resource_type, acl.resource_name, acl.pattern_type,
+                                                 acl.principal, acl.host, acl.operation, acl.permission_type))
+        store = self.broker.acls
+        entry = self.broker.metadata.shadow_links().get(self.spec.name, {})
+        previously = {AclBinding.from_codes(*b) for b in entry.get("synced_acls", [])}
+        existing = set(store.all())
+        to_add = sorted(wanted - existing, key=str)
+        to_remove = sorted(previously - wanted, key=str)
+        if to_add:
+            store.add(to_add)
+        if to_remove:
+            store.delete([AclFilter.exactly(b) for b in to_remove])
+        if to_add or to_remove or previously != wanted:
+            entry["synced_acls"] = [[int(b.resource_type), b.resource_name, int(b.pattern_type), b.principal, b.host,
+                                     int(b.operation), int(b.permission_type)] for b in sorted(wanted, key=str)]
+            entry.setdefault("spec", self.spec.to_json())
+            entry["state"] = str(self.state)
+            self.broker.metadata.put_shadow_link(self.spec.name, entry)
+            log.info("link %s: ACLs +%d -%d", self.spec.name, len(to_add), len(to_remove))
+
+    # --- status --------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        topics = self.manager.topics_of(self.spec.name)
+        partitions = []
+        if self.engine is not None:
+            for tp, rep in sorted(self.engine.replicators.items()):
+                partitions.append(rep.status())
+                self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(rep.lag)
+        replicated = {(p["topic"], p["partition"]) for p in partitions}
+        for topic, entry in sorted(topics.items()):
+            meta = self.broker.metadata.topic(topic)
+            for partition in range(meta.partitions if meta else 0):
+                if (topic, partition) in replicated:
+                    continue
+                log_ = self.broker.logs.get(topic, partition)
+                hw = log_.high_watermark if log_ is not None else -1
+                partitions.append({"topic": topic, "partition": partition, "state": entry["state"],
+                                   "reason": entry.get("reason", ""), "source_log_start_offset": -1,
+                                   "source_high_watermark": -1,
+                                   "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
+                                   "shadow_high_watermark": hw, "lag": 0, "ms_since_last_batch": None,
+                                   "gaps": 0, "skipped_records": 0})
+        partitions.sort(key=lambda p: (p["topic"], p["partition"]))
+        tasks = [s.status() for s in self.syncers]
+        if self.engine is not None:
+            for broker_id, (loop, _) in sorted(self.engine.loops.items()):
+                tasks.append({"task": f"fetch-from-source-broker-{broker_id}", "state": str(loop.state),
+                              "reason": loop.reason, "partitions": len(loop.replicators)})
+        return {"name": self.spec.name, "state": str(self.state),
+                "source": list(self.spec.source.bootstrap_servers),
+                "topics": [{"topic": t, "state": e["state"], "reason": e.get("reason", "")}
+                           for t, e in sorted(topics.items())],
+                "tasks": tasks, "conflicts": dict(self.conflicts), "partitions": partitions,
+                "total_lag": sum(p["lag"] for p in partitions)}
+

@@ -1,0 +1,20 @@
+"""Prometheus metrics of shadow links, registered in the broker's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class ShadowMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge("umbra_shadow_lag_records", "Source high watermark minus shadow high watermark",
+                         ["link", "topic", "partition"], registry=registry)
+        self.bytes = Counter("umbra_shadow_replicated_bytes", "Record-batch bytes replicated", ["link"],
+                             registry=registry)
+        self.batches = Counter("umbra_shadow_replicated_batches", "Record batches replicated", ["link"],
+                               registry=registry)
+        self.errors = Counter("umbra_shadow_replication_errors", "Replication errors", ["link", "error"],
+                              registry=registry)
+        self.gaps = Counter("umbra_shadow_retention_gaps", "Jumps past data the source's retention removed",
+                            ["link", "topic", "partition"], registry=registry)
+        self.topics = Gauge("umbra_shadow_topics", "Shadow topics by state", ["link", "state"], registry=registry)

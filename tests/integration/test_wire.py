@@ -138,3 +138,16 @@ def test_fetch_by_topic_id(broker) -> None:
         request["topics"] = [FetchRequest.FetchTopic(topic_id=uuid.uuid4(), partitions=request["topics"][0].partitions)]
         missing = conn.request(FETCH, 13, **request)
         assert missing.responses[0].partitions[0].error_code == 100  # UNKNOWN_TOPIC_ID
+
+
+def test_min_insync_replicas_is_enforced_for_acks_all(broker) -> None:
+    create_topic(broker.bootstrap, "strict", partitions=1, config={"min.insync.replicas": "2"})
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        batch = build_batch([(None, b"x", [], 1)])
+        refused = _produce(conn, "strict", batch)
+        assert refused.error_code == 19  # NOT_ENOUGH_REPLICAS: one broker cannot give two in-sync replicas
+        assert "min.insync.replicas" in refused.error_message
+        accepted = conn.request(PRODUCE, 9, transactional_id=None, acks=1, timeout_ms=5000, topic_data=[
+            ProduceRequest.TopicProduceData(name="strict", partition_data=[
+                ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)])])
+        assert accepted.responses[0].partition_responses[0].error_code == 0

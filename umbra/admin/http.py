@@ -50,5 +50,8 @@ class AdminServer:
         metrics.connections.set(self.broker.connection_count)
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
+        if self.broker.shadow is not None:
+            for link in list(self.broker.shadow.links.values()):
+                link.refresh_metrics()
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

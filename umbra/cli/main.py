@@ -53,7 +53,20 @@ def broker_config_from_args(args: argparse.Namespace) -> BrokerConfig:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         flags[key] = value
-    return build_config(file_values, flags)
+    config = build_config(file_values, flags)
+    _check_log_defaults(config)
+    return config
+
+
+def _check_log_defaults(config: BrokerConfig) -> None:
+    """The log settings must make a valid topic config too (e.g. a segment must hold a batch)."""
+    from umbra.cluster.configs import log_config_for
+    from umbra.errors import KafkaError
+
+    try:
+        log_config_for(config, {}, {})
+    except (KafkaError, ValueError) as exc:
+        raise ConfigError(f"log settings: {exc}") from None
 
 
 def run_broker(config: BrokerConfig) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from umbra.errors import FetchSessionIdNotFound, InvalidFetchSessionEpoch
 INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
 MAX_SESSIONS = 1000
+IDLE_EVICTION_S = 120.0  # a session unused this long is dropped (its client reconnected or went away)
 
 TopicPartition = tuple[str, int]
 
@@ -36,6 +38,7 @@ class FetchSession:
     session_id: int
     epoch: int
     partitions: OrderedDict[TopicPartition, SessionPartition] = field(default_factory=OrderedDict)
+    last_used: float = field(default_factory=time.monotonic)
 
     def next_epoch(self) -> None:
         self.epoch = 1 if self.epoch >= 2**31 - 1 else self.epoch + 1
@@ -54,7 +57,9 @@ class FetchSessionCache:
         session_id = next(self._ids) & 0x7FFFFFFF or next(self._ids)
         session = FetchSession(session_id, 1)
         self._sessions[session_id] = session
-        while len(self._sessions) > self._max:
+        idle_before = time.monotonic() - IDLE_EVICTION_S
+        while self._sessions and (len(self._sessions) > self._max
+                                  or next(iter(self._sessions.values())).last_used < idle_before):
             self._sessions.popitem(last=False)
         return session
 
@@ -68,4 +73,5 @@ class FetchSessionCache:
         if session.epoch != epoch:
             raise InvalidFetchSessionEpoch(f"fetch session {session_id} expects epoch {session.epoch}, got {epoch}")
         self._sessions.move_to_end(session_id)
+        session.last_used = time.monotonic()
         return session

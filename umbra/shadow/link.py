@@ -329,13 +329,18 @@ class ShadowLink:
             log.info("link %s: ACLs +%d -%d", self.spec.name, len(to_add), len(to_remove))
 
     # --- status --------------------------------------------------------
+    def refresh_metrics(self) -> None:
+        if self.engine is not None:
+            for tp, rep in self.engine.replicators.items():
+                self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(rep.lag)
+        self._update_topic_gauges()
+
     def status(self) -> dict[str, Any]:
         topics = self.manager.topics_of(self.spec.name)
         partitions = []
         if self.engine is not None:
-            for tp, rep in sorted(self.engine.replicators.items()):
+            for _, rep in sorted(self.engine.replicators.items()):
                 partitions.append(rep.status())
-                self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(rep.lag)
         replicated = {(p["topic"], p["partition"]) for p in partitions}
         for topic, entry in sorted(topics.items()):
             meta = self.broker.metadata.topic(topic)

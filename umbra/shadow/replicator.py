@@ -266,6 +266,10 @@ class ReplicationEngine:
             start = latest.offset
             if start > 0:
                 log_.restart_at(start)
+                # restart_at leaves the high watermark at 0, below the new log start: the shadow has everything
+                # up to ``start`` (nothing, by definition), so its high watermark is ``start``.
+                log_.high_watermark = log_.log_end_offset
+                self.link.broker.notifier.notify(rep.tp)
         elif start_at.kind == "timestamp":
             found = (await self.source.list_offsets([rep.tp], start_at.timestamp_ms))[rep.tp]
             start = found.offset if found.offset >= 0 else latest.offset

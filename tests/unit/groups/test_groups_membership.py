@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 from groups_helpers import Env, join_request, run, settle
 
@@ -18,9 +20,20 @@ async def join_two_step(c: GroupCoordinator, **kwargs: object) -> object:
     return await c.join_group(join_request(member_id=first.member_id, **kwargs))  # type: ignore[arg-type]
 
 
-async def stable_group_of(c: GroupCoordinator, count: int) -> list[str]:
+async def join_together(env: Env, c: GroupCoordinator, joins: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Joins of a new group collected by the initial rebalance delay (as with several real consumers)."""
+    c.membership.initial_rebalance_delay_ms = 100
+    tasks = [asyncio.create_task(join) for join in joins]
+    await settle()
+    env.clock.advance(100)
+    await c.tick(env.clock.now)
+    c.membership.initial_rebalance_delay_ms = 0
+    return await asyncio.gather(*tasks)
+
+
+async def stable_group_of(env: Env, c: GroupCoordinator, count: int) -> list[str]:
     """``count`` members joined concurrently and synced; returns member ids, leader first."""
-    results = await asyncio.gather(*(join_two_step(c) for _ in range(count)))
+    results = await join_together(env, c, [join_two_step(c) for _ in range(count)])
     assert all(r.error is ErrorCode.NONE for r in results)
     leader = next(r for r in results if r.members)
     assert len({r.generation_id for r in results}) == 1 and len(leader.members) == count
@@ -54,7 +67,7 @@ def test_single_member_join_sync_heartbeat(env: Env) -> None:
 def test_three_members_then_one_leaves_and_the_rest_rebalance(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        ids = await stable_group_of(c, 3)
+        ids = await stable_group_of(env, c, 3)
         error, errors = c.leave_group("g", [(ids[1], None)])
         assert (error, errors) == (ErrorCode.NONE, [ErrorCode.NONE])
         assert c.groups["g"].state is GroupState.PREPARING_REBALANCE
@@ -70,7 +83,7 @@ def test_three_members_then_one_leaves_and_the_rest_rebalance(env: Env) -> None:
 def test_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        ids = await stable_group_of(c, 2)
+        ids = await stable_group_of(env, c, 2)
         # The follower rejoins with new metadata (a new subscription): a rebalance starts, the leader is silent.
         waiting = asyncio.create_task(c.join_group(join_request(member_id=ids[1], protocols=[("range", b"new")])))
         await settle()
@@ -92,7 +105,7 @@ def test_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout(env: En
 def test_session_timeout_expires_a_member_and_the_group_becomes_empty(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        [member] = await stable_group_of(c, 1)
+        [member] = await stable_group_of(env, c, 1)
         env.clock.advance(9999)
         await c.tick(env.clock.now)
         assert c.groups["g"].state is GroupState.STABLE
@@ -122,7 +135,7 @@ def test_sync_errors(env: Env) -> None:
 def test_follower_sync_waits_for_the_leader(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        results = await asyncio.gather(join_two_step(c), join_two_step(c))
+        results = await join_together(env, c, [join_two_step(c), join_two_step(c)])
         leader = next(r for r in results if r.members)
         follower = next(r for r in results if not r.members)
         follower_sync = asyncio.create_task(c.sync_group("g", 1, follower.member_id, None, None, None, {}))
@@ -143,7 +156,7 @@ def test_join_validation(env: Env) -> None:
         assert (await c.join_group(join_request(protocols=[]))).error is ErrorCode.INCONSISTENT_GROUP_PROTOCOL
         assert (await c.join_group(join_request(protocol_type=""))).error is ErrorCode.INCONSISTENT_GROUP_PROTOCOL
         assert (await c.join_group(join_request(member_id="ghost"))).error is ErrorCode.UNKNOWN_MEMBER_ID
-        await stable_group_of(c, 1)
+        await stable_group_of(env, c, 1)
         other = await c.join_group(join_request(protocols=[("roundrobin", b"")], require_known_member_id=False))
         assert other.error is ErrorCode.INCONSISTENT_GROUP_PROTOCOL
         huge = await join_two_step(c, group="big", protocols=[("range", b"x" * 2_000_000)])
@@ -158,8 +171,8 @@ def test_protocol_selection_prefers_what_most_members_prefer(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
         prefs = [[("a", b""), ("b", b"")], [("b", b""), ("a", b"")], [("b", b""), ("a", b""), ("c", b"")]]
-        results = await asyncio.gather(*(c.join_group(join_request(protocols=p, require_known_member_id=False))
-                                         for p in prefs))
+        results = await join_together(env, c, [c.join_group(join_request(protocols=p, require_known_member_id=False))
+                                                for p in prefs])
         assert {r.protocol_name for r in results} == {"b"}
 
     run(scenario)
@@ -215,7 +228,7 @@ def test_pending_member_id_expires(env: Env) -> None:
 def test_leave_during_rebalance_completes_it(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        ids = await stable_group_of(c, 2)
+        ids = await stable_group_of(env, c, 2)
         waiting = asyncio.create_task(c.join_group(join_request(member_id=ids[0])))  # the leader rejoins
         await settle()
         assert not waiting.done()
@@ -229,7 +242,7 @@ def test_leave_during_rebalance_completes_it(env: Env) -> None:
 def test_stop_answers_waiting_joins(env: Env) -> None:
     async def scenario() -> None:
         c = await env.coordinator()
-        ids = await stable_group_of(c, 2)
+        ids = await stable_group_of(env, c, 2)
         waiting = asyncio.create_task(c.join_group(join_request(member_id=ids[0])))
         await settle()
         await c.stop()

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from umbra.errors import ErrorCode, FencedLeaderEpoch, KafkaError
+from umbra.protocol.fetch_codec import FetchPartitionData, FetchTopicData, encode_fetch_response
 from umbra.server.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from umbra.server.handlers import RequestContext, handles
 
@@ -134,7 +135,7 @@ def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, 
 
 
 @handles(1, "Fetch", 4, 16)
-async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any]:
+async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | list[bytes | memoryview]:
     broker = ctx.broker
     version = ctx.api_version
     try:
@@ -149,23 +150,34 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any]:
         if total >= request.min_bytes or remaining <= 0 or _has_errors(results) or plan.errors or not results:
             break
         await broker.notifier.wait(plan.partitions.keys(), remaining)
-    topics: dict[str, dict[str, Any]] = {}
+    topics: dict[str, FetchTopicData] = {}
+    sent_data: list[TopicPartition] = []
     for tp, state, entry in results:
         if plan.incremental and not _changed(state, entry):
             continue
         state.sent_high_watermark = entry["high_watermark"]
         state.sent_log_start_offset = entry["log_start_offset"]
         state.sent_last_stable_offset = entry["last_stable_offset"]
-        broker.metrics.fetched_bytes.inc(len(entry["records"]))
-        topic = topics.setdefault(tp[0], {"topic": tp[0], "topic_id": state.topic_id or _ZERO_UUID, "partitions": []})
-        topic["partitions"].append(entry)
+        records = entry["records"]
+        if records:
+            sent_data.append(tp)
+            broker.metrics.fetched_bytes.inc(len(records))
+        topic = topics.get(tp[0])
+        if topic is None:
+            topic = topics[tp[0]] = FetchTopicData(tp[0], state.topic_id or _ZERO_UUID, [])
+        topic.partitions.append(FetchPartitionData(tp[1], entry["error_code"], entry["high_watermark"],
+                                                   entry["last_stable_offset"], entry["log_start_offset"], records))
     for (name, partition), topic_id, code in plan.errors:
-        topic = topics.setdefault(name, {"topic": name, "topic_id": topic_id or _ZERO_UUID, "partitions": []})
-        topic["partitions"].append({"partition_index": partition, "error_code": code, "high_watermark": -1,
-                                    "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
-                                    "preferred_read_replica": -1, "records": b""})
-    if plan.session is not None and plan.incremental:
-        plan.session.next_epoch()
-    return {"throttle_time_ms": 0, "error_code": 0,
-            "session_id": plan.session.session_id if plan.session else 0, "responses": list(topics.values())}
+        topic = topics.get(name)
+        if topic is None:
+            topic = topics[name] = FetchTopicData(name, topic_id or _ZERO_UUID, [])
+        topic.partitions.append(FetchPartitionData(partition, code, -1, -1, -1, b""))
+    if plan.session is not None:
+        # Partitions that just got data go to the back, so a byte budget cannot starve the others.
+        for tp in sent_data:
+            plan.session.partitions.move_to_end(tp)
+        if plan.incremental:
+            plan.session.next_epoch()
+    session_id = plan.session.session_id if plan.session else 0
+    return encode_fetch_response(version, ctx.header.correlation_id, 0, 0, session_id, list(topics.values()))
 

@@ -12,8 +12,12 @@ import asyncio
 import time
 from typing import Any
 
+from umbra.cluster.configs import min_insync_replicas
 from umbra.errors import ErrorCode, InvalidRecord, InvalidRequiredAcks, KafkaError, UnknownTopicOrPartition
 from umbra.server.handlers import RequestContext, handles
+
+# A single broker: every partition has one replica, always in sync.
+IN_SYNC_REPLICAS = 1
 
 
 def _partition_error(index: int, exc: KafkaError) -> dict[str, Any]:
@@ -43,6 +47,11 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                 if meta is None or not 0 <= pdata.index < meta.partitions:
                     raise UnknownTopicOrPartition(f"{name}-{pdata.index} does not exist")
                 broker.check_writable(meta)
+                if acks == -1:
+                    required = min_insync_replicas(broker.config, meta.configs, broker.metadata.broker_configs())
+                    if required > IN_SYNC_REPLICAS:
+                        raise KafkaError(f"{name} needs {required} in-sync replicas (min.insync.replicas) "
+                                         f"and has {IN_SYNC_REPLICAS}", ErrorCode.NOT_ENOUGH_REPLICAS)
                 log = broker.get_log(name, pdata.index)
                 result = log.append_as_leader(pdata.records, leader_epoch=broker.leader_epoch, now_ms=now_ms)
                 log.high_watermark = log.log_end_offset

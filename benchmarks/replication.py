@@ -1,0 +1,386 @@
+"""Shadow-link replication throughput, against a consume-and-produce pipeline and the raw loopback rate.
+
+    .venv/bin/python benchmarks/replication.py              # 1 GiB of 100-byte and 1 GiB of 10-KiB records
+    .venv/bin/python benchmarks/replication.py --mb 200     # a quicker run: 200 MiB of each
+
+It starts three `umbra broker` processes with tests/harness.py (free loopback ports, a temporary directory):
+a source, a shadow and a plain target. It loads the source with confluent-kafka producers (acks=all,
+compression none by default, `--compression lz4` to compress; values are random bytes, so they would not
+compress anyway), one topic per record size: `--mb` MiB of 100-byte values, then `--mb` MiB of 10-KiB values.
+Then, for each record size, it measures:
+
+  (a) shadow link: create a link on the shadow for that topic (admin API) and time until the link's status
+      shows, for every partition, lag 0 and a shadow high watermark equal to the source's;
+  (b) consume -> produce pipeline, the MirrorMaker 2 shape: a confluent-kafka consumer on the source feeds
+      a confluent-kafka producer (acks=all, idempotent, the same partition, key, value, headers and
+      timestamp) writing to the target broker; timed from the first fetch until the last record is acked;
+  (c) the machine's raw loopback copy rate: a file of the topic's log size sent with os.sendfile over a
+      loopback TCP socket to a receiver thread that writes it to another file (best of 3).
+
+It prints records/s and MB/s for each, the ratios a/b and a/c, and the CPU the processes involved used.
+MB = MiB of record values (keys, headers and batch overhead not counted); log MiB = bytes of the source's
+log segments. All brokers are stopped at the end, also on error or Ctrl-C. This is not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from harness import BrokerProcess, create_topic, stop_all, wait_until  # noqa: E402
+
+MIB = 1024 * 1024
+KEY = struct.Struct(">Q")
+SIZES = (100, 10 * 1024)
+
+
+@dataclass
+class Measurement:
+    what: str
+    records: int
+    value_bytes: int
+    seconds: float
+    cpu: str
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.value_bytes / MIB / self.seconds
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds
+
+
+@dataclass
+class Loaded:
+    topic: str
+    record_size: int
+    records: int
+    end_offsets: list[int]
+    log_bytes: int
+    seconds: float
+
+    @property
+    def value_bytes(self) -> int:
+        return self.records * self.record_size
+
+
+# --- CPU accounting --------------------------------------------------------------------------------
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread, librdkafka's included
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds used by some broker processes (by pid) and, optionally, this process."""
+
+    def __init__(self, brokers: dict[str, BrokerProcess], include_self: bool) -> None:
+        self.brokers = brokers
+        self.include_self = include_self
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        sample = {name: _process_cpu_seconds(b.pid) for name, b in self.brokers.items()}
+        if self.include_self:
+            sample["client"] = _self_cpu_seconds()
+        return sample
+
+    def report(self, seconds: float) -> str:
+        end = self._sample()
+        return ", ".join(f"{name} {100 * (end[name] - self.start[name]) / seconds:.0f}%" for name in end)
+
+
+# --- loading the source ---------------------------------------------------------------------------
+
+
+def load(broker: BrokerProcess, topic: str, record_size: int, total_bytes: int, partitions: int,
+         compression: str) -> Loaded:
+    create_topic(broker.bootstrap, topic, partitions=partitions)
+    pool = os.urandom(record_size * 1024 + record_size)
+    values = [pool[i * record_size:(i + 1) * record_size] for i in range(1024)]  # distinct, incompressible
+    records = max(1, total_bytes // record_size)
+    errors: list[str] = []
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 10,
+                         "batch.size": MIB, "compression.type": compression, "enable.idempotence": True,
+                         "queue.buffering.max.kbytes": 256 * 1024, "queue.buffering.max.messages": 2_000_000,
+                         "message.max.bytes": 2 * MIB})
+    started = time.perf_counter()
+    for index in range(records):
+        while True:
+            try:
+                producer.produce(topic, values[index % 1024], KEY.pack(index), partition=index % partitions,
+                                 on_delivery=lambda err, _m: err is not None and errors.append(str(err)))
+                break
+            except BufferError:
+                producer.poll(0.005)
+        if index % 512 == 0:
+            producer.poll(0)
+            if errors:
+                break
+    remaining = producer.flush(300)
+    seconds = time.perf_counter() - started
+    if remaining or errors:
+        raise RuntimeError(f"loading {topic}: {remaining} undelivered, {len(errors)} errors: {errors[:3]}")
+    end_offsets = _end_offsets(broker, topic, partitions)
+    if sum(end_offsets) != records:
+        raise RuntimeError(f"loading {topic}: the source holds {sum(end_offsets)} records, not {records}")
+    log_bytes = sum(f.stat().st_size for d in broker.data_dir.glob(f"{topic}-*") for f in d.glob("*.log"))
+    return Loaded(topic, record_size, records, end_offsets, log_bytes, seconds)
+
+
+def _end_offsets(broker: BrokerProcess, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "bench-watermarks"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+# --- (a) the shadow link ---------------------------------------------------------------------------
+
+
+def _admin(broker: BrokerProcess, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(broker.admin_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+def shadow_link_catch_up(source: BrokerProcess, shadow: BrokerProcess, loaded: Loaded, timeout: float) -> Measurement:
+    name = f"bench-{loaded.record_size}"
+    spec = {"name": name,
+            "source": {"bootstrap_servers": [source.bootstrap]},
+            "topics": {"filters": [{"include": "literal", "name": loaded.topic}], "sync_interval": "5s"},
+            "consumer_offsets": {"enabled": False}, "acls": {"enabled": False}}
+    expected = {(loaded.topic, p): end for p, end in enumerate(loaded.end_offsets)}
+    cpu = CpuMeter({"source": source, "shadow": shadow}, include_self=False)
+    started = time.perf_counter()
+    _admin(shadow, "POST", "/v1/shadow-links", spec)
+
+    def caught_up() -> bool:
+        partitions = {(p["topic"], p["partition"]): p
+                      for p in _admin(shadow, "GET", f"/v1/shadow-links/{name}/status")["partitions"]}
+        return all((p := partitions.get(tp)) is not None and p["lag"] == 0
+                   and p["source_high_watermark"] == p["shadow_high_watermark"] == end
+                   for tp, end in expected.items())
+
+    wait_until(caught_up, timeout=timeout, interval=0.1, message=f"link {name} to catch up")
+    seconds = time.perf_counter() - started
+    return Measurement("(a) shadow link", loaded.records, loaded.value_bytes, seconds, cpu.report(seconds))
+
+
+# --- (b) the consume -> produce pipeline ------------------------------------------------------------
+
+
+def mirror_pipeline(source: BrokerProcess, target: BrokerProcess, loaded: Loaded, compression: str,
+                    timeout: float) -> Measurement:
+    partitions = len(loaded.end_offsets)
+    create_topic(target.bootstrap, loaded.topic, partitions=partitions)
+    consumer = Consumer({"bootstrap.servers": source.bootstrap, "group.id": f"mirror-{loaded.topic}",
+                         "enable.auto.commit": False, "fetch.max.bytes": 50 * MIB,
+                         "max.partition.fetch.bytes": 10 * MIB, "queued.max.messages.kbytes": 256 * 1024,
+                         # librdkafka's defaults (100k queued records a partition, then 1 s fetch back-off)
+                         # would make the pipeline wait, not work: tuned so the copy is CPU-bound.
+                         "queued.min.messages": 1_000_000, "fetch.queue.backoff.ms": 10})
+    producer = Producer({"bootstrap.servers": target.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 10, "batch.size": MIB, "compression.type": compression,
+                         "queue.buffering.max.kbytes": 256 * 1024, "queue.buffering.max.messages": 2_000_000,
+                         "message.max.bytes": 2 * MIB})
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _message: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    cpu = CpuMeter({"source": source, "target": target}, include_self=True)
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    consumer.assign([TopicPartition(loaded.topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    copied = value_bytes = 0
+    try:
+        while copied < loaded.records:
+            if time.monotonic() > deadline or errors:
+                raise RuntimeError(f"pipeline: {copied} of {loaded.records} records after {timeout:.0f}s; "
+                                   f"errors {errors[:3]}")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                value = message.value()
+                headers = message.headers()
+                while True:
+                    try:
+                        if headers:
+                            producer.produce(loaded.topic, value, message.key(), partition=message.partition(),
+                                             timestamp=message.timestamp()[1], headers=headers,
+                                             on_delivery=on_delivery)
+                        else:
+                            producer.produce(loaded.topic, value, message.key(), partition=message.partition(),
+                                             timestamp=message.timestamp()[1], on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        producer.poll(0.005)
+                copied += 1
+                value_bytes += len(value or b"")
+            producer.poll(0)
+        remaining = producer.flush(max(1.0, deadline - time.monotonic()))
+        seconds = time.perf_counter() - started
+    finally:
+        consumer.close()
+    if remaining or errors:
+        raise RuntimeError(f"pipeline: {remaining} records not acknowledged, errors {errors[:3]}")
+    return Measurement("(b) consume->produce", copied, value_bytes, seconds, cpu.report(seconds))
+
+
+# --- (c) the raw loopback copy ----------------------------------------------------------------------
+
+
+def loopback_copy(size_bytes: int, directory: Path, repeats: int = 3) -> tuple[float, int]:
+    """(best seconds, bytes) for file -> os.sendfile -> loopback TCP -> recv_into -> file."""
+    source, target = directory / "loopback-source.bin", directory / "loopback-target.bin"
+    chunk = os.urandom(MIB)
+    with open(source, "wb") as handle:
+        for _ in range(max(1, size_bytes // MIB)):
+            handle.write(chunk)
+    size = source.stat().st_size
+    try:
+        return min(_copy_once(source, target, size) for _ in range(repeats)), size
+    finally:
+        source.unlink()
+        target.unlink(missing_ok=True)
+
+
+def _copy_once(source: Path, target: Path, size: int) -> float:
+    received = 0
+
+    def receive(server: socket.socket) -> None:
+        nonlocal received
+        connection, _ = server.accept()
+        buffer = bytearray(MIB)
+        view = memoryview(buffer)
+        with connection, open(target, "wb") as out:
+            while count := connection.recv_into(buffer):
+                out.write(view[:count])
+                received += count
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        receiver = threading.Thread(target=receive, args=(server,), daemon=True)
+        receiver.start()
+        started = time.perf_counter()
+        with socket.create_connection(server.getsockname()) as sender, open(source, "rb") as infile:
+            offset = 0
+            while offset < size:
+                offset += os.sendfile(sender.fileno(), infile.fileno(), offset, size - offset)
+        receiver.join(timeout=300)
+        seconds = time.perf_counter() - started
+    if receiver.is_alive() or received != size:
+        raise RuntimeError(f"loopback copy: received {received} of {size} bytes")
+    return seconds
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def _size_label(size: int) -> str:
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+
+
+def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]], compression: str) -> None:
+    print()
+    print(f"source loaded with confluent-kafka (acks=all, idempotent, compression {compression}, random values)")
+    header = (f"{'records':<9}{'case':<24}{'records':>12}{'value MiB':>11}{'seconds':>9}{'records/s':>12}"
+              f"{'MB/s':>9}   CPU (% of one core)")
+    print(header)
+    print("-" * (len(header) + 20))
+    for loaded, a, b, c in rows:
+        print(f"{_size_label(loaded.record_size):<9}{'load (for reference)':<24}{loaded.records:>12,}"
+              f"{loaded.value_bytes / MIB:>11,.0f}{loaded.seconds:>9.1f}{loaded.records / loaded.seconds:>12,.0f}"
+              f"{loaded.value_bytes / MIB / loaded.seconds:>9.1f}")
+        for m in (a, b, c):
+            print(f"{'':<9}{m.what:<24}{m.records:>12,}{m.value_bytes / MIB:>11,.0f}{m.seconds:>9.1f}"
+                  f"{m.records_per_second:>12,.0f}{m.mb_per_second:>9.1f}   {m.cpu}")
+        print(f"{'':<9}a/b = {a.mb_per_second / b.mb_per_second:.2f}   a/c = {a.mb_per_second / c.mb_per_second:.4f}"
+              f"   (source log {loaded.log_bytes / MIB:,.0f} MiB; the link moved it at "
+              f"{loaded.log_bytes / MIB / a.seconds:,.1f} log-MiB/s)")
+        print()
+    print("MB/s = MiB of record values per second. (c) copies a file of the topic's log size, so its records/s")
+    print("is the records that size holds, moved at the raw rate. a/b and a/c compare MB/s.")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=1024, help="MiB of values per record size (default 1024)")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
+    parser.add_argument("--compression", choices=("none", "lz4"), default="none",
+                        help="compression of the loaded records and of the pipeline's producer (default none)")
+    parser.add_argument("--timeout", type=float, default=1800, help="cap in seconds on each measured copy")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    brokers: list[BrokerProcess] = []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="umbra-replication-bench-") as temp:
+        temp_dir = Path(temp)
+        try:
+            for name, node_id in (("source", 1), ("shadow", 2), ("target", 3)):
+                broker = BrokerProcess(temp_dir / name, name=name, node_id=node_id, config={"log_level": "WARNING"})
+                brokers.append(broker)
+                broker.start()
+                print(f"{name} broker pid {broker.pid} at {broker.bootstrap} (admin {broker.admin_url})", flush=True)
+            source, shadow, target = brokers
+            loaded = []
+            for size in SIZES:
+                print(f"loading {args.mb} MiB of {_size_label(size)} records into the source ...", flush=True)
+                loaded.append(load(source, f"bench-{size}", size, args.mb * MIB, args.partitions, args.compression))
+            for item in loaded:
+                label = _size_label(item.record_size)
+                print(f"{label}: (a) shadow link catching up on {item.records:,} records ...", flush=True)
+                a = shadow_link_catch_up(source, shadow, item, args.timeout)
+                print(f"{label}: (b) consume -> produce pipeline ...", flush=True)
+                b = mirror_pipeline(source, target, item, args.compression, args.timeout)
+                print(f"{label}: (c) raw loopback copy of {item.log_bytes / MIB:,.0f} MiB ...", flush=True)
+                seconds, size = loopback_copy(item.log_bytes, temp_dir)
+                scale = item.log_bytes / size  # the copy is whole MiB: scale to the log's size
+                c = Measurement("(c) raw loopback copy", item.records, item.value_bytes, seconds * scale, "-")
+                rows.append((item, a, b, c))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        finally:
+            errors = stop_all(reversed(brokers))
+            for broker in brokers:
+                print(f"{broker.name} broker stopped (exit code {broker.last_exit_code})")
+            if errors:
+                print(f"stopping brokers: {errors}", file=sys.stderr)
+    print_report(rows, args.compression)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Sync (issue 3, point 6): the link keeps the shadow's topics, partitions, configs and ACLs in line
+with the source, never shadows an excluded topic, and faults (keeping the data) a topic whose source
+topic is deleted.
+
+Two real brokers (the ``clusters`` fixture): every change is made on the source with confluent-kafka's
+AdminClient and observed on the shadow with ordinary Kafka requests (Metadata, DescribeConfigs,
+DescribeAcls, Fetch) or the link's status.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    ResourcePatternType,
+    ResourceType,
+)
+from harness import create_topic, wait_until
+from shadow_helpers_b import (
+    TIMEOUT,
+    admin,
+    admin_call,
+    consume_all,
+    create_link,
+    link_spec,
+    link_status,
+    produce,
+    topic_config,
+    topic_partitions,
+    topic_states,
+    wait_caught_up,
+)
+
+
+def test_topics_and_partitions_follow_the_source_and_excluded_topics_never_appear(clusters) -> None:
+    source, shadow = clusters
+    create_topic(source.bootstrap, "sync-a", partitions=2)
+    produce(source, "sync-a", 40, partitions=2)
+    create_link(shadow, link_spec(source, prefixes=("sync-",), excludes=("sync-secret",)))
+    wait_caught_up(shadow, {"sync-a": 2})
+
+    # A topic created on the source after the link appears with the same partition count and the data.
+    # The excluded topic is created first: a discovery pass that sees sync-later sees sync-secret too.
+    create_topic(source.bootstrap, "sync-secret", partitions=2)
+    produce(source, "sync-secret", 10, partitions=2)
+    create_topic(source.bootstrap, "sync-later", partitions=3)
+    produce(source, "sync-later", 30, partitions=3)
+    wait_until(lambda: topic_partitions(shadow).get("sync-later") == 3, timeout=TIMEOUT,
+               message=lambda: f"sync-later with 3 partitions on the shadow, have {topic_partitions(shadow)}")
+    wait_caught_up(shadow, {"sync-later": 3})
+    # ... and a topic outside the filters is not shadowed either.
+    create_topic(source.bootstrap, "other", partitions=1)
+
+    # Partitions added at the source appear on the shadow, and the new ones replicate too.
+    source_admin = admin(source)
+    source_admin.create_partitions([NewPartitions("sync-a", 5)], request_timeout=TIMEOUT)["sync-a"].result(TIMEOUT)
+    produce(source, "sync-a", 50, partitions=5, prefix="grown")
+    wait_until(lambda: topic_partitions(shadow).get("sync-a") == 5, timeout=TIMEOUT,
+               message=lambda: f"sync-a with 5 partitions on the shadow, have {topic_partitions(shadow)}")
+    wait_caught_up(shadow, {"sync-a": 5, "sync-later": 3})
+    assert len(consume_all(shadow, "sync-a", 90)) == 90
+
+    # A later discovery pass (the one that created sync-z) also saw "sync-secret" and "other": still absent.
+    create_topic(source.bootstrap, "sync-z", partitions=1)
+    wait_until(lambda: "sync-z" in topic_partitions(shadow), timeout=TIMEOUT, message="sync-z on the shadow")
+    shadow_topics = topic_partitions(shadow)
+    assert "sync-secret" not in shadow_topics and "other" not in shadow_topics, shadow_topics
+    status = link_status(shadow)
+    assert sorted(t["topic"] for t in status["topics"]) == ["sync-a", "sync-later", "sync-z"], status["topics"]
+    assert not any(p["topic"] in ("sync-secret", "other") for p in status["partitions"])
+
+
+def _alter(broker: Any, topic: str, *entries: ConfigEntry) -> None:
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
+    client = admin(broker)
+    client.incremental_alter_configs([resource], request_timeout=TIMEOUT)[resource].result(TIMEOUT)
+
+
+def _acl(name: str, pattern: ResourcePatternType = ResourcePatternType.LITERAL, principal: str = "User:alice",
+         operation: AclOperation = AclOperation.READ) -> AclBinding:
+    return AclBinding(ResourceType.TOPIC, name, pattern, principal, "*", operation, AclPermissionType.ALLOW)
+
+
+def _acl_keys(broker: Any) -> set[tuple[Any, ...]]:
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    client = admin(broker)
+    found = client.describe_acls(everything, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    return {(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+            for b in found}
+
+
+def _key(b: AclBinding) -> tuple[Any, ...]:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+
+
+def test_configs_and_acls_follow_the_source(clusters) -> None:
+    source, shadow = clusters
+    create_topic(source.bootstrap, "cfg-a", partitions=1, config={"retention.ms": "86400000"})
+    create_link(shadow, link_spec(source, prefixes=("cfg-",), excludes=("cfg-secret",)))
+    wait_until(lambda: topic_config(shadow, "cfg-a").get("retention.ms") == "86400000", timeout=TIMEOUT,
+               message=lambda: f"cfg-a's retention.ms on the shadow: {topic_config(shadow, 'cfg-a')}")
+
+    # IncrementalAlterConfigs on the source: retention.ms follows; segment.ms (not synced) does not.
+    default_segment_ms = topic_config(shadow, "cfg-a")["segment.ms"]
+    _alter(source, "cfg-a", ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+           ConfigEntry("segment.ms", "1234567", incremental_operation=AlterConfigOpType.SET))
+    wait_until(lambda: topic_config(shadow, "cfg-a").get("retention.ms") == "3600000", timeout=TIMEOUT,
+               message=lambda: f"retention.ms=3600000 on the shadow: {topic_config(shadow, 'cfg-a')}")
+    # Both changes came in the same DescribeConfigs answer, so the pass that synced one saw the other.
+    assert topic_config(shadow, "cfg-a")["segment.ms"] == default_segment_ms
+
+    # The legacy AlterConfigs (whole-set replace) works as well: retention.bytes set, retention.ms dropped.
+    resource = ConfigResource(ResourceType.TOPIC, "cfg-a", set_config={"retention.bytes": "1048576"})
+    source_admin = admin(source)
+    with warnings.catch_warnings():  # deprecated in the client, still a Kafka API that sources answer
+        warnings.simplefilter("ignore", DeprecationWarning)
+        source_admin.alter_configs([resource], request_timeout=TIMEOUT)[resource].result(TIMEOUT)
+    source_retention_ms = topic_config(source, "cfg-a")["retention.ms"]
+    assert source_retention_ms != "3600000"
+
+    def synced() -> bool:
+        configs = topic_config(shadow, "cfg-a")
+        return configs.get("retention.bytes") == "1048576" and configs.get("retention.ms") == source_retention_ms
+
+    wait_until(synced, timeout=TIMEOUT, message=lambda: f"the replaced configs on the shadow: {topic_config(shadow, 'cfg-a')}")
+
+    # ACLs: on a shadowed topic (literal), on the filter's prefix (prefixed) -> mirrored; on an excluded or
+    # unselected topic -> not mirrored.
+    mirrored = [_acl("cfg-a"), _acl("cfg-", ResourcePatternType.PREFIXED, principal="User:bob",
+                                    operation=AclOperation.WRITE)]
+    ignored = [_acl("cfg-secret"), _acl("payments")]
+    for future in source_admin.create_acls(mirrored + ignored, request_timeout=TIMEOUT).values():
+        future.result(timeout=TIMEOUT)
+    want = {_key(b) for b in mirrored}
+    wait_until(lambda: want <= _acl_keys(shadow), timeout=TIMEOUT,
+               message=lambda: f"the source's ACLs on the shadow: {_acl_keys(shadow)}; status {link_status(shadow)['tasks']}")
+    # The same DescribeAcls answer carried the ignored ones.
+    assert _acl_keys(shadow) == want
+
+    # Deleting an ACL on the source removes it from the shadow, and only it.
+    deleted = AclBindingFilter(ResourceType.TOPIC, "cfg-a", ResourcePatternType.LITERAL, "User:alice", "*",
+                               AclOperation.READ, AclPermissionType.ALLOW)
+    for future in source_admin.delete_acls([deleted], request_timeout=TIMEOUT).values():
+        assert len(future.result(timeout=TIMEOUT)) == 1
+    wait_until(lambda: _acl_keys(shadow) == {_key(mirrored[1])}, timeout=TIMEOUT,
+               message=lambda: f"only the prefixed ACL left on the shadow: {_acl_keys(shadow)}")
+
+
+def test_deleted_source_topic_faults_the_shadow_topic_and_keeps_its_data(clusters) -> None:
+    source, shadow = clusters
+    create_topic(source.bootstrap, "gone", partitions=2)
+    create_topic(source.bootstrap, "kept", partitions=1)
+    produce(source, "gone", 60, partitions=2)
+    produce(source, "kept", 10)
+    create_link(shadow, link_spec(source))
+    wait_caught_up(shadow, {"gone": 2, "kept": 1})
+    before = consume_all(shadow, "gone", 60, group="before")
+
+    source_admin = admin(source)
+    source_admin.delete_topics(["gone"], request_timeout=TIMEOUT)["gone"].result(TIMEOUT)
+    wait_until(lambda: topic_states(shadow).get("gone", ("",))[0] == "FAULTED", timeout=TIMEOUT,
+               message=lambda: f"gone FAULTED: {topic_states(shadow)}")
+    state, reason = topic_states(shadow)["gone"]
+    assert "no longer exists" in reason and "kept" in reason, reason
+    assert topic_states(shadow)["kept"] == ("ACTIVE", "")
+    status, described = admin_call(shadow, "GET", "/v1/shadow-links/dr")
+    assert status == 200 and described["topics"]["gone"] == {"state": "FAULTED", "reason": reason}, described
+
+    # Its data is still there, readable, and it stays read-only.
+    assert topic_partitions(shadow)["gone"] == 2
+    assert consume_all(shadow, "gone", 60, group="after") == before
+    # The link keeps replicating the other topics.
+    produce(source, "kept", 5, prefix="more")
+    wait_caught_up(shadow, {"kept": 1})
+    assert topic_states(shadow)["gone"][0] == "FAULTED"

@@ -1,0 +1,102 @@
+"""Hand-written Fetch response encoder: the broker's hottest path.
+
+The schema codec builds an object tree and copies every record set into one
+buffer; this encoder packs the small fields with ``struct`` and hands back a
+list of pieces in which the record sets are the log's own bytes, uncopied, for
+``transport.writelines``. It encodes Fetch v4-v16 exactly as the schema codec
+does (a unit test compares them byte for byte).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_I32 = struct.Struct(">i")
+_I32_I16_I32 = struct.Struct(">ihi")
+_PARTITION_V4 = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
+_PARTITION_V5 = struct.Struct(">ihqqq")  # ... and log start offset
+_NULL_ARRAY = _I32.pack(-1)
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(value: str, flexible: bool) -> bytes:
+    data = value.encode()
+    return (_uvarint(len(data) + 1) if flexible else struct.pack(">h", len(data))) + data
+
+
+@dataclass(slots=True)
+class FetchPartitionData:
+    partition_index: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: bytes | memoryview
+
+
+@dataclass(slots=True)
+class FetchTopicData:
+    name: str
+    topic_id: uuid.UUID
+    partitions: list[FetchPartitionData]
+
+
+def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: int, error_code: int,
+                          session_id: int, topics: Sequence[FetchTopicData]) -> list[bytes | memoryview]:
+    """The framed response (size, header, body) as pieces for ``writelines``."""
+    flexible = version >= 12
+    head = bytearray()
+    head += _I32.pack(correlation_id)
+    if flexible:
+        head.append(0)  # response header v1: no tagged fields
+    if version >= 7:
+        head += _I32_I16_I32.pack(throttle_time_ms, error_code, session_id)
+    else:
+        head += _I32.pack(throttle_time_ms)
+    head += _uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
+    pieces: list[bytes | memoryview] = []
+    current = head
+    for topic in topics:
+        if version >= 13:
+            current += topic.topic_id.bytes
+        else:
+            current += _string(topic.name, flexible)
+        current += _uvarint(len(topic.partitions) + 1) if flexible else _I32.pack(len(topic.partitions))
+        for p in topic.partitions:
+            if version >= 5:
+                current += _PARTITION_V5.pack(p.partition_index, p.error_code, p.high_watermark,
+                                              p.last_stable_offset, p.log_start_offset)
+            else:
+                current += _PARTITION_V4.pack(p.partition_index, p.error_code, p.high_watermark,
+                                              p.last_stable_offset)
+            # aborted transactions: null (no transactions are written)
+            current += b"\x00" if flexible else _NULL_ARRAY
+            if version >= 11:
+                current += _I32.pack(-1)  # preferred read replica
+            size = len(p.records)
+            current += _uvarint(size + 1) if flexible else _I32.pack(size)
+            if size:
+                pieces.append(bytes(current))
+                pieces.append(p.records)
+                current = bytearray()
+            if flexible:
+                current.append(0)  # partition tagged fields
+        if flexible:
+            current.append(0)  # topic tagged fields
+    if flexible:
+        current.append(0)  # response tagged fields
+    pieces.append(bytes(current))
+    total = sum(len(piece) for piece in pieces)
+    pieces.insert(0, _I32.pack(total))
+    return pieces

@@ -30,6 +30,17 @@ from harness import BrokerProcess, find_command, stop_all  # noqa: E402
 BrokerFactory = Callable[..., BrokerProcess]
 _BROKERS_ATTRIBUTE = "_umbra_brokers"
 
+# Pure unit tests get a short per-test timeout, so a hang costs CI seconds rather than the
+# suite-wide limit (`make test` passes --timeout). A test's own @pytest.mark.timeout wins.
+UNIT_TEST_TIMEOUT_SECONDS = 60
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unit_dir = _TESTS_DIR / "unit"
+    for item in items:
+        if item.path.is_relative_to(unit_dir) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TEST_TIMEOUT_SECONDS))
+
 
 @pytest.fixture
 def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerFactory]:

@@ -151,3 +151,25 @@ def test_min_insync_replicas_is_enforced_for_acks_all(broker) -> None:
             ProduceRequest.TopicProduceData(name="strict", partition_data=[
                 ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=batch)])])
         assert accepted.responses[0].partition_responses[0].error_code == 0
+
+
+def test_internal_offsets_topic_is_protected(broker) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        forged = _produce(conn, "__consumer_offsets", build_batch([(b"forged", b"commit", [], 1)]))
+        assert forged.error_code == 17  # INVALID_TOPIC_EXCEPTION
+        from kafka.protocol.admin import DeleteRecordsRequest
+
+        topic = DeleteRecordsRequest.DeleteRecordsTopic(name="__consumer_offsets", partitions=[
+            DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition(partition_index=0, offset=-1)])
+        deleted = conn.request(21, 2, topics=[topic], timeout_ms=5000)
+        assert deleted.topics[0].partitions[0].error_code == 17
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.alter_configs([ConfigResource("topic", "__consumer_offsets", set_config={"retention.ms": "1"})])
+    error = None
+    try:
+        futures[next(iter(futures))].result(timeout=20)
+    except Exception as exc:  # KafkaException carrying POLICY_VIOLATION
+        error = exc
+    assert error is not None and "internal" in str(error)

@@ -256,11 +256,12 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.GROUP_ID_NOT_FOUND, {}
-        subscribed: set[str] | None = set()
+        subscribed: set[str] = set()
         if not group.is_(GroupState.EMPTY):
-            subscribed = group.subscribed_topics()
-            if subscribed is None:
+            topics = group.subscribed_topics()
+            if topics is None:  # not a consumer group, or metadata we cannot read: it cannot be checked
                 return ErrorCode.NON_EMPTY_GROUP, {}
+            subscribed = topics
         results = {tp: (ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC if tp[0] in subscribed else ErrorCode.NONE)
                    for tp in partitions}
         doomed = [tp for tp, code in results.items() if code is ErrorCode.NONE and tp in group.offsets]

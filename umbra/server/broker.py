@@ -12,7 +12,7 @@ from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
-from umbra.errors import InvalidTopic, UnknownTopicOrPartition
+from umbra.errors import InvalidTopic, PolicyViolation, UnknownTopicOrPartition
 from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
 from umbra.server.notify import AppendNotifier
@@ -111,6 +111,13 @@ class Broker:
         for meta in self.metadata.topics():
             self.topic_configs_changed(meta.name)
 
+    def _topic_policy(self, topic: TopicMetadata, mutation: Any, changed: frozenset[str]) -> None:
+        """Admin changes to a topic: internal topics refuse them all; shadow topics have their own rules."""
+        if topic.internal:
+            raise PolicyViolation(f"topic {topic.name!r} is internal: its configs and partitions are managed by umbra")
+        if self.shadow is not None:
+            self.shadow.topic_policy(topic, mutation, changed)
+
     def check_writable(self, topic: TopicMetadata) -> None:
         """Raise if producers may not write to ``topic`` (internal topics; later: shadow topics)."""
         if topic.internal:
@@ -151,7 +158,7 @@ class Broker:
         from umbra.shadow.manager import ShadowLinkManager
 
         self.shadow = ShadowLinkManager(self)
-        self.topic_policy = self.shadow.topic_policy
+        self.topic_policy = self._topic_policy
         await self.shadow.start()
         loop = asyncio.get_running_loop()
         from umbra.server.connection import KafkaConnection

@@ -143,29 +143,19 @@ def test_shadow_follows_delete_records_on_the_source(clusters) -> None:
     source, shadow = clusters
     rng = random.Random(7)
     topics = {EIGHT: TOPICS[EIGHT]}
-    print('T5', __import__('time').monotonic())
     create_topic(source.bootstrap, EIGHT, partitions=TOPICS[EIGHT])
-    print('T6', __import__('time').monotonic())
     for round_, codec in enumerate(CODECS):
         produce(source.bootstrap, EIGHT, _records(rng, EIGHT, 8, codec, 200, round_),
                 **{"compression.type": codec, "linger.ms": 50, "batch.num.messages": 25})
     create_link(shadow, link_spec(source, prefixes=("fid-",)))
-    print('T10', __import__('time').monotonic())
     wait_caught_up(shadow, topics, timeout=60)
-    print('T11', __import__('time').monotonic())
 
     before = read_images(source, topics)
-    print('T13', __import__('time').monotonic())
     boundary, _ = _pick_offsets(before[(EIGHT, 2)])
-    print('T14', __import__('time').monotonic())
     _, inside = _pick_offsets(before[(EIGHT, 5)])
-    print('T15', __import__('time').monotonic())
     delete_records(source.bootstrap, {(EIGHT, 2): boundary, (EIGHT, 5): inside})
-    print('T16', __import__('time').monotonic())
     # More data after the cut, so the shadow sees the new log start in Fetch responses carrying data too.
-    print('T17', __import__('time').monotonic())
     produce(source.bootstrap, EIGHT, _records(rng, EIGHT, 8, "zstd", 80, 9), **{"compression.type": "zstd"})
-    print('T18', __import__('time').monotonic())
 
     def start_followed() -> bool:
         doc = wait_caught_up(shadow, topics, timeout=30)
@@ -173,14 +163,8 @@ def test_shadow_follows_delete_records_on_the_source(clusters) -> None:
         return starts[(EIGHT, 2)] == boundary and starts[(EIGHT, 5)] == inside
 
     wait_until(start_followed, timeout=30, interval=0.2, message="shadow log start offsets following DeleteRecords")
-    print('T25', __import__('time').monotonic())
     images = assert_logs_equal(source, shadow, topics)
-    print('T26', __import__('time').monotonic())
     assert images[(EIGHT, 2)].log_start_offset == boundary == images[(EIGHT, 2)].base_offsets[0]
-    print('T27', __import__('time').monotonic())
     cut = images[(EIGHT, 5)]
-    print('T28', __import__('time').monotonic())
     assert cut.log_start_offset == inside and cut.base_offsets[0] < inside < cut.next_offsets[0]
-    print('T29', __import__('time').monotonic())
     assert read_records_kafka_python(shadow.bootstrap, topics) == read_records_kafka_python(source.bootstrap, topics)
-    print('T30', __import__('time').monotonic())

@@ -20,7 +20,6 @@ log = logging.getLogger("umbra.groups")
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 
 
 def coordinator(ctx: RequestContext) -> GroupCoordinator:
@@ -153,8 +152,8 @@ async def handle_leave_group(ctx: RequestContext, request: Any) -> dict[str, Any
 def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
     version = ctx.api_version
     empty: dict[str, Any] = {"group_id": group_id, "error_code": 0, "group_state": GroupState.DEAD.value,
-                             "protocol_type": "", "protocol_data": "", "members": [],
-                             "authorized_operations": AUTHORIZED_OPERATIONS_OMITTED}
+                             "protocol_type": "", "protocol_data": "", "members": []}
+    # authorized_operations is left unset: the codec (a bitfield there) then writes Kafka's "not requested".
     if not valid_group_id(group_id):
         return {**empty, "error_code": int(ErrorCode.INVALID_GROUP_ID)}
     group = coordinator(ctx).describe_group(group_id)

@@ -118,23 +118,38 @@ class CpuMeter:
 # --- loading the source ---------------------------------------------------------------------------
 
 
-def load(broker: BrokerProcess, topic: str, record_size: int, total_bytes: int, partitions: int,
-         compression: str) -> Loaded:
+def load(
+    broker: BrokerProcess, topic: str, record_size: int, total_bytes: int, partitions: int, compression: str
+) -> Loaded:
     create_topic(broker.bootstrap, topic, partitions=partitions)
     pool = os.urandom(record_size * 1024 + record_size)
-    values = [pool[i * record_size:(i + 1) * record_size] for i in range(1024)]  # distinct, incompressible
+    values = [pool[i * record_size : (i + 1) * record_size] for i in range(1024)]  # distinct, incompressible
     records = max(1, total_bytes // record_size)
     errors: list[str] = []
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 10,
-                         "batch.size": MIB, "compression.type": compression, "enable.idempotence": True,
-                         "queue.buffering.max.kbytes": 256 * 1024, "queue.buffering.max.messages": 2_000_000,
-                         "message.max.bytes": 2 * MIB})
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "acks": "all",
+            "linger.ms": 10,
+            "batch.size": MIB,
+            "compression.type": compression,
+            "enable.idempotence": True,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "queue.buffering.max.messages": 2_000_000,
+            "message.max.bytes": 2 * MIB,
+        }
+    )
     started = time.perf_counter()
     for index in range(records):
         while True:
             try:
-                producer.produce(topic, values[index % 1024], KEY.pack(index), partition=index % partitions,
-                                 on_delivery=lambda err, _m: err is not None and errors.append(str(err)))
+                producer.produce(
+                    topic,
+                    values[index % 1024],
+                    KEY.pack(index),
+                    partition=index % partitions,
+                    on_delivery=lambda err, _m: err is not None and errors.append(str(err)),
+                )
                 break
             except BufferError:
                 producer.poll(0.005)
@@ -166,29 +181,38 @@ def _end_offsets(broker: BrokerProcess, topic: str, partitions: int) -> list[int
 
 def _admin(broker: BrokerProcess, method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(broker.admin_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    request = urllib.request.Request(
+        broker.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read() or b"null")
 
 
 def shadow_link_catch_up(source: BrokerProcess, shadow: BrokerProcess, loaded: Loaded, timeout: float) -> Measurement:
     name = f"bench-{loaded.record_size}"
-    spec = {"name": name,
-            "source": {"bootstrap_servers": [source.bootstrap]},
-            "topics": {"filters": [{"include": "literal", "name": loaded.topic}], "sync_interval": "5s"},
-            "consumer_offsets": {"enabled": False}, "acls": {"enabled": False}}
+    spec = {
+        "name": name,
+        "source": {"bootstrap_servers": [source.bootstrap]},
+        "topics": {"filters": [{"include": "literal", "name": loaded.topic}], "sync_interval": "5s"},
+        "consumer_offsets": {"enabled": False},
+        "acls": {"enabled": False},
+    }
     expected = {(loaded.topic, p): end for p, end in enumerate(loaded.end_offsets)}
     cpu = CpuMeter({"source": source, "shadow": shadow}, include_self=False)
     started = time.perf_counter()
     _admin(shadow, "POST", "/v1/shadow-links", spec)
 
     def caught_up() -> bool:
-        partitions = {(p["topic"], p["partition"]): p
-                      for p in _admin(shadow, "GET", f"/v1/shadow-links/{name}/status")["partitions"]}
-        return all((p := partitions.get(tp)) is not None and p["lag"] == 0
-                   and p["source_high_watermark"] == p["shadow_high_watermark"] == end
-                   for tp, end in expected.items())
+        partitions = {
+            (p["topic"], p["partition"]): p
+            for p in _admin(shadow, "GET", f"/v1/shadow-links/{name}/status")["partitions"]
+        }
+        return all(
+            (p := partitions.get(tp)) is not None
+            and p["lag"] == 0
+            and p["source_high_watermark"] == p["shadow_high_watermark"] == end
+            for tp, end in expected.items()
+        )
 
     wait_until(caught_up, timeout=timeout, interval=0.1, message=f"link {name} to catch up")
     seconds = time.perf_counter() - started
@@ -198,20 +222,38 @@ def shadow_link_catch_up(source: BrokerProcess, shadow: BrokerProcess, loaded: L
 # --- (b) the consume -> produce pipeline ------------------------------------------------------------
 
 
-def mirror_pipeline(source: BrokerProcess, target: BrokerProcess, loaded: Loaded, compression: str,
-                    timeout: float) -> Measurement:
+def mirror_pipeline(
+    source: BrokerProcess, target: BrokerProcess, loaded: Loaded, compression: str, timeout: float
+) -> Measurement:
     partitions = len(loaded.end_offsets)
     create_topic(target.bootstrap, loaded.topic, partitions=partitions)
-    consumer = Consumer({"bootstrap.servers": source.bootstrap, "group.id": f"mirror-{loaded.topic}",
-                         "enable.auto.commit": False, "fetch.max.bytes": 50 * MIB,
-                         "max.partition.fetch.bytes": 10 * MIB, "queued.max.messages.kbytes": 256 * 1024,
-                         # librdkafka's defaults (100k queued records a partition, then 1 s fetch back-off)
-                         # would make the pipeline wait, not work: tuned so the copy is CPU-bound.
-                         "queued.min.messages": 1_000_000, "fetch.queue.backoff.ms": 10})
-    producer = Producer({"bootstrap.servers": target.bootstrap, "acks": "all", "enable.idempotence": True,
-                         "linger.ms": 10, "batch.size": MIB, "compression.type": compression,
-                         "queue.buffering.max.kbytes": 256 * 1024, "queue.buffering.max.messages": 2_000_000,
-                         "message.max.bytes": 2 * MIB})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": source.bootstrap,
+            "group.id": f"mirror-{loaded.topic}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 50 * MIB,
+            "max.partition.fetch.bytes": 10 * MIB,
+            "queued.max.messages.kbytes": 256 * 1024,
+            # librdkafka's defaults (100k queued records a partition, then 1 s fetch back-off)
+            # would make the pipeline wait, not work: tuned so the copy is CPU-bound.
+            "queued.min.messages": 1_000_000,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": target.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 10,
+            "batch.size": MIB,
+            "compression.type": compression,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "queue.buffering.max.messages": 2_000_000,
+            "message.max.bytes": 2 * MIB,
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _message: Any) -> None:
@@ -227,8 +269,9 @@ def mirror_pipeline(source: BrokerProcess, target: BrokerProcess, loaded: Loaded
     try:
         while copied < loaded.records:
             if time.monotonic() > deadline or errors:
-                raise RuntimeError(f"pipeline: {copied} of {loaded.records} records after {timeout:.0f}s; "
-                                   f"errors {errors[:3]}")
+                raise RuntimeError(
+                    f"pipeline: {copied} of {loaded.records} records after {timeout:.0f}s; errors {errors[:3]}"
+                )
             # consume() waits for a full batch or the timeout: never ask for more than is left.
             for message in consumer.consume(num_messages=min(10_000, loaded.records - copied), timeout=1.0):
                 if message.error() is not None:
@@ -238,12 +281,24 @@ def mirror_pipeline(source: BrokerProcess, target: BrokerProcess, loaded: Loaded
                 while True:
                     try:
                         if headers:
-                            producer.produce(loaded.topic, value, message.key(), partition=message.partition(),
-                                             timestamp=message.timestamp()[1], headers=headers,
-                                             on_delivery=on_delivery)
+                            producer.produce(
+                                loaded.topic,
+                                value,
+                                message.key(),
+                                partition=message.partition(),
+                                timestamp=message.timestamp()[1],
+                                headers=headers,
+                                on_delivery=on_delivery,
+                            )
                         else:
-                            producer.produce(loaded.topic, value, message.key(), partition=message.partition(),
-                                             timestamp=message.timestamp()[1], on_delivery=on_delivery)
+                            producer.produce(
+                                loaded.topic,
+                                value,
+                                message.key(),
+                                partition=message.partition(),
+                                timestamp=message.timestamp()[1],
+                                on_delivery=on_delivery,
+                            )
                         break
                     except BufferError:
                         producer.poll(0.005)
@@ -258,8 +313,14 @@ def mirror_pipeline(source: BrokerProcess, target: BrokerProcess, loaded: Loaded
         consumer.close()
     if remaining or errors:
         raise RuntimeError(f"pipeline: {remaining} records not acknowledged, errors {errors[:3]}")
-    return Measurement("(b) consume->produce", copied, value_bytes, seconds, cpu.report(seconds),
-                       f"(the consumer's first record came after {first_record_after:.1f}s)")
+    return Measurement(
+        "(b) consume->produce",
+        copied,
+        value_bytes,
+        seconds,
+        cpu.report(seconds),
+        f"(the consumer's first record came after {first_record_after:.1f}s)",
+    )
 
 
 # --- (c) the raw loopback copy ----------------------------------------------------------------------
@@ -318,20 +379,28 @@ def _size_label(size: int) -> str:
 def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]], compression: str) -> None:
     print()
     print(f"source loaded with confluent-kafka (acks=all, idempotent, compression {compression}, random values)")
-    header = (f"{'records':<9}{'case':<24}{'records':>12}{'value MiB':>11}{'seconds':>9}{'records/s':>12}"
-              f"{'MB/s':>9}   CPU (% of one core)")
+    header = (
+        f"{'records':<9}{'case':<24}{'records':>12}{'value MiB':>11}{'seconds':>9}{'records/s':>12}"
+        f"{'MB/s':>9}   CPU (% of one core)"
+    )
     print(header)
     print("-" * (len(header) + 20))
     for loaded, a, b, c in rows:
-        print(f"{_size_label(loaded.record_size):<9}{'load (for reference)':<24}{loaded.records:>12,}"
-              f"{loaded.value_bytes / MIB:>11,.0f}{loaded.seconds:>9.1f}{loaded.records / loaded.seconds:>12,.0f}"
-              f"{loaded.value_bytes / MIB / loaded.seconds:>9.1f}")
+        print(
+            f"{_size_label(loaded.record_size):<9}{'load (for reference)':<24}{loaded.records:>12,}"
+            f"{loaded.value_bytes / MIB:>11,.0f}{loaded.seconds:>9.1f}{loaded.records / loaded.seconds:>12,.0f}"
+            f"{loaded.value_bytes / MIB / loaded.seconds:>9.1f}"
+        )
         for m in (a, b, c):
-            print(f"{'':<9}{m.what:<24}{m.records:>12,}{m.value_bytes / MIB:>11,.0f}{m.seconds:>9.1f}"
-                  f"{m.records_per_second:>12,.0f}{m.mb_per_second:>9.1f}   {m.cpu} {m.note}".rstrip())
-        print(f"{'':<9}a/b = {a.mb_per_second / b.mb_per_second:.2f}   a/c = {a.mb_per_second / c.mb_per_second:.4f}"
-              f"   (source log {loaded.log_bytes / MIB:,.0f} MiB; the link moved it at "
-              f"{loaded.log_bytes / MIB / a.seconds:,.1f} log-MiB/s)")
+            print(
+                f"{'':<9}{m.what:<24}{m.records:>12,}{m.value_bytes / MIB:>11,.0f}{m.seconds:>9.1f}"
+                f"{m.records_per_second:>12,.0f}{m.mb_per_second:>9.1f}   {m.cpu} {m.note}".rstrip()
+            )
+        print(
+            f"{'':<9}a/b = {a.mb_per_second / b.mb_per_second:.2f}   a/c = {a.mb_per_second / c.mb_per_second:.4f}"
+            f"   (source log {loaded.log_bytes / MIB:,.0f} MiB; the link moved it at "
+            f"{loaded.log_bytes / MIB / a.seconds:,.1f} log-MiB/s)"
+        )
         print()
     print("MB/s = MiB of record values per second. (c) copies a file of the topic's log size, so its records/s")
     print("is the records that size holds, moved at the raw rate. a/b and a/c compare MB/s.")
@@ -341,8 +410,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=1024, help="MiB of values per record size (default 1024)")
     parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
-    parser.add_argument("--compression", choices=("none", "lz4"), default="none",
-                        help="compression of the loaded records and of the pipeline's producer (default none)")
+    parser.add_argument(
+        "--compression",
+        choices=("none", "lz4"),
+        default="none",
+        help="compression of the loaded records and of the pipeline's producer (default none)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="cap in seconds on each measured copy")
     return parser.parse_args(argv)
 

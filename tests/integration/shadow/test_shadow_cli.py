@@ -130,7 +130,7 @@ def test_cli_create_list_describe_status_update_pause_resume_failover_delete(clu
     assert high_watermarks(source, "cli-orders", 3) == [hw + 20 for hw in source_hws]
     wait_caught_up(shadow, {"mark-0": 1}, name="marker")  # the other link replicated what came later ...
     assert high_watermarks(shadow, "cli-orders", 3) == paused_hws  # ... this one did not move
-    assert all(p["lag"] == 0 and p["state"] == "PAUSED" for p in link_status(shadow)["partitions"])
+    assert {p["state"] for p in link_status(shadow)["partitions"]} == {"PAUSED"}
     assert "PAUSED" in _ok(run_cli(shadow, "status", "dr"))
 
     # resume: it catches up.

@@ -1,6 +1,6 @@
 """Sync (issue 3, point 6): the link keeps the shadow's topics, partitions, configs and ACLs in line
 with the source, never shadows an excluded topic, and faults (keeping the data) a topic whose source
-topic is deleted.
+topic is deleted or recreated.
 
 Two real brokers (the ``clusters`` fixture): every change is made on the source with confluent-kafka's
 AdminClient and observed on the shadow with ordinary Kafka requests (Metadata, DescribeConfigs,
@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -31,6 +32,7 @@ from shadow_helpers_b import (
     admin_call,
     consume_all,
     create_link,
+    high_watermarks,
     link_spec,
     link_status,
     produce,
@@ -156,30 +158,49 @@ def test_configs_and_acls_follow_the_source(clusters) -> None:
                message=lambda: f"only the prefixed ACL left on the shadow: {_acl_keys(shadow)}")
 
 
-def test_deleted_source_topic_faults_the_shadow_topic_and_keeps_its_data(clusters) -> None:
+def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its_data(clusters) -> None:
     source, shadow = clusters
-    create_topic(source.bootstrap, "gone", partitions=2)
-    create_topic(source.bootstrap, "kept", partitions=1)
-    produce(source, "gone", 60, partitions=2)
-    produce(source, "kept", 10)
+    for topic, partitions in (("gone", 2), ("reborn", 1), ("kept", 1)):
+        create_topic(source.bootstrap, topic, partitions=partitions)
+        produce(source, topic, 30 * partitions, partitions=partitions)
     create_link(shadow, link_spec(source))
-    wait_caught_up(shadow, {"gone": 2, "kept": 1})
-    before = consume_all(shadow, "gone", 60, group="before")
+    wait_caught_up(shadow, {"gone": 2, "reborn": 1, "kept": 1})
+    before = {topic: consume_all(shadow, topic, count, group="before")
+              for topic, count in (("gone", 60), ("reborn", 30))}
 
+    # "gone" is deleted; "reborn" is deleted and at once created again (a new topic id) with more records
+    # than the shadow has, which must never be appended to the old topic's shadow.
     source_admin = admin(source)
-    source_admin.delete_topics(["gone"], request_timeout=TIMEOUT)["gone"].result(TIMEOUT)
-    wait_until(lambda: topic_states(shadow).get("gone", ("",))[0] == "FAULTED", timeout=TIMEOUT,
-               message=lambda: f"gone FAULTED: {topic_states(shadow)}")
-    state, reason = topic_states(shadow)["gone"]
-    assert "no longer exists" in reason and "kept" in reason, reason
-    assert topic_states(shadow)["kept"] == ("ACTIVE", "")
-    status, described = admin_call(shadow, "GET", "/v1/shadow-links/dr")
-    assert status == 200 and described["topics"]["gone"] == {"state": "FAULTED", "reason": reason}, described
+    for future in source_admin.delete_topics(["gone", "reborn"], request_timeout=TIMEOUT).values():
+        future.result(TIMEOUT)
+    create_topic(source.bootstrap, "reborn", partitions=1)
+    produce(source, "reborn", 80, prefix="new-life")
 
-    # Its data is still there, readable, and it stays read-only.
-    assert topic_partitions(shadow)["gone"] == 2
-    assert consume_all(shadow, "gone", 60, group="after") == before
-    # The link keeps replicating the other topics.
+    def faulted() -> bool:
+        states = topic_states(shadow)
+        return states["gone"][0] == "FAULTED" and states["reborn"][0] == "FAULTED"
+
+    wait_until(faulted, timeout=TIMEOUT, message=lambda: f"gone and reborn FAULTED: {topic_states(shadow)}")
+    states = topic_states(shadow)
+    assert "no longer exists" in states["gone"][1] and "data kept" in states["gone"][1], states
+    # Depending on when the syncer looked, the source topic was missing or had a new id: either reason will do.
+    assert ("no longer exists" in states["reborn"][1] or "recreated" in states["reborn"][1]), states
+    assert states["kept"] == ("ACTIVE", "")
+    status, described = admin_call(shadow, "GET", "/v1/shadow-links/dr")
+    assert status == 200 and described["topics"]["gone"] == {"state": "FAULTED", "reason": states["gone"][1]}
+
+    # The link keeps replicating the other topics; a pass after the faults changed nothing in the faulted ones:
+    # their data is kept as it was, and they stay read-only.
     produce(source, "kept", 5, prefix="more")
     wait_caught_up(shadow, {"kept": 1})
-    assert topic_states(shadow)["gone"][0] == "FAULTED"
+    assert topic_partitions(shadow)["gone"] == 2
+    assert high_watermarks(shadow, "reborn", 1) == [30]
+    for topic, count in (("gone", 60), ("reborn", 30)):
+        assert consume_all(shadow, topic, count, group="after") == before[topic]
+    producer = Producer({"bootstrap.servers": shadow.bootstrap, "message.timeout.ms": 10000})
+    reports: list[KafkaError | None] = []
+    producer.produce("gone", value=b"x", partition=0, on_delivery=lambda err, _m: reports.append(err))
+    producer.flush(TIMEOUT)
+    assert reports and reports[0] is not None and reports[0].code() == KafkaError.TOPIC_EXCEPTION, reports
+    assert {t: st[0] for t, st in topic_states(shadow).items()} == {"gone": "FAULTED", "reborn": "FAULTED",
+                                                                     "kept": "ACTIVE"}

@@ -221,7 +221,9 @@ def light_load_latency(
     return latencies_ms
 
 
-def consume(bootstrap: str, topic: str, expected_records: int, cpu: CpuMeter, max_seconds: float) -> ConsumeResult:
+def consume(
+    bootstrap: str, topic: str, record_size: int, expected_records: int, cpu: CpuMeter, max_seconds: float
+) -> ConsumeResult:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -233,6 +235,9 @@ def consume(bootstrap: str, topic: str, expected_records: int, cpu: CpuMeter, ma
         }
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    # consume() often returns only at its timeout, even with records queued, so the timeout is
+    # short; a batch is about 1 MiB, never more than the client's fetch queue holds.
+    batch = max(1, min(10_000, MIB // record_size))
     records = 0
     payload = 0
     deadline = time.perf_counter() + max_seconds
@@ -251,7 +256,7 @@ def consume(bootstrap: str, topic: str, expected_records: int, cpu: CpuMeter, ma
         while records < expected_records:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"consume {topic}: {records} of {expected_records} records after {max_seconds}s")
-            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+            for message in consumer.consume(num_messages=batch, timeout=0.01):
                 if message.error() is not None:
                     raise KafkaException(message.error())
                 records += 1
@@ -406,13 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             light_latency: dict[str, list[float]] = {}
             for size in sizes:
                 for acks in acks_settings:
-                    topic = f"bench-{run_id}-{size}-acks{acks}"
+                    topic = f"bench-{run_id}-{len(produced) + 1}-{size}B-acks{acks}"
                     create_topic(bootstrap, topic, partitions=PARTITIONS)
                     print(f"produce {args.mb} MiB of {_size_label(size)} records, acks={acks} ...", flush=True)
                     result = produce(bootstrap, topic, size, acks, args.mb * MIB, args.max_seconds, cpu)
                     produced.append(result)
                     print(f"consume {topic} ...", flush=True)
-                    consumed.append(consume(bootstrap, topic, result.records, cpu, max_seconds=120))
+                    consumed.append(consume(bootstrap, topic, size, result.records, cpu, max_seconds=120))
                     latency_topic = topic + "-latency"
                     create_topic(bootstrap, latency_topic, partitions=PARTITIONS)
                     light_latency[f"{_size_label(size)} acks={acks}"] = light_load_latency(

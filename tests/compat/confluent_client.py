@@ -104,7 +104,7 @@ def drain(consumer: Consumer, expected_count: int, partition_count: int) -> list
                 f"consumed {len(consumed)} of {expected_count} records ({summarise(consumed)}), "
                 f"partitions at end: {sorted(at_end)}, after {ROUND_TRIP_TIMEOUT_SECONDS}s"
             )
-        for message in consumer.consume(num_messages=1000, timeout=0.5):
+        for message in consumer.consume(num_messages=1000, timeout=0.05):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:

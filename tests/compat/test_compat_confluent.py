@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_client import consume_assigned, drain, produce_all
 from confluent_kafka import Consumer, TopicPartition
 from harness import BrokerProcess, create_topic
-from roundtrip import PARTITIONS, check_round_trip, make_records
+from roundtrip import PARTITIONS, SentRecord, check_round_trip, make_records
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -104,3 +106,33 @@ def test_consumer_group_subscribe_and_commit(broker: BrokerProcess) -> None:
     finally:
         reader.close()
     assert {tp.partition: tp.offset for tp in committed} == end_offsets
+
+
+def test_watermarks_and_offsets_for_times(broker: BrokerProcess) -> None:
+    # ListOffsets: earliest, latest, and by timestamp (the first offset whose timestamp is >= the target).
+    topic = "compat-confluent-list-offsets"
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+    base_ms = int(time.time() * 1000) - 3_600_000
+    records = [
+        SentRecord(i, i % PARTITIONS, f"k{i}".encode(), f"v{i}".encode(), (), base_ms + 10 * i) for i in range(3_000)
+    ]
+    acknowledged = produce_all(broker.bootstrap, topic, records, {"linger.ms": 20})
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "compat-list-offsets"})
+    try:
+        for partition in range(PARTITIONS):
+            in_partition = [r for r in records if r.partition == partition]
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=20)
+            assert (low, high) == (0, len(in_partition))
+
+            targets = [r.timestamp_ms for r in in_partition[::397]] + [in_partition[5].timestamp_ms - 1]
+            for target in targets:  # one per request: the client merges repeats of a partition
+                (result,) = consumer.offsets_for_times([TopicPartition(topic, partition, target)], timeout=20)
+                first = next(r for r in in_partition if r.timestamp_ms >= target)
+                assert result.offset == acknowledged[first.index][1], f"partition {partition}, timestamp {target}"
+
+            after_last = in_partition[-1].timestamp_ms + 1
+            (past_end,) = consumer.offsets_for_times([TopicPartition(topic, partition, after_last)], timeout=20)
+            assert past_end.offset in (-1, len(in_partition)), "no record is that late: end offset or -1 expected"
+    finally:
+        consumer.close()

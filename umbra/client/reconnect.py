@@ -25,7 +25,9 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Record a failure; return how long to wait before the next attempt."""
-        base = min(self.maximum_s, self.initial_s * self.multiplier ** self.failures)
+        # The exponent is capped: after enough failures the delay is the maximum anyway, and an
+        # uncapped power overflows a float after ~1000 failures (a source down for hours).
+        base = min(self.maximum_s, self.initial_s * self.multiplier ** min(self.failures, 64))
         self.failures += 1
         return base * (1 + self._rng.uniform(-self.jitter, self.jitter))
 

@@ -32,6 +32,7 @@ log = logging.getLogger("umbra.shadow.replicator")
 
 TopicPartition = tuple[str, int]
 EARLIEST, LATEST = -2, -1
+LAG_PROBE_INTERVAL_S = 1.0
 _REROUTE_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
                    ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.REPLICA_NOT_AVAILABLE, ErrorCode.KAFKA_STORAGE_ERROR,
@@ -210,6 +211,20 @@ class ReplicationEngine:
                 self._reroute.set()
                 continue
             await asyncio.sleep(0.5)  # at most two metadata refreshes a second
+
+    async def _probe_source_high_watermarks(self) -> None:
+        """Ask the source for its current high watermarks, so status shows the lag between fetches too."""
+        tps = [tp for tp, rep in self.replicators.items() if not rep.stopped and rep.positioned]
+        if not tps:
+            return
+        try:
+            latest = await self.source.list_offsets(tps, LATEST)
+        except Exception:  # a probe only; the fetch loops report unavailability
+            return
+        for tp, listed in latest.items():
+            rep = self.replicators.get(tp)
+            if rep is not None and listed.error_code == 0 and listed.offset > rep.source_high_watermark:
+                rep.source_high_watermark = listed.offset
 
     async def _route(self) -> None:
         metadata = await self.source.refresh_metadata()

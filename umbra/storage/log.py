@@ -418,6 +418,8 @@ class Log:
         """Drop everything and continue, empty, at ``offset`` (a new shadow partition adopting its source's start)."""
         with self._lock:
             self._truncate_fully(offset)
+            # Nothing is below the new start, so everything up to it counts as replicated.
+            self._high_watermark = offset
 
     def _truncate_fully(self, offset: int) -> None:
         for segment in self._segments:

@@ -236,6 +236,28 @@ def status_text(shadow: BrokerProcess, name: str = "dr") -> str:
     return json.dumps(link_status(shadow, name))[:3000]
 
 
+def wait_in_sync(source: BrokerProcess, shadow: BrokerProcess, topics: Mapping[str, int], timeout: float = 30,
+                 name: str = "dr") -> dict[str, Any]:
+    """Wait until status shows every partition of ``topics`` at lag 0 with the source's *current* high watermark.
+
+    ``wait_caught_up`` alone trusts the status's source high watermark, which comes from the last Fetch
+    response: right after a produce it can still be the previous one, and show lag 0 for a moment while
+    the newest records are on their way. This also asks the source itself (ListOffsets).
+    """
+    def in_sync() -> dict[str, Any] | None:
+        marks = watermarks(source.bootstrap, topics)
+        doc = link_status(shadow, name)
+        parts = {(p["topic"], p["partition"]): p for p in doc["partitions"]}
+        for tp, (_, hw) in marks.items():
+            p = parts.get(tp)
+            if p is None or p["lag"] != 0 or p["shadow_high_watermark"] != hw or p["source_high_watermark"] != hw:
+                return None
+        return doc
+
+    return wait_until(in_sync, timeout=timeout, interval=0.1,
+                      message=lambda: f"link {name} in sync with {dict(topics)}: {status_text(shadow, name)}")
+
+
 def wait_link_state(shadow: BrokerProcess, predicate: Any, what: str, timeout: float = 20, name: str = "dr") -> Any:
     """Poll the link's status document until ``predicate(doc)`` is truthy; return its value."""
     return wait_until(lambda: predicate(link_status(shadow, name)), timeout=timeout, interval=0.1,

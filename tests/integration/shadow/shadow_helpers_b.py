@@ -68,6 +68,22 @@ def high_watermarks(broker: BrokerProcess, topic: str, partitions: int) -> list[
         consumer.close()
 
 
+def wait_replicated(source: BrokerProcess, shadow: BrokerProcess, topic: str, partitions: int,
+                    timeout: float = TIMEOUT) -> list[int]:
+    """Wait until the shadow's high watermarks of ``topic`` equal the source's (asked of both brokers now).
+
+    Unlike the status's lag, which compares with the source high watermark of the latest Fetch response,
+    this cannot pass on a stale view right after records were written to the source.
+    """
+    def equal() -> list[int] | None:
+        wanted = high_watermarks(source, topic, partitions)
+        return wanted if high_watermarks(shadow, topic, partitions) == wanted else None
+
+    return wait_until(equal, timeout=timeout, interval=0.1,
+                      message=lambda: f"{topic} replicated: source {high_watermarks(source, topic, partitions)}, "
+                                      f"shadow {high_watermarks(shadow, topic, partitions)}")
+
+
 def consume_all(broker: BrokerProcess, topic: str, expected: int, group: str = "reader",
                 timeout: float = TIMEOUT) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Subscribe with ``group`` from the earliest offset and return (partition, offset, key, value) of

@@ -25,7 +25,7 @@ from shadow_helpers import (
     link_status,
     produce,
     read_images,
-    wait_caught_up,
+    wait_in_sync,
     watermarks,
 )
 
@@ -98,7 +98,7 @@ def test_group_resumes_on_the_shadow_at_its_committed_offsets(clusters) -> None:
 
     # 2. The link replicates the topic and the group's offsets.
     create_link(shadow, link_spec(source, prefixes=(TOPIC,)))
-    wait_caught_up(shadow, TOPICS, timeout=30)
+    wait_in_sync(source, shadow, TOPICS, timeout=30)
     wait_until(lambda: _committed(shadow.bootstrap) == source_committed, timeout=30, interval=0.2,
                message=lambda: f"offsets synced: shadow {_committed(shadow.bootstrap)} source {source_committed}")
     replicated_pids = {pid for img in read_images(shadow, TOPICS).values() for pid in img.producer_ids}

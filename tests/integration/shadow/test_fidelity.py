@@ -31,7 +31,7 @@ from shadow_helpers import (
     read_images,
     read_records_confluent,
     read_records_kafka_python,
-    wait_caught_up,
+    wait_in_sync,
 )
 
 ONE, THREE, EIGHT = "fid-one", "fid-three", "fid-eight"
@@ -124,12 +124,12 @@ def test_shadow_partitions_equal_the_source_byte_for_byte(clusters) -> None:
     delete_records(source.bootstrap, {(THREE, 0): boundary, (THREE, 1): inside, (EIGHT, 7): emptied})
 
     create_link(shadow, link_spec(source, prefixes=("fid-",)))
-    wait_caught_up(shadow, TOPICS, timeout=60)
+    wait_in_sync(source, shadow, TOPICS, timeout=60)
     for restarted in (False, True):
         if restarted:
             # Offsets, log start offsets (mid-batch too) and the link itself survive a shadow restart.
             shadow.restart()
-            wait_caught_up(shadow, TOPICS, timeout=30)
+            wait_in_sync(source, shadow, TOPICS, timeout=30)
         images = assert_logs_equal(source, shadow, TOPICS, require_data=False)
         assert all(img.batches for tp, img in images.items() if tp != (EIGHT, 7))
         assert images[(THREE, 0)].log_start_offset == boundary == images[(THREE, 0)].base_offsets[0]
@@ -152,21 +152,24 @@ def test_shadow_follows_delete_records_on_the_source(clusters) -> None:
         produce(source.bootstrap, EIGHT, _records(rng, EIGHT, 8, codec, 200, round_),
                 **{"compression.type": codec, "linger.ms": 50, "batch.num.messages": 25})
     create_link(shadow, link_spec(source, prefixes=("fid-",)))
-    wait_caught_up(shadow, topics, timeout=60)
+    wait_in_sync(source, shadow, topics, timeout=60)
 
     before = read_images(source, topics)
     boundary, _ = _pick_offsets(before[(EIGHT, 2)])
     _, inside = _pick_offsets(before[(EIGHT, 5)])
     delete_records(source.bootstrap, {(EIGHT, 2): boundary, (EIGHT, 5): inside})
-    # More data after the cut, so the shadow sees the new log start in Fetch responses carrying data too.
-    produce(source.bootstrap, EIGHT, _records(rng, EIGHT, 8, "zstd", 80, 9), **{"compression.type": "zstd"})
 
+    # No new data: only the log start offsets change, and incremental Fetch responses must carry them.
     def start_followed() -> bool:
-        doc = wait_caught_up(shadow, topics, timeout=30)
+        doc = wait_in_sync(source, shadow, topics, timeout=30)
         starts = {(p["topic"], p["partition"]): p["shadow_log_start_offset"] for p in doc["partitions"]}
         return starts[(EIGHT, 2)] == boundary and starts[(EIGHT, 5)] == inside
 
-    wait_until(start_followed, timeout=30, interval=0.2, message="shadow log start offsets following DeleteRecords")
+    wait_until(start_followed, timeout=30, interval=0.1, message="shadow log start offsets following DeleteRecords")
+    assert_logs_equal(source, shadow, topics)
+    # Then more data after the cut, still byte for byte.
+    produce(source.bootstrap, EIGHT, _records(rng, EIGHT, 8, "zstd", 80, 9), **{"compression.type": "zstd"})
+    wait_in_sync(source, shadow, topics, timeout=30)
     images = assert_logs_equal(source, shadow, topics)
     assert images[(EIGHT, 2)].log_start_offset == boundary == images[(EIGHT, 2)].base_offsets[0]
     cut = images[(EIGHT, 5)]

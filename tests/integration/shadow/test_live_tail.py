@@ -19,7 +19,7 @@ from shadow_helpers import (
     create_link,
     link_spec,
     link_status,
-    wait_caught_up,
+    wait_in_sync,
     watermarks,
 )
 
@@ -76,7 +76,7 @@ def test_lag_returns_to_zero_after_a_continuous_producer_stops(clusters) -> None
     source, shadow = clusters
     create_topic(source.bootstrap, TOPIC, partitions=3)
     create_link(shadow, link_spec(source, prefixes=(TOPIC,)))
-    wait_caught_up(shadow, TOPICS, timeout=20)  # the empty topic is replicated and tasks are routed
+    wait_in_sync(source, shadow, TOPICS, timeout=20)  # the empty topic is replicated and tasks are routed
 
     producer = ContinuousProducer(source.bootstrap)
     producer.start()
@@ -108,7 +108,7 @@ def test_lag_returns_to_zero_after_a_continuous_producer_stops(clusters) -> None
     assert not producer.errors, producer.errors[:5]
     assert producer.sent > 5000, f"only {producer.sent} records produced: the run tests nothing"
 
-    doc = wait_caught_up(shadow, TOPICS, timeout=CATCH_UP_SECONDS)
+    doc = wait_in_sync(source, shadow, TOPICS, timeout=CATCH_UP_SECONDS)
     caught_up_after = time.monotonic() - stopped_at
     source_hw = {tp: hw for tp, (_, hw) in watermarks(source.bootstrap, TOPICS).items()}
     assert sum(source_hw.values()) == producer.sent

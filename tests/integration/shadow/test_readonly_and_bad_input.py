@@ -21,7 +21,9 @@ import pytest
 import yaml
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, ResourceType
-from harness import create_topic, wait_until
+from harness import BrokerProcess, create_topic, wait_until
+from kafka import KafkaProducer
+from kafka.errors import InvalidTopicError
 from kafka.protocol.admin import DeleteTopicsRequest
 from kafka.protocol.producer import ProduceRequest
 from rawclient import RawConnection
@@ -60,16 +62,10 @@ def _assert_policy_violation(error: KafkaError, what: str) -> None:
     assert "shadow of link 'dr'" in text and "fail it over" in text and what in text, text
 
 
-def test_shadow_topics_are_read_only_but_readable(clusters) -> None:
-    source, shadow = clusters
-    create_topic(source.bootstrap, TOPIC, partitions=2)
-    produce(source, TOPIC, RECORDS, partitions=2)
-    create_link(shadow, link_spec(source))
-    wait_caught_up(shadow, {TOPIC: 2})
-    hws = high_watermarks(shadow, TOPIC, 2)
-
-    # Produce fails fast: the delivery report arrives long before message.timeout.ms, not retriable.
-    producer = Producer({"bootstrap.servers": shadow.bootstrap, "message.timeout.ms": 30000, "acks": "all"})
+def _delivery_report(shadow: BrokerProcess, enable_idempotence: bool) -> tuple[KafkaError | None, float]:
+    """(error, seconds) of the delivery report of one record produced to the shadow topic with default retries."""
+    producer = Producer({"bootstrap.servers": shadow.bootstrap, "message.timeout.ms": 30000, "acks": "all",
+                         "enable.idempotence": enable_idempotence})
     reports: list[tuple[KafkaError | None, float]] = []
     started = time.monotonic()
     producer.produce(TOPIC, value=b"not allowed", partition=0,
@@ -80,10 +76,31 @@ def test_shadow_topics_are_read_only_but_readable(clusters) -> None:
         return bool(reports)
 
     wait_until(reported, timeout=35, interval=0, message="the delivery report")
-    error, after = reports[0]
-    assert error is not None and error.code() == KafkaError.TOPIC_EXCEPTION, error
-    assert not error.retriable(), error
-    assert after < 5.0, f"the produce error took {after:.1f}s: the client retried it"
+    return reports[0]
+
+
+def test_shadow_topics_are_read_only_but_readable(clusters) -> None:
+    source, shadow = clusters
+    create_topic(source.bootstrap, TOPIC, partitions=2)
+    produce(source, TOPIC, RECORDS, partitions=2)
+    create_link(shadow, link_spec(source))
+    wait_caught_up(shadow, {TOPIC: 2})
+    hws = high_watermarks(shadow, TOPIC, 2)
+
+    # Produce fails fast: the delivery report arrives long before message.timeout.ms, not retriable
+    # (plain and idempotent producers, with librdkafka's default retries).
+    for idempotent in (False, True):
+        error, after = _delivery_report(shadow, enable_idempotence=idempotent)
+        assert error is not None and error.code() == KafkaError.TOPIC_EXCEPTION, (idempotent, error)
+        assert not error.retriable() and not error.fatal(), (idempotent, error)
+        assert after < 5.0, f"the produce error took {after:.1f}s (idempotent={idempotent}): the client retried it"
+    # kafka-python surfaces the broker's error message to the application.
+    kafka_python = KafkaProducer(bootstrap_servers=shadow.bootstrap, retries=5, request_timeout_ms=30000)
+    started = time.monotonic()
+    with pytest.raises(InvalidTopicError, match="read-only shadow of link 'dr'.*fail it over"):
+        kafka_python.send(TOPIC, b"not allowed").get(timeout=35)
+    assert time.monotonic() - started < 5.0
+    kafka_python.close()
 
     # The error message names the link and says to fail over (a raw Produce v9 shows it).
     records = build_batch([(b"k", b"not allowed", [], int(time.time() * 1000))])

@@ -28,6 +28,7 @@ from shadow_helpers_b import (
     topic_partitions,
     topic_states,
     wait_caught_up,
+    wait_replicated,
 )
 
 PARTITION_KEYS = {"topic", "partition", "source_log_start_offset", "source_high_watermark", "shadow_high_watermark",
@@ -128,15 +129,15 @@ def test_cli_create_list_describe_status_update_pause_resume_failover_delete(clu
     produce(source, "cli-orders", 60, partitions=3, prefix="while-paused")
     produce(source, "mark-0", 5)
     assert high_watermarks(source, "cli-orders", 3) == [hw + 20 for hw in source_hws]
-    wait_caught_up(shadow, {"mark-0": 1}, name="marker")  # the other link replicated what came later ...
+    wait_replicated(source, shadow, "mark-0", 1)  # the other link replicated what was written later ...
     assert high_watermarks(shadow, "cli-orders", 3) == paused_hws  # ... this one did not move
     assert {p["state"] for p in link_status(shadow)["partitions"]} == {"PAUSED"}
     assert "PAUSED" in _ok(run_cli(shadow, "status", "dr"))
 
     # resume: it catches up.
     assert _ok(run_cli(shadow, "resume", "dr")).strip() == "shadow link dr: ACTIVE"
+    wait_replicated(source, shadow, "cli-orders", 3)
     wait_caught_up(shadow, {"cli-orders": 3, "cli2-new": 2})
-    assert high_watermarks(shadow, "cli-orders", 3) == high_watermarks(source, "cli-orders", 3)
     assert set(topic_states(shadow).values()) == {("ACTIVE", "")}
 
     # failover --all --wait: a progress line, then every topic FAILED_OVER and writable.
@@ -194,8 +195,8 @@ def test_links_and_topic_states_survive_a_restart(clusters) -> None:
     # the ACTIVE one is still read-only.
     produce(source, "keep-b", 10, partitions=2, prefix="not-replicated")
     produce(source, "keep-a", 30, partitions=2, prefix="after-restart")
+    assert wait_replicated(source, shadow, "keep-a", 2) == [25, 25]
     wait_caught_up(shadow, {"keep-a": 2})
-    assert high_watermarks(shadow, "keep-a", 2) == high_watermarks(source, "keep-a", 2)
     assert high_watermarks(shadow, "keep-b", 2) == [11, 10]
     assert _produce_one(shadow, "keep-b") == (None, 11)
     error, _ = _produce_one(shadow, "keep-a")
@@ -204,8 +205,7 @@ def test_links_and_topic_states_survive_a_restart(clusters) -> None:
     produce(source, "idle-a", 10, partitions=2)
     status, _ = admin_call(shadow, "POST", "/v1/shadow-links/idle/resume")
     assert status == 200
-    wait_caught_up(shadow, {"idle-a": 2}, name="idle")
-    assert high_watermarks(shadow, "idle-a", 2) == [15, 15]
+    assert wait_replicated(source, shadow, "idle-a", 2) == [15, 15]
 
 
 def test_openapi_document_is_served_and_parses(broker: BrokerProcess) -> None:

@@ -16,7 +16,7 @@ from shadow_helpers import (
     link_spec,
     link_status,
     produce,
-    wait_caught_up,
+    wait_in_sync,
 )
 
 TOPIC = "bulk"
@@ -54,7 +54,7 @@ def test_shadow_killed_mid_replication_resumes_without_gap_or_duplicate(clusters
         assert shadow.last_exit_code == -9
         shadow.restart()
 
-    doc = wait_caught_up(shadow, TOPICS, timeout=60)
+    doc = wait_in_sync(source, shadow, TOPICS, timeout=60)
     assert doc["state"] == "ACTIVE"
     parts = [p for p in doc["partitions"] if p["topic"] == TOPIC]
     # The restarted broker appended batches itself: the kill really was mid-copy.

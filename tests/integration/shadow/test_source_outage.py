@@ -17,7 +17,7 @@ from shadow_helpers import (
     link_status,
     metadata_ok,
     produce,
-    wait_caught_up,
+    wait_in_sync,
     wait_link_state,
 )
 
@@ -49,7 +49,7 @@ def test_link_survives_a_source_outage(clusters, how: str) -> None:
     create_topic(source.bootstrap, TOPIC, partitions=3)
     produce(source.bootstrap, TOPIC, _records(0, 600))
     create_link(shadow, link_spec(source, prefixes=(TOPIC,)))
-    wait_caught_up(shadow, TOPICS, timeout=20)
+    wait_in_sync(source, shadow, TOPICS, timeout=20)
     before = wait_link_state(shadow, lambda d: d if _recovered(d) else None, "the link ACTIVE before the outage")
     fetch_tasks = [t["task"] for t in before["tasks"] if t["task"].startswith("fetch-from-source-broker")]
     assert fetch_tasks, before["tasks"]
@@ -83,7 +83,7 @@ def test_link_survives_a_source_outage(clusters, how: str) -> None:
     source.restart()
     produce(source.bootstrap, TOPIC, _records(600, 600))
     wait_link_state(shadow, _recovered, "the link ACTIVE again after the source came back", timeout=30)
-    doc = wait_caught_up(shadow, TOPICS, timeout=30)
+    doc = wait_in_sync(source, shadow, TOPICS, timeout=30)
     assert sum(p["shadow_high_watermark"] for p in doc["partitions"] if p["topic"] == TOPIC) == 1200
     assert all(p["gaps"] == 0 for p in doc["partitions"]), doc["partitions"]
     assert_logs_equal(source, shadow, TOPICS)

@@ -40,6 +40,7 @@ from shadow_helpers_b import (
     topic_partitions,
     topic_states,
     wait_caught_up,
+    wait_replicated,
 )
 
 
@@ -58,7 +59,7 @@ def test_topics_and_partitions_follow_the_source_and_excluded_topics_never_appea
     produce(source, "sync-later", 30, partitions=3)
     wait_until(lambda: topic_partitions(shadow).get("sync-later") == 3, timeout=TIMEOUT,
                message=lambda: f"sync-later with 3 partitions on the shadow, have {topic_partitions(shadow)}")
-    wait_caught_up(shadow, {"sync-later": 3})
+    assert wait_replicated(source, shadow, "sync-later", 3) == [10, 10, 10]
     # ... and a topic outside the filters is not shadowed either.
     create_topic(source.bootstrap, "other", partitions=1)
 
@@ -68,6 +69,7 @@ def test_topics_and_partitions_follow_the_source_and_excluded_topics_never_appea
     produce(source, "sync-a", 50, partitions=5, prefix="grown")
     wait_until(lambda: topic_partitions(shadow).get("sync-a") == 5, timeout=TIMEOUT,
                message=lambda: f"sync-a with 5 partitions on the shadow, have {topic_partitions(shadow)}")
+    assert wait_replicated(source, shadow, "sync-a", 5) == [30, 30, 10, 10, 10]
     wait_caught_up(shadow, {"sync-a": 5, "sync-later": 3})
     assert len(consume_all(shadow, "sync-a", 90)) == 90
 
@@ -192,7 +194,7 @@ def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its
     # The link keeps replicating the other topics; a pass after the faults changed nothing in the faulted ones:
     # their data is kept as it was, and they stay read-only.
     produce(source, "kept", 5, prefix="more")
-    wait_caught_up(shadow, {"kept": 1})
+    assert wait_replicated(source, shadow, "kept", 1) == [35]
     assert topic_partitions(shadow)["gone"] == 2
     assert high_watermarks(shadow, "reborn", 1) == [30]
     for topic, count in (("gone", 60), ("reborn", 30)):

@@ -36,7 +36,7 @@ help:
 	@echo "make test-compat       tests/compat only (real Kafka clients against a real broker)"
 	@echo "make lint              ruff, and mypy --strict on $(MYPY_STRICT_PATHS)"
 	@echo "make bench             benchmarks/produce_consume.py (BENCH_ARGS='--mb 64' to size it)"
-	@echo "make demo              start a broker and show a produce/consume round trip"
+	@echo "make demo              run the demo (umbra.demo)"
 	@echo "make clean             remove caches and build output; make distclean also removes .venv"
 
 install: $(INSTALL_STAMP) system-packages

@@ -58,7 +58,8 @@ def _collect_schemas() -> dict[int, ApiSchema]:
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):
-                pairs.setdefault(obj.API_KEY, {})[obj.type] = obj
+                message: Any = obj  # classproperties the type checker cannot see
+                pairs.setdefault(int(message.API_KEY), {})[str(message.type)] = obj
     schemas = {}
     for key, pair in pairs.items():
         if "request" in pair and "response" in pair:

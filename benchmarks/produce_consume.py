@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from copylimit import loopback_copy_rate  # noqa: E402
 from harness import BrokerProcess, create_topic  # noqa: E402
 
 MIB = 1024 * 1024
@@ -266,50 +265,6 @@ def consume(
     finally:
         consumer.close()
     return ConsumeResult(topic, records, payload, seconds, cpu.percent())
-
-
-def loopback_copy_rate(size_bytes: int, directory: Path, repeats: int = 3) -> float:
-    """MB/s of file -> os.sendfile -> loopback TCP -> recv -> file; best of `repeats` runs."""
-    source = directory / "loopback-source.bin"
-    target = directory / "loopback-target.bin"
-    with open(source, "wb") as handle:
-        chunk = os.urandom(MIB)
-        for _ in range(max(1, size_bytes // MIB)):
-            handle.write(chunk)
-    size = source.stat().st_size
-    rates = [size / MIB / _copy_over_loopback(source, target, size) for _ in range(repeats)]
-    source.unlink()
-    target.unlink(missing_ok=True)
-    return max(rates)
-
-
-def _copy_over_loopback(source: Path, target: Path, size: int) -> float:
-    """Seconds to send `source` with os.sendfile to a thread that writes what it receives to `target`."""
-    received = 0
-
-    def receive(server: socket.socket) -> None:
-        nonlocal received
-        connection, _ = server.accept()
-        buffer = bytearray(MIB)
-        view = memoryview(buffer)
-        with connection, open(target, "wb") as out:
-            while count := connection.recv_into(buffer):
-                out.write(view[:count])
-                received += count
-
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        receiver = threading.Thread(target=receive, args=(server,))
-        receiver.start()
-        started = time.perf_counter()
-        with socket.create_connection(server.getsockname()) as sender, open(source, "rb") as infile:
-            offset = 0
-            while offset < size:
-                offset += os.sendfile(sender.fileno(), infile.fileno(), offset, size - offset)
-        receiver.join(timeout=120)
-        seconds = time.perf_counter() - started
-    if receiver.is_alive() or received != size:
-        raise RuntimeError(f"loopback copy: received {received} of {size} bytes")
-    return seconds
 
 
 def _size_label(size: int) -> str:

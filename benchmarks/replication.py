@@ -28,11 +28,9 @@ import argparse
 import json
 import os
 import resource
-import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -44,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from copylimit import loopback_copy  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all, wait_until  # noqa: E402
 
 MIB = 1024 * 1024
@@ -324,49 +323,6 @@ def mirror_pipeline(
 
 
 # --- (c) the raw loopback copy ----------------------------------------------------------------------
-
-
-def loopback_copy(size_bytes: int, directory: Path, repeats: int = 3) -> tuple[float, int]:
-    """(best seconds, bytes) for file -> os.sendfile -> loopback TCP -> recv_into -> file."""
-    source, target = directory / "loopback-source.bin", directory / "loopback-target.bin"
-    chunk = os.urandom(MIB)
-    with open(source, "wb") as handle:
-        for _ in range(max(1, size_bytes // MIB)):
-            handle.write(chunk)
-    size = source.stat().st_size
-    try:
-        return min(_copy_once(source, target, size) for _ in range(repeats)), size
-    finally:
-        source.unlink()
-        target.unlink(missing_ok=True)
-
-
-def _copy_once(source: Path, target: Path, size: int) -> float:
-    received = 0
-
-    def receive(server: socket.socket) -> None:
-        nonlocal received
-        connection, _ = server.accept()
-        buffer = bytearray(MIB)
-        view = memoryview(buffer)
-        with connection, open(target, "wb") as out:
-            while count := connection.recv_into(buffer):
-                out.write(view[:count])
-                received += count
-
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        receiver = threading.Thread(target=receive, args=(server,), daemon=True)
-        receiver.start()
-        started = time.perf_counter()
-        with socket.create_connection(server.getsockname()) as sender, open(source, "rb") as infile:
-            offset = 0
-            while offset < size:
-                offset += os.sendfile(sender.fileno(), infile.fileno(), offset, size - offset)
-        receiver.join(timeout=300)
-        seconds = time.perf_counter() - started
-    if receiver.is_alive() or received != size:
-        raise RuntimeError(f"loopback copy: received {received} of {size} bytes")
-    return seconds
 
 
 # --- report -----------------------------------------------------------------------------------------

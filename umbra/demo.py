@@ -126,7 +126,7 @@ class Broker:
                 raise DemoError(f"the {self.name} broker exited with code {self.process.returncode} during start-up:\n"
                                 f"{self.log_tail()}")
             with urllib.request.urlopen(f"{self.admin_url}/v1/health", timeout=1) as response:
-                return response.status == 200
+                return bool(response.status == 200)
 
         wait_for(f"the {self.name} broker to answer {self.admin_url}/v1/health", ready, timeout=30)
         say(f"{self.name} broker ready: Kafka {self.bootstrap}, admin {self.admin_url}, pid {self.process.pid}")
@@ -312,11 +312,11 @@ def run(work_dir: Path, brokers: list[Broker]) -> None:
     umbra_shadow(shadow, "create", "--config", str(spec_path))
 
     step(f"A producer writes {RECORDS:,} records to the source; the link replicates them live")
-    done, errors = threading.Event(), []
+    done = threading.Event()
+    errors: list[BaseException] = []
     producer = threading.Thread(target=produce_live, args=(source.bootstrap, RECORDS, PRODUCE_SECONDS, done, errors),
                                 daemon=True)
-    say("status every half second (lag = the source's high watermark, learnt from the latest Fetch response, "
-        "minus the shadow's)")
+    say("the link's status every half second (lag = the source's high watermark minus the shadow's, in records)")
     started = time.monotonic()
     producer.start()
     while not done.wait(0.5):  # a status line every half second while the producer runs

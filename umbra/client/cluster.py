@@ -154,11 +154,8 @@ class SourceCluster:
         response, version = await self._request_any(api.METADATA, lambda _v: metadata_request(names))
         snapshot = snapshot_from_response(response, version)
         self._metadata = snapshot if names is None else self._metadata.merged(snapshot, names)
-        if snapshot.brokers:
-            # From now on brokers are reached by id; the bootstrap addresses are only a fallback.
-            for link in self._bootstrap_links.values():
-                await link.close()
-            self._bootstrap_links.clear()
+        # Bootstrap connections stay open: another task may have a request in flight on one, and once brokers
+        # are known they are only tried after the brokers themselves (see _any_connection).
         return self._metadata
 
     # -- admin reads ------------------------------------------------------------------------------

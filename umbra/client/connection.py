@@ -29,10 +29,10 @@ from umbra.client.errors import (
     ClientTimeout,
     UnsupportedApiError,
 )
-from umbra.client.messages import build_request, correlation_id_of, decode_response, encode_request
+from umbra.client.messages import correlation_id_of, decode_response, encode_request
 from umbra.client.settings import ConnectionSettings
 from umbra.errors import ErrorCode
-from umbra.protocol.codec import SCHEMAS
+from umbra.protocol.codec import SCHEMAS, build_request
 
 _SIZE = struct.Struct(">i")
 

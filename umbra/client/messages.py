@@ -1,7 +1,7 @@
 """Build request messages from plain dicts and decode response frames, via ``umbra.protocol.codec``.
 
 kafka-python's message classes want nested structs as their own data classes; callers here write
-plain nested dicts and lists, which :func:`build_request` converts.
+plain nested dicts and lists, which :func:`umbra.protocol.codec.build_request` converts.
 """
 
 from __future__ import annotations
@@ -15,40 +15,6 @@ from umbra.client.errors import ClientProtocolError
 from umbra.protocol.codec import SCHEMAS
 
 _INT32 = struct.Struct(">i")
-
-
-def _to_data(data_class: Any, version: int, value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    fields = data_class._struct.fields
-    kwargs: dict[str, Any] = {}
-    for name, field_value in value.items():
-        field = fields.get(name)
-        if field is None:
-            raise KeyError(f"{data_class.__name__} has no field {name!r}")
-        if field.is_struct() and isinstance(field_value, dict):
-            field_value = _to_data(field.data_class, version, field_value)
-        elif field.is_struct_array() and field_value is not None:
-            field_value = [_to_data(field.data_class, version, item) for item in field_value]
-        kwargs[name] = field_value
-    return data_class(version=version, **kwargs)
-
-
-def build_request(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
-    """A request object of ``api_key`` at ``version``; fields the version lacks are ignored by its encoder."""
-    request_cls = SCHEMAS[api_key].request
-    struct_fields = request_cls._struct.fields
-    kwargs: dict[str, Any] = {}
-    for name, value in fields.items():
-        field = struct_fields.get(name)
-        if field is None:
-            raise KeyError(f"{request_cls.__name__} has no field {name!r}")
-        if field.is_struct() and isinstance(value, dict):
-            value = _to_data(field.data_class, version, value)
-        elif field.is_struct_array() and value is not None:
-            value = [_to_data(field.data_class, version, item) for item in value]
-        kwargs[name] = value
-    return request_cls[version](**kwargs)
 
 
 def encode_request(request: ApiMessage, correlation_id: int, client_id: str) -> bytes:

@@ -169,35 +169,35 @@ def _convert(data_class: Any, version: int, value: Any) -> Any:
     """Turn nested dicts (and lists of dicts) into the codec's data classes."""
     if not isinstance(value, dict):
         return value
-    fields = data_class._struct.fields
-    kwargs = {}
-    for name, field_value in value.items():
-        field = fields.get(name)
-        if field is None:
-            raise KeyError(f"{data_class.__name__} has no field {name!r}")
-        if field.is_struct() and isinstance(field_value, dict):
-            field_value = _convert(field.data_class, version, field_value)
-        elif field.is_struct_array() and field_value is not None:
-            field_value = [_convert(field.data_class, version, item) for item in field_value]
-        kwargs[name] = field_value
-    return data_class(version=version, **kwargs) if hasattr(data_class, "_class_version") else data_class(**kwargs)
+    return data_class(version=version, **_field_values(data_class, version, value))
 
 
-def build_response(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
-    """Build a response object from plain dicts; absent fields take schema defaults."""
-    response_cls = SCHEMAS[api_key].response
-    kwargs = {}
-    struct_fields = response_cls._struct.fields
+def _field_values(message_cls: Any, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+    struct_fields = message_cls._struct.fields
+    kwargs: dict[str, Any] = {}
     for name, value in fields.items():
         field = struct_fields.get(name)
         if field is None:
-            raise KeyError(f"{response_cls.__name__} has no field {name!r}")
+            raise KeyError(f"{message_cls.__name__} has no field {name!r}")
         if field.is_struct() and isinstance(value, dict):
             value = _convert(field.data_class, version, value)
         elif field.is_struct_array() and value is not None:
             value = [_convert(field.data_class, version, item) for item in value]
         kwargs[name] = value
-    return response_cls[version](**kwargs)
+    return kwargs
+
+
+def build_message(message_cls: type[ApiMessage], version: int, fields: dict[str, Any]) -> ApiMessage:
+    """A request or response object from plain (nested) dicts; absent fields take schema defaults."""
+    return message_cls[version](**_field_values(message_cls, version, fields))
+
+
+def build_response(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
+    return build_message(SCHEMAS[api_key].response, version, fields)
+
+
+def build_request(api_key: int, version: int, fields: dict[str, Any]) -> ApiMessage:
+    return build_message(SCHEMAS[api_key].request, version, fields)
 
 
 def encode_response(api_key: int, version: int, correlation_id: int, response: ApiMessage | bytes) -> bytes:

@@ -103,6 +103,8 @@ class ShadowLink:
         self.syncers: list[SyncTask] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.conflicts: dict[str, str] = {}
+        # The source offsets last seen per partition, kept across pauses so status still shows the lag.
+        self.last_source_offsets: dict[tuple[str, int], tuple[int, int]] = {}
         self._topic_sync_lock = asyncio.Lock()
 
     @property
@@ -132,6 +134,10 @@ class ShadowLink:
             self.schedule_failover(pending)
 
     async def stop(self) -> None:
+        if self.engine is not None:
+            for tp, rep in self.engine.replicators.items():
+                if rep.source_high_watermark >= 0:
+                    self.last_source_offsets[tp] = (rep.source_log_start_offset, rep.source_high_watermark)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -339,8 +345,10 @@ class ShadowLink:
         topics = self.manager.topics_of(self.spec.name)
         partitions = []
         if self.engine is not None:
-            for _, rep in sorted(self.engine.replicators.items()):
+            for tp, rep in sorted(self.engine.replicators.items()):
                 partitions.append(rep.status())
+                if rep.source_high_watermark >= 0:
+                    self.last_source_offsets[tp] = (rep.source_log_start_offset, rep.source_high_watermark)
         replicated = {(p["topic"], p["partition"]) for p in partitions}
         for topic, entry in sorted(topics.items()):
             meta = self.broker.metadata.topic(topic)
@@ -349,12 +357,15 @@ class ShadowLink:
                     continue
                 log_ = self.broker.logs.get(topic, partition)
                 hw = log_.high_watermark if log_ is not None else -1
+                source_start, source_hw = self.last_source_offsets.get((topic, partition), (-1, -1))
+                if entry["state"] == ShadowTopicState.FAILED_OVER:
+                    source_start, source_hw = -1, -1  # an ordinary topic now: no source to lag behind
                 partitions.append({"topic": topic, "partition": partition, "state": entry["state"],
-                                   "reason": entry.get("reason", ""), "source_log_start_offset": -1,
-                                   "source_high_watermark": -1,
+                                   "reason": entry.get("reason", ""), "source_log_start_offset": source_start,
+                                   "source_high_watermark": source_hw,
                                    "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
-                                   "shadow_high_watermark": hw, "lag": 0, "ms_since_last_batch": None,
-                                   "gaps": 0, "skipped_records": 0})
+                                   "shadow_high_watermark": hw, "lag": max(source_hw - hw, 0) if source_hw >= 0 else 0,
+                                   "ms_since_last_batch": None, "gaps": 0, "skipped_records": 0})
         partitions.sort(key=lambda p: (p["topic"], p["partition"]))
         tasks = [s.status() for s in self.syncers]
         if self.engine is not None:

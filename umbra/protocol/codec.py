@@ -169,7 +169,9 @@ def _convert(data_class: Any, version: int, value: Any) -> Any:
     """Turn nested dicts (and lists of dicts) into the codec's data classes."""
     if not isinstance(value, dict):
         return value
-    return data_class(version=version, **_field_values(data_class, version, value))
+    kwargs = _field_values(data_class, version, value)
+    # Nested structs are built unversioned: some exist only in later versions than the one encoded.
+    return data_class(version=version, **kwargs) if hasattr(data_class, "_class_version") else data_class(**kwargs)
 
 
 def _field_values(message_cls: Any, version: int, fields: dict[str, Any]) -> dict[str, Any]:

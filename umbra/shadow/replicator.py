@@ -14,7 +14,7 @@ import logging
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from umbra.client.errors import ClientError
 from umbra.client.settings import FetchSettings
@@ -25,6 +25,7 @@ from umbra.shadow.state import TaskState
 if TYPE_CHECKING:
     from umbra.client.cluster import SourceCluster
     from umbra.client.fetch_response import FetchedPartition
+    from umbra.client.fetcher import FetchResult
     from umbra.shadow.link import ShadowLink
     from umbra.storage.log import Log
 
@@ -37,6 +38,28 @@ _REROUTE_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_
                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
                    ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.REPLICA_NOT_AVAILABLE, ErrorCode.KAFKA_STORAGE_ERROR,
                    ErrorCode.INCONSISTENT_TOPIC_ID}
+
+
+class PlannedAppend(NamedTuple):
+    end: int  # bytes of complete batches at the start of the record set
+    batches: int
+    first_base_offset: int
+    next_offset: int  # the offset after the last complete batch: where the next fetch starts
+
+
+def plan_append(fetched: FetchedPartition) -> PlannedAppend | None:
+    """Walk the batch headers (no record is decoded) to find the complete batches of a fetched record set."""
+    if fetched.error_code or not len(fetched.records):
+        return None
+    end = batches = 0
+    first_base = next_offset = -1
+    for header in iter_batch_headers(fetched.records):
+        if first_base < 0:
+            first_base = header.base_offset
+        end = header.position + header.size_in_bytes
+        next_offset = header.next_offset
+        batches += 1
+    return PlannedAppend(end, batches, first_base, next_offset) if batches else None
 
 
 class PartitionReplicator:
@@ -58,7 +81,8 @@ class PartitionReplicator:
         self.positioned = False  # the start position (start_at, resume) has been decided
         self.fresh = False  # the log was empty when replication started: adopt the source's start offset
         self.source_broker: int | None = None
-        self.retry_at = 0.0
+        # The fetch offset the next accepted response must answer: where the next append starts.
+        self.append_position = -1
 
     @property
     def key(self) -> tuple[TopicPartition, int]:
@@ -98,6 +122,7 @@ class SourceFetchLoop:
         self._backoff = 0.1
 
     def add(self, rep: PartitionReplicator, offset: int) -> None:
+        rep.append_position = offset
         self.replicators[rep.tp] = rep
         rep.source_broker = self.broker_id
         self.fetcher.add_partition(rep.tp, offset, rep.source_topic_id)
@@ -108,28 +133,54 @@ class SourceFetchLoop:
             self.fetcher.remove_partition(tp)
 
     async def run(self) -> None:
-        while True:
-            if not self.replicators:
-                self.state = TaskState.ACTIVE
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            try:
-                result = await self.fetcher.fetch()
-            except (TimeoutError, ClientError, OSError) as exc:
-                self._unavailable(f"source broker {self.broker_id}: {exc or type(exc).__name__}")
-                await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
-                self._backoff = min(self._backoff * 2, 5.0)
-                self.engine.request_reroute()
-                continue
-            self._backoff = 0.1
-            self.state, self.reason = TaskState.ACTIVE, ""
-            for tp, fetched in result.partitions.items():
-                rep = self.replicators.get(tp)
-                if rep is not None and not rep.stopped:
-                    self.engine.on_fetched(self, rep, fetched)
-            # Yield to the event loop between fetches: clients of this broker are served in between.
-            await asyncio.sleep(0)
+        pending: asyncio.Task[FetchResult] | None = None
+        try:
+            while True:
+                if not self.replicators:
+                    self.state = TaskState.ACTIVE
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if pending is None:
+                    pending = asyncio.ensure_future(self.fetcher.fetch())
+                try:
+                    result = await pending
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # unreachable source, or anything unexpected: report, back off, go on
+                    pending = None
+                    if not isinstance(exc, (ClientError, OSError, TimeoutError)):
+                        log.exception("link %s: fetch from source broker %d failed", self.engine.link.spec.name,
+                                      self.broker_id)
+                    self._unavailable(f"source broker {self.broker_id}: {exc or type(exc).__name__}")
+                    await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
+                    self._backoff = min(self._backoff * 2, 5.0)
+                    self.engine.request_reroute()
+                    continue
+                self._backoff = 0.1
+                self.state, self.reason = TaskState.ACTIVE, ""
+                # Pipelining: the next offsets are known from this response's batch headers, so the next
+                # fetch goes out now and the source prepares it while this response is appended.
+                work = []
+                for tp, fetched in result.partitions.items():
+                    rep = self.replicators.get(tp)
+                    if rep is None or rep.stopped:
+                        continue
+                    if fetched.fetch_offset != rep.append_position:
+                        continue  # answers a position this partition has since left (re-routed, repositioned)
+                    planned = plan_append(fetched)
+                    if planned is not None:
+                        rep.append_position = planned.next_offset
+                        self.fetcher.set_offset(tp, planned.next_offset)
+                    work.append((rep, fetched, planned))
+                pending = asyncio.ensure_future(self.fetcher.fetch())
+                await asyncio.sleep(0)  # let it send its request before the appends hold the event loop
+                for rep, fetched, planned in work:
+                    if not rep.stopped and self.replicators.get(rep.tp) is rep:
+                        self.engine.on_fetched(self, rep, fetched, planned)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     def _unavailable(self, reason: str) -> None:
         if self.state is not TaskState.LINK_UNAVAILABLE:
@@ -198,11 +249,19 @@ class ReplicationEngine:
     # --- routing -------------------------------------------------------
     async def _route_loop(self) -> None:
         while True:
-            await self._reroute.wait()
+            try:
+                await asyncio.wait_for(self._reroute.wait(), LAG_PROBE_INTERVAL_S)
+            except TimeoutError:
+                await self._probe_source_high_watermarks()
+                continue
             self._reroute.clear()
             try:
                 await self._route()
-            except (TimeoutError, ClientError, OSError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # unreachable source, or anything unexpected: report, back off, go on
+                if not isinstance(exc, (ClientError, OSError, TimeoutError)):
+                    log.exception("link %s: routing failed", self.link.spec.name)
                 reason = f"source metadata unavailable: {exc or type(exc).__name__}"
                 for rep in self.replicators.values():
                     if rep.source_broker is None:
@@ -297,7 +356,8 @@ class ReplicationEngine:
                  start_at.kind)
 
     # --- the append path -------------------------------------------------
-    def on_fetched(self, loop: SourceFetchLoop, rep: PartitionReplicator, fetched: FetchedPartition) -> None:
+    def on_fetched(self, loop: SourceFetchLoop, rep: PartitionReplicator, fetched: FetchedPartition,
+                   planned: PlannedAppend | None) -> None:
         link = self.link
         if fetched.error_code:
             self._on_error(loop, rep, fetched)
@@ -306,37 +366,26 @@ class ReplicationEngine:
         if fetched.log_start_offset >= 0:
             rep.source_log_start_offset = fetched.log_start_offset
         log_ = rep.log
-        records = fetched.records
-        if len(records):
-            end = 0
-            first_base = -1
-            count = 0
-            for header in iter_batch_headers(records):
-                if first_base < 0:
-                    first_base = header.base_offset
-                end = header.position + header.size_in_bytes
-                count += 1
-            if end:
-                try:
-                    log_.append_at_offsets(records[:end], expected_start_offset=log_.log_end_offset,
-                                           leader_epoch=rep.leader_epoch)
-                except KafkaError as exc:
-                    rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {exc}")
-                    link.metrics.errors.labels(link.spec.name, exc.code.name).inc()
-                    loop.remove(rep.tp)
-                    return
-                log_.high_watermark = log_.log_end_offset
-                link.broker.notifier.notify(rep.tp)
-                loop.fetcher.set_offset(rep.tp, log_.log_end_offset)
-                rep.last_batch_monotonic = time.monotonic()
-                link.metrics.bytes.labels(link.spec.name).inc(end)
-                link.metrics.batches.labels(link.spec.name).inc(count)
-                if rep.fresh:
-                    # A new shadow partition starts where the source's data does, mid-batch or not.
-                    rep.fresh = False
-                    start = max(first_base, rep.source_log_start_offset)
-                    if log_.log_start_offset < start <= log_.high_watermark:
-                        log_.advance_log_start_offset(start)
+        if planned is not None:
+            try:
+                log_.append_at_offsets(fetched.records[:planned.end], expected_start_offset=log_.log_end_offset,
+                                       leader_epoch=rep.leader_epoch)
+            except KafkaError as exc:
+                rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {exc}")
+                link.metrics.errors.labels(link.spec.name, exc.code.name).inc()
+                loop.remove(rep.tp)
+                return
+            log_.high_watermark = log_.log_end_offset
+            link.broker.notifier.notify(rep.tp)
+            rep.last_batch_monotonic = time.monotonic()
+            link.metrics.bytes.labels(link.spec.name).inc(planned.end)
+            link.metrics.batches.labels(link.spec.name).inc(planned.batches)
+            if rep.fresh:
+                # A new shadow partition starts where the source's data does, mid-batch or not.
+                rep.fresh = False
+                start = max(planned.first_base_offset, rep.source_log_start_offset)
+                if log_.log_start_offset < start <= log_.high_watermark:
+                    log_.advance_log_start_offset(start)
         source_start = rep.source_log_start_offset
         if log_.log_start_offset < source_start <= log_.high_watermark:
             log_.advance_log_start_offset(source_start)  # follow the source's retention and DeleteRecords

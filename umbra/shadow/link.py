@@ -173,7 +173,8 @@ class ShadowLink:
         self._tasks.append(asyncio.create_task(self._finish_failover(topics), name=f"shadow-{self.spec.name}-failover"))
 
     async def _finish_failover(self, topics: list[str]) -> None:
-        await asyncio.sleep(0)
+        if self.engine is not None:
+            await self.engine.drain_writes()  # the fence is up; let appends already under way land first
         self.manager.finish_failover(self, topics)
 
     # --- topic sync ----------------------------------------------------

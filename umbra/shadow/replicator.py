@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from umbra.client.errors import ClientError
@@ -83,6 +84,7 @@ class PartitionReplicator:
         self.source_broker: int | None = None
         # The fetch offset the next accepted response must answer: where the next append starts.
         self.append_position = -1
+        self.appended = False  # set by the writer thread when the last planned append went through
 
     @property
     def key(self) -> tuple[TopicPartition, int]:
@@ -174,10 +176,14 @@ class SourceFetchLoop:
                         self.fetcher.set_offset(tp, planned.next_offset)
                     work.append((rep, fetched, planned))
                 pending = asyncio.ensure_future(self.fetcher.fetch())
-                await asyncio.sleep(0)  # let it send its request before the appends hold the event loop
+                # CRC checks and file writes release the GIL: they run on the link's writer thread while
+                # this thread receives the next response.
+                errors = await self.engine.write_batches(work)
                 for rep, fetched, planned in work:
                     if not rep.stopped and self.replicators.get(rep.tp) is rep:
-                        self.engine.on_fetched(self, rep, fetched, planned)
+                        self.engine.on_fetched(self, rep, fetched, planned, errors.get(rep.tp))
+                # Drop every view of this response now: its receive buffer can then take the next one.
+                result = work = fetched = rep = planned = None  # type: ignore[assignment]
         finally:
             if pending is not None:
                 pending.cancel()
@@ -204,6 +210,9 @@ class ReplicationEngine:
         self.loops: dict[int, tuple[SourceFetchLoop, asyncio.Task[None]]] = {}
         self._reroute = asyncio.Event()
         self._router: asyncio.Task[None] | None = None
+        # One writer thread per link: appends stay in order, and the event loop keeps receiving meanwhile.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
+        self._writes: set[asyncio.Future[dict[TopicPartition, KafkaError]]] = set()
 
     async def start(self) -> None:
         self._router = asyncio.create_task(self._route_loop(), name=f"shadow-{self.link.spec.name}-router")
@@ -215,6 +224,8 @@ class ReplicationEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.drain_writes()
+        self._writer.shutdown(wait=True)
         self.loops.clear()
         for rep in self.replicators.values():
             rep.stopped = True
@@ -356,8 +367,43 @@ class ReplicationEngine:
                  start_at.kind)
 
     # --- the append path -------------------------------------------------
+    async def write_batches(self, work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
+                            ) -> dict[TopicPartition, KafkaError]:
+        """Append the planned batches of one response on the writer thread; failures by partition."""
+        if not any(planned is not None for _, _, planned in work):
+            return {}
+        future = asyncio.get_running_loop().run_in_executor(self._writer, self._write_on_thread, work)
+        self._writes.add(future)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._writes.discard(future)
+            else:
+                future.add_done_callback(self._writes.discard)
+
+    @staticmethod
+    def _write_on_thread(work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
+                         ) -> dict[TopicPartition, KafkaError]:
+        errors: dict[TopicPartition, KafkaError] = {}
+        for rep, fetched, planned in work:
+            if planned is None or rep.stopped:  # fenced (failover): nothing more is written
+                continue
+            try:
+                rep.log.append_at_offsets(fetched.records[:planned.end], expected_start_offset=rep.log.log_end_offset,
+                                          leader_epoch=rep.leader_epoch)
+                rep.appended = True
+            except KafkaError as exc:
+                errors[rep.tp] = exc
+        return errors
+
+    async def drain_writes(self) -> None:
+        """Wait for appends already on the writer thread (after fencing, so that none can follow)."""
+        while self._writes:
+            await asyncio.wait(list(self._writes))
+
     def on_fetched(self, loop: SourceFetchLoop, rep: PartitionReplicator, fetched: FetchedPartition,
-                   planned: PlannedAppend | None) -> None:
+                   planned: PlannedAppend | None, append_error: KafkaError | None = None) -> None:
         link = self.link
         if fetched.error_code:
             self._on_error(loop, rep, fetched)
@@ -366,15 +412,13 @@ class ReplicationEngine:
         if fetched.log_start_offset >= 0:
             rep.source_log_start_offset = fetched.log_start_offset
         log_ = rep.log
-        if planned is not None:
-            try:
-                log_.append_at_offsets(fetched.records[:planned.end], expected_start_offset=log_.log_end_offset,
-                                       leader_epoch=rep.leader_epoch)
-            except KafkaError as exc:
-                rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {exc}")
-                link.metrics.errors.labels(link.spec.name, exc.code.name).inc()
-                loop.remove(rep.tp)
-                return
+        if append_error is not None:
+            rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {append_error}")
+            link.metrics.errors.labels(link.spec.name, append_error.code.name).inc()
+            loop.remove(rep.tp)
+            return
+        if planned is not None and rep.appended:
+            rep.appended = False
             log_.high_watermark = log_.log_end_offset
             link.broker.notifier.notify(rep.tp)
             rep.last_batch_monotonic = time.monotonic()

@@ -241,7 +241,9 @@ class Log:
                                            f"log end offset is {leo}")
             if len(record_set) == 0:
                 return AppendResult(leo, leo - 1, -1, self._log_start_offset)
-            buf = bytearray(record_set)
+            # A writable buffer (a replication response frame) is stamped in place: no copy on the hot path.
+            buf = record_set if isinstance(record_set, memoryview) and not record_set.readonly \
+                else bytearray(record_set)
             headers = validate_record_set(buf)
             previous_next = leo
             for header in headers:
@@ -261,7 +263,7 @@ class Log:
                 self.epoch_cache.persist()
             return AppendResult(headers[0].base_offset, headers[-1].last_offset, -1, self._log_start_offset)
 
-    def _write(self, buf: bytearray, headers: list[BatchHeader], now_ms: int) -> None:
+    def _write(self, buf: bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> None:
         """Write validated batches, one write per segment touched, rolling where needed."""
         view = memoryview(buf)
         group: list[BatchHeader] = []
@@ -315,7 +317,7 @@ class Log:
 
     # ---- reads -------------------------------------------------------------------------------------------
     def read(self, fetch_offset: int, max_bytes: int, *, max_offset: int | None = None,
-             min_one_batch: bool = True) -> bytes:
+             min_one_batch: bool = True) -> bytes | memoryview:
         """Whole batches from the one containing ``fetch_offset``, below ``max_offset``, within ``max_bytes``
         (but at least one batch if ``min_one_batch``). Crosses segments."""
         with self._lock:
@@ -323,7 +325,7 @@ class Log:
             if fetch_offset < self._log_start_offset or fetch_offset > leo:
                 raise OffsetOutOfRange(f"{self.name}: offset {fetch_offset} is outside "
                                        f"[{self._log_start_offset}, {leo}]")
-            parts: list[bytes] = []
+            parts: list[bytes | memoryview] = []
             budget = max_bytes
             for segment in self._segments[self._segment_index(fetch_offset) :]:
                 first = segment.find_batch(fetch_offset)

@@ -22,7 +22,10 @@ import kafka.protocol.metadata as _metadata
 import kafka.protocol.producer as _producer
 from kafka.protocol.api_message import ApiMessage
 
+from umbra.protocol.produce_codec import ProduceDecodeError, decode_produce_request
+
 _HEADER = struct.Struct(">hhih")
+PRODUCE = 0
 
 
 class ProtocolDecodeError(Exception):
@@ -130,7 +133,13 @@ def body_offset(frame: bytes, header: RequestHeader, header_end: int) -> int:
 
 
 def decode_body(schema: ApiSchema, header: RequestHeader, frame: bytes, pos: int) -> Any:
-    """Decode a request body with the schema codec; any failure becomes ProtocolDecodeError."""
+    """Decode a request body (hot paths by hand, the rest with the schema codec); failures raise
+    ProtocolDecodeError."""
+    if header.api_key == PRODUCE and 3 <= header.api_version <= 12:
+        try:
+            return decode_produce_request(frame, pos, header.api_version)
+        except ProduceDecodeError as exc:
+            raise ProtocolDecodeError(f"malformed Produce v{header.api_version} request: {exc}", header) from None
     try:
         body = schema.request.decode(memoryview(frame)[pos:], version=header.api_version)
     except ProtocolDecodeError:

@@ -32,11 +32,13 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add received bytes; return every frame now complete, in order."""
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytearray]:
+        """Add received bytes; return every frame now complete, in order.
+
+        Frames are ``bytearray``s (one copy each), so the hot paths can stamp record batches in place."""
         buf = self._buf
         buf += data
-        frames: list[bytes] = []
+        frames: list[bytearray] = []
         pos = 0
         end = len(buf)
         while end - pos >= 4:
@@ -45,7 +47,7 @@ class FrameDecoder:
                 raise FrameTooLarge(f"request size {size} is outside 0..{self._max_frame_size} (socket.request.max.bytes)")
             if end - pos - 4 < size:
                 break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+            frames.append(bytearray(memoryview(buf)[pos + 4 : pos + 4 + size]))
             pos += 4 + size
         if pos:
             del buf[:pos]

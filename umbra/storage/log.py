@@ -44,6 +44,14 @@ _MAX_RELATIVE_OFFSET = 2**31 - 1
 LogEndOffsetMismatch: type[KafkaError] = type("LogEndOffsetMismatch", (OffsetOutOfRange,), {})
 
 
+def _writable(record_set: Buffer) -> bytearray | memoryview:
+    """The record set itself when it is a writable view (of a request or response frame, stamped in place:
+    no copy on the hot paths), else a writable copy."""
+    if isinstance(record_set, memoryview) and not record_set.readonly:
+        return record_set
+    return bytearray(record_set)
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     base_offset: int
@@ -195,7 +203,7 @@ class Log:
     def append_as_leader(self, record_set: Buffer, *, leader_epoch: int, now_ms: int) -> AppendResult:
         """Append producer batches, assigning offsets from the log end offset."""
         with self._lock:
-            buf = bytearray(record_set)
+            buf = _writable(record_set)
             headers = validate_record_set(buf)
             for header in headers:
                 check_client_batch(header)
@@ -241,9 +249,7 @@ class Log:
                                            f"log end offset is {leo}")
             if len(record_set) == 0:
                 return AppendResult(leo, leo - 1, -1, self._log_start_offset)
-            # A writable buffer (a replication response frame) is stamped in place: no copy on the hot path.
-            buf = record_set if isinstance(record_set, memoryview) and not record_set.readonly \
-                else bytearray(record_set)
+            buf = _writable(record_set)
             headers = validate_record_set(buf)
             previous_next = leo
             for header in headers:

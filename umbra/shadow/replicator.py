@@ -24,6 +24,7 @@ from umbra.records.batch import iter_batch_headers
 from umbra.shadow.state import TaskState
 
 if TYPE_CHECKING:
+    from umbra.client.admin import ListedOffset
     from umbra.client.cluster import SourceCluster
     from umbra.client.fetch_response import FetchedPartition
     from umbra.client.fetcher import FetchResult
@@ -299,6 +300,7 @@ class ReplicationEngine:
     async def _route(self) -> None:
         metadata = await self.source.refresh_metadata()
         unrouted = False
+        moving: list[tuple[PartitionReplicator, int]] = []
         for rep in list(self.replicators.values()):
             if rep.stopped:
                 continue
@@ -307,14 +309,14 @@ class ReplicationEngine:
                 self._detach(rep)
                 rep.set_state(TaskState.LINK_UNAVAILABLE, f"source partition {rep.tp[0]}-{rep.tp[1]} has no leader")
                 unrouted = True
-                continue
-            if rep.source_broker == leader:
-                continue
+            elif rep.source_broker != leader:
+                moving.append((rep, leader))
+        # New partitions are positioned together: two ListOffsets for all of them, not two per partition.
+        await self._position_all([rep for rep, _ in moving if not rep.positioned])
+        for rep, leader in moving:
             if not rep.positioned:
-                await self._position(rep)
-                if not rep.positioned:
-                    unrouted = True
-                    continue
+                unrouted = True
+                continue
             self._detach(rep)
             self._loop_for(leader).add(rep, self._next_fetch_offset(rep))
         if unrouted:
@@ -332,38 +334,48 @@ class ReplicationEngine:
     def _next_fetch_offset(self, rep: PartitionReplicator) -> int:
         return max(rep.log.log_end_offset, rep.source_log_start_offset)
 
-    async def _position(self, rep: PartitionReplicator) -> None:
-        """Decide where a partition starts: where the shadow log ends, or ``start_at`` for a new empty one."""
-        log_ = rep.log
-        if log_.size_in_bytes > 0 or log_.log_end_offset > 0:
-            rep.positioned = True
+    async def _position_all(self, reps: list[PartitionReplicator]) -> None:
+        """Decide where partitions start: where the shadow log ends, or ``start_at`` for a new empty one."""
+        new = []
+        for rep in reps:
+            if rep.log.size_in_bytes > 0 or rep.log.log_end_offset > 0:
+                rep.positioned = True
+            else:
+                new.append(rep)
+        if not new:
             return
+        tps = [rep.tp for rep in new]
+        earliest = await self.source.list_offsets(tps, EARLIEST)
+        latest = await self.source.list_offsets(tps, LATEST)
         start_at = self.link.spec.topics.start_at
-        earliest = (await self.source.list_offsets([rep.tp], EARLIEST))[rep.tp]
-        latest = (await self.source.list_offsets([rep.tp], LATEST))[rep.tp]
-        if earliest.error_code or latest.error_code:
-            rep.set_state(TaskState.LINK_UNAVAILABLE,
-                          f"ListOffsets on the source failed: {ErrorCode(earliest.error_code or latest.error_code).name}")
-            return
-        rep.source_log_start_offset, rep.source_high_watermark = earliest.offset, latest.offset
-        if start_at.kind == "latest" or earliest.offset == latest.offset:
+        by_time = await self.source.list_offsets(tps, start_at.timestamp_ms) if start_at.kind == "timestamp" else {}
+        for rep in new:
+            first, last = earliest[rep.tp], latest[rep.tp]
+            if first.error_code or last.error_code:
+                rep.set_state(TaskState.LINK_UNAVAILABLE, "ListOffsets on the source failed: "
+                                                          f"{ErrorCode(first.error_code or last.error_code).name}")
+                continue
+            self._position(rep, first.offset, last.offset, by_time.get(rep.tp))
+
+    def _position(self, rep: PartitionReplicator, earliest: int, latest: int, found: ListedOffset | None) -> None:
+        log_ = rep.log
+        start_at = self.link.spec.topics.start_at
+        rep.source_log_start_offset, rep.source_high_watermark = earliest, latest
+        if start_at.kind == "latest" or earliest == latest:
             # Nothing at or above the source's high watermark exists yet, so no batch can straddle it.
-            start = latest.offset
+            start = latest
             if start > 0:
                 log_.restart_at(start)
-                # restart_at leaves the high watermark at 0, below the new log start: the shadow has everything
-                # up to ``start`` (nothing, by definition), so its high watermark is ``start``.
                 log_.high_watermark = log_.log_end_offset
                 self.link.broker.notifier.notify(rep.tp)
         elif start_at.kind == "timestamp":
-            found = (await self.source.list_offsets([rep.tp], start_at.timestamp_ms))[rep.tp]
-            start = found.offset if found.offset >= 0 else latest.offset
-            rep.source_log_start_offset = max(start, earliest.offset)
+            start = found.offset if found is not None and found.offset >= 0 else latest
+            rep.source_log_start_offset = max(start, earliest)
         else:
-            start = earliest.offset
+            start = earliest
         rep.fresh = log_.log_end_offset < start
         rep.positioned = True
-        log.info("link %s: %s-%d starts at offset %d (%s)", self.link.spec.name, rep.tp[0], rep.tp[1], start,
+        log.debug("link %s: %s-%d starts at offset %d (%s)", self.link.spec.name, rep.tp[0], rep.tp[1], start,
                  start_at.kind)
 
     # --- the append path -------------------------------------------------

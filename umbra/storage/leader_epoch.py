@@ -86,5 +86,7 @@ class LeaderEpochCache:
         self.entries = []
 
     def persist(self) -> None:
+        # Not fsynced: it is on the append path (the first batch of every epoch), a process crash keeps it
+        # (the page cache survives), and an unreadable file is rebuilt from the batch headers on open.
         lines = ["0", str(len(self.entries))] + [f"{epoch} {offset}" for epoch, offset in self.entries]
-        write_atomically(self.path, "\n".join(lines) + "\n")
+        write_atomically(self.path, "\n".join(lines) + "\n", durable=False)

@@ -7,29 +7,17 @@ decoded response into plain frozen values. :class:`umbra.client.cluster.SourceCl
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from umbra.client.errors import ClientResponseError
+from umbra.protocol.constants import ConfigSource
 
 TopicPartition = tuple[str, int]
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 _TOPIC_RESOURCE = 2
-
-
-class ConfigSource(enum.IntEnum):
-    UNKNOWN = 0
-    DYNAMIC_TOPIC_CONFIG = 1
-    DYNAMIC_BROKER_CONFIG = 2
-    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-    STATIC_BROKER_CONFIG = 4
-    DEFAULT_CONFIG = 5
-    DYNAMIC_BROKER_LOGGER_CONFIG = 6
-    CLIENT_METRICS_CONFIG = 7
-    GROUP_CONFIG = 8
 
 
 @dataclass(frozen=True, slots=True)

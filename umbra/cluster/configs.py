@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from umbra.config import BrokerConfig
 from umbra.errors import InvalidConfig, InvalidRequest
+from umbra.protocol.constants import ConfigSource
 from umbra.storage.config import LogConfig
 
 if TYPE_CHECKING:
@@ -51,17 +52,6 @@ class ConfigType(enum.IntEnum):
     LIST = 7
     CLASS = 8
     PASSWORD = 9
-
-
-class ConfigSource(enum.IntEnum):
-    """DescribeConfigs ``config_source`` values."""
-
-    UNKNOWN = 0
-    DYNAMIC_TOPIC_CONFIG = 1
-    DYNAMIC_BROKER_CONFIG = 2
-    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-    STATIC_BROKER_CONFIG = 4
-    DEFAULT_CONFIG = 5
 
 
 # --- value checks: each returns the normalised value or raises ValueError(problem) ------------

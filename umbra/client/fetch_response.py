@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from umbra.client.errors import ClientProtocolError
+from umbra.protocol.varint import VarintError, read_uvarint
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -89,20 +90,11 @@ class _Reader:
         return int(self.fixed(_I32)[0])
 
     def uvarint(self) -> int:
-        buf, pos, end = self.buf, self.pos, self.end
-        value = shift = 0
-        while True:
-            if pos >= end:
-                raise ClientProtocolError("Fetch response truncated inside a varint")
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                self.pos = pos
-                return value
-            shift += 7
-            if shift > 35:
-                raise ClientProtocolError("varint longer than 5 bytes in Fetch response")
+        try:
+            value, self.pos = read_uvarint(self.buf, self.pos)
+        except VarintError as exc:
+            raise ClientProtocolError(f"Fetch response: {exc}") from None
+        return value
 
     def length(self, compact: bool) -> int:
         """Length of an array, string or bytes field; -1 means null."""

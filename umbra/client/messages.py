@@ -13,6 +13,7 @@ from kafka.protocol.api_message import ApiMessage
 
 from umbra.client.errors import ClientProtocolError
 from umbra.protocol.codec import SCHEMAS
+from umbra.protocol.varint import VarintError, skip_tagged_fields
 
 _INT32 = struct.Struct(">i")
 
@@ -30,15 +31,10 @@ def response_header_size(api_key: int, version: int, frame: bytes | memoryview) 
     """
     if api_key == 18 or not SCHEMAS[api_key].is_flexible(version):
         return 4
-    pos = 4
-    count, pos = read_uvarint(frame, pos)
-    for _ in range(count):
-        _tag, pos = read_uvarint(frame, pos)
-        size, pos = read_uvarint(frame, pos)
-        pos += size
-    if pos > len(frame):
-        raise ClientProtocolError("response header tagged fields run past the end of the frame")
-    return pos
+    try:
+        return skip_tagged_fields(frame, 4)
+    except VarintError as exc:
+        raise ClientProtocolError(f"response header: {exc}") from None
 
 
 def decode_response(api_key: int, version: int, frame: bytes | memoryview) -> Any:
@@ -48,23 +44,6 @@ def decode_response(api_key: int, version: int, frame: bytes | memoryview) -> An
     except Exception as exc:  # the codec raises many types on bad input
         name = SCHEMAS[api_key].name
         raise ClientProtocolError(f"malformed {name} v{version} response: {exc!r}") from None
-
-
-def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Unsigned LEB128 varint at ``pos``; returns (value, next position)."""
-    value = shift = 0
-    end = len(buf)
-    while True:
-        if pos >= end:
-            raise ClientProtocolError("truncated varint in response")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ClientProtocolError("varint too long in response")
 
 
 def correlation_id_of(frame: bytes | memoryview) -> int:

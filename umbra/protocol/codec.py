@@ -22,6 +22,7 @@ import kafka.protocol.metadata as _metadata
 import kafka.protocol.producer as _producer
 from kafka.protocol.api_message import ApiMessage
 
+from umbra.protocol import varint
 from umbra.protocol.produce_codec import ProduceDecodeError, decode_produce_request
 
 _HEADER = struct.Struct(">hhih")
@@ -74,21 +75,6 @@ def _collect_schemas() -> dict[int, ApiSchema]:
 SCHEMAS: dict[int, ApiSchema] = _collect_schemas()
 
 
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ProtocolDecodeError("truncated varint in request header")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 28:
-            raise ProtocolDecodeError("varint too long in request header")
-
-
 def decode_header(frame: bytes) -> tuple[RequestHeader, int]:
     """Parse the v1 part of the request header (common to v0-v2). Returns the header and the body offset."""
     if len(frame) < 8:
@@ -114,14 +100,10 @@ def decode_header(frame: bytes) -> tuple[RequestHeader, int]:
 
 
 def skip_tagged_fields(frame: bytes, pos: int, header: RequestHeader | None = None) -> int:
-    count, pos = _read_uvarint(frame, pos)
-    for _ in range(count):
-        _tag, pos = _read_uvarint(frame, pos)
-        size, pos = _read_uvarint(frame, pos)
-        pos += size
-        if pos > len(frame):
-            raise ProtocolDecodeError("tagged field runs past the end of the request", header)
-    return pos
+    try:
+        return varint.skip_tagged_fields(frame, pos)
+    except varint.VarintError as exc:
+        raise ProtocolDecodeError(f"request header: {exc}", header) from None
 
 
 def body_offset(frame: bytes, header: RequestHeader, header_end: int) -> int:

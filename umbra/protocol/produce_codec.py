@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from umbra.protocol.varint import VarintError, read_uvarint
+
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
@@ -51,17 +53,11 @@ class _Reader:
             raise ProduceDecodeError(f"Produce request truncated at byte {self.pos} (needs {n} more)")
 
     def uvarint(self) -> int:
-        value = shift = 0
-        while True:
-            self._need(1)
-            byte = self.view[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift > 28:
-                raise ProduceDecodeError("varint longer than 5 bytes")
+        try:
+            value, self.pos = read_uvarint(self.view, self.pos)
+        except VarintError as exc:
+            raise ProduceDecodeError(str(exc)) from None
+        return value
 
     def int32(self) -> int:
         self._need(4)

@@ -179,10 +179,19 @@ class SourceFetchLoop:
                 pending = asyncio.ensure_future(self.fetcher.fetch())
                 # CRC checks and file writes release the GIL: they run on the link's writer thread while
                 # this thread receives the next response.
-                errors = await self.engine.write_batches(work)
-                for rep, fetched, planned in work:
-                    if not rep.stopped and self.replicators.get(rep.tp) is rep:
-                        self.engine.on_fetched(self, rep, fetched, planned, errors.get(rep.tp))
+                try:
+                    errors = await self.engine.write_batches(work)
+                    for rep, fetched, planned in work:
+                        if not rep.stopped and self.replicators.get(rep.tp) is rep:
+                            self.engine.on_fetched(self, rep, fetched, planned, errors.get(rep.tp))
+                except Exception as exc:  # a bug or a failing disk: never kill the loop; re-route from the logs
+                    log.exception("link %s: appending a response from source broker %d failed",
+                                  self.engine.link.spec.name, self.broker_id)
+                    for rep, _, _ in work:
+                        self.remove(rep.tp)
+                        rep.source_broker = None
+                        rep.set_state(TaskState.LINK_UNAVAILABLE, f"append failed: {exc}")
+                    self.engine.request_reroute()
                 # Drop every view of this response now: its receive buffer can then take the next one.
                 result = work = fetched = rep = planned = None  # type: ignore[assignment]
         finally:

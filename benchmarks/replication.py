@@ -395,10 +395,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loaded.append(load(source, f"bench-{size}", size, args.mb * MIB, args.partitions, args.compression))
             for item in loaded:
                 label = _size_label(item.record_size)
+                # Each case starts with no dirty pages left by the one before (loading writes GBs): the
+                # kernel's writeback would otherwise slow whichever case comes first.
+                os.sync()
                 print(f"{label}: (a) shadow link catching up on {item.records:,} records ...", flush=True)
                 a = shadow_link_catch_up(source, shadow, item, args.timeout)
+                os.sync()
                 print(f"{label}: (b) consume -> produce pipeline ...", flush=True)
                 b = mirror_pipeline(source, target, item, args.compression, args.timeout)
+                os.sync()
                 print(f"{label}: (c) raw loopback copy of {item.log_bytes / MIB:,.0f} MiB ...", flush=True)
                 seconds, size = loopback_copy(item.log_bytes, temp_dir)
                 scale = item.log_bytes / size  # the copy is whole MiB: scale to the log's size

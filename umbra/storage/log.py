@@ -96,6 +96,7 @@ class Log:
         rebuild_epochs = not self.epoch_cache.loaded
         if rebuild_epochs:
             self.epoch_cache.clear()
+        loaded_epochs = list(self.epoch_cache.entries)
         for i, base in enumerate(bases):
             segment = Segment(self.directory, base, fresh=False)
             self._segments.append(segment)
@@ -113,7 +114,7 @@ class Log:
         self.recovery_point = leo
         while len(self._segments) > 1 and self._bases[1] <= self._log_start_offset:
             self._delete_oldest_segment()  # a crash came between the checkpoint and the deletion
-        if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs:
+        if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs or self.epoch_cache.entries != loaded_epochs:
             self.epoch_cache.persist()
 
     def _recover_segment(self, segment: Segment, *, is_last: bool, rebuild_epochs: bool) -> bool:
@@ -125,7 +126,8 @@ class Log:
         for header in scan:
             segment.track(header, header.position, self.config.index_interval_bytes, index=rebuild_indexes)
             self.producer_state.update(header)
-            if rebuild_epochs:
+            if rebuild_epochs or is_last:
+                # The checkpoint is not fsynced: epochs that began in the last segment are re-derived here.
                 self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
         if not rebuild_indexes and not self._index_matches(segment):
             logger.warning("%s: rebuilding inconsistent indexes of segment %d", self.name, segment.base_offset)

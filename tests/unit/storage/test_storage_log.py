@@ -246,3 +246,16 @@ def test_headers_positions_are_file_positions(open_log: Opener) -> None:
     append(log, 1)
     positions = [h.position for h in iter_batch_headers(log.read(0, 1 << 20))]
     assert positions[0] == 0 and positions[1] > 0
+
+
+def test_stale_leader_epoch_checkpoint_is_repaired_from_the_last_segment(open_log: Opener, tmp_path) -> None:
+    # The checkpoint is written without fsync: after a machine crash it may miss the newest epochs.
+    log = open_log()
+    append(log, 3, epoch=0)
+    append(log, 2, epoch=4)
+    assert log.end_offset_for_leader_epoch(0) == (0, 3)
+    log.close()
+    (tmp_path / "topic-0" / "leader-epoch-checkpoint").write_text("0\n1\n0 0\n")  # epoch 4 lost
+    reopened = open_log()
+    assert reopened.end_offset_for_leader_epoch(0) == (0, 3)
+    assert reopened.end_offset_for_leader_epoch(4) == (4, 5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 import sys
@@ -36,6 +37,7 @@ from umbra.errors import ErrorCode
 from umbra.protocol.codec import SCHEMAS, build_request
 
 _SIZE = struct.Struct(">i")
+log = logging.getLogger("umbra.client")
 
 
 class _BufferPool:
@@ -61,6 +63,8 @@ class _BufferPool:
                 return memoryview(buffer)[:size]
         # Rounded up to a power of two, so that the next frame of a similar size fits the same buffer.
         buffer = bytearray(1 << (size - 1).bit_length())
+        log.debug("receive buffer pool: new %d-byte buffer for a %d-byte frame (%d pooled, in use: %s)", len(buffer),
+                  size, len(self._buffers), [sys.getrefcount(b) - 2 for b in self._buffers])
         if len(self._buffers) < self.MAX_BUFFERS:
             self._buffers.append(buffer)
         else:

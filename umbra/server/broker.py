@@ -119,7 +119,7 @@ class Broker:
             self.shadow.topic_policy(topic, mutation, changed)
 
     def check_writable(self, topic: TopicMetadata) -> None:
-        """Raise if producers may not write to ``topic`` (internal topics; later: shadow topics)."""
+        """Raise if producers may not write to ``topic`` (internal topics, and shadow topics until failed over)."""
         if topic.internal:
             raise InvalidTopic(f"topic {topic.name!r} is internal and cannot be written by clients")
         if self.shadow is not None:

@@ -375,7 +375,6 @@ class ReplicationEngine:
             start = latest
             if start > 0:
                 log_.restart_at(start)
-                log_.high_watermark = log_.log_end_offset
                 self.link.broker.notifier.notify(rep.tp)
         elif start_at.kind == "timestamp":
             start = found.offset if found is not None and found.offset >= 0 else latest

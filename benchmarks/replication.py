@@ -279,25 +279,15 @@ def mirror_pipeline(
                 headers = message.headers()
                 while True:
                     try:
-                        if headers:
-                            producer.produce(
-                                loaded.topic,
-                                value,
-                                message.key(),
-                                partition=message.partition(),
-                                timestamp=message.timestamp()[1],
-                                headers=headers,
-                                on_delivery=on_delivery,
-                            )
-                        else:
-                            producer.produce(
-                                loaded.topic,
-                                value,
-                                message.key(),
-                                partition=message.partition(),
-                                timestamp=message.timestamp()[1],
-                                on_delivery=on_delivery,
-                            )
+                        producer.produce(
+                            loaded.topic,
+                            value,
+                            message.key(),
+                            partition=message.partition(),
+                            timestamp=message.timestamp()[1],
+                            headers=headers or None,
+                            on_delivery=on_delivery,
+                        )
                         break
                     except BufferError:
                         producer.poll(0.005)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import sys
 import tempfile
 import time
@@ -46,12 +45,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from confluent_kafka import Producer  # noqa: E402
+from copylimit import warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all  # noqa: E402
+from loading import MIB, produce_values  # noqa: E402
 from rpo import CpuMeter, PySpy, admin, link_partitions, link_spec, proc_status_kib  # noqa: E402
-
-MIB = 1024 * 1024
-KEY = struct.Struct(">Q")
 
 
 @dataclass
@@ -88,47 +85,16 @@ class Result:
 
 def load(source: BrokerProcess, topic: str, partitions: int, record_size: int, total_bytes: int) -> Loaded:
     create_topic(source.bootstrap, topic, partitions=partitions, timeout=60)
-    pool = os.urandom(record_size * 1025)
-    values = [pool[i * record_size : (i + 1) * record_size] for i in range(1024)]  # distinct, incompressible
     records = max(partitions, total_bytes // record_size)
-    errors: list[str] = []
-    producer = Producer(
-        {
-            "bootstrap.servers": source.bootstrap,
-            "acks": 1,
-            "linger.ms": 100,
-            "batch.size": MIB,
-            "compression.type": "none",
-            "queue.buffering.max.kbytes": 1024 * 1024,
-            "queue.buffering.max.messages": 2_000_000,
-            "message.max.bytes": 2 * MIB,
-        }
-    )
-
-    def on_delivery(err: object, _message: object) -> None:
-        if err is not None and len(errors) < 5:
-            errors.append(str(err))
-
-    started = time.perf_counter()
-    deadline = time.monotonic() + 600
-    for index in range(records):
-        while True:
-            try:
-                producer.produce(topic, values[index & 1023], KEY.pack(index), partition=index % partitions,
-                                 on_delivery=on_delivery)  # fmt: skip
-                break
-            except BufferError:
-                producer.poll(0.005)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"loading {topic}: still not done after 600 s") from None
-        if index % 1024 == 0:
-            producer.poll(0)
-            if errors:
-                break
-    remaining = producer.flush(120)
-    seconds = time.perf_counter() - started
-    if remaining or errors:
-        raise RuntimeError(f"loading {topic}: {remaining} undelivered, errors {errors}")
+    config = {
+        "acks": 1,
+        "linger.ms": 100,
+        "batch.size": MIB,
+        "compression.type": "none",
+        "queue.buffering.max.kbytes": 1024 * 1024,
+        "queue.buffering.max.messages": 2_000_000,
+    }
+    seconds = produce_values(source.bootstrap, topic, partitions, record_size, records, config)
     end_offsets = [records // partitions + (1 if p < records % partitions else 0) for p in range(partitions)]
     return Loaded(topic, partitions, records, records * record_size, end_offsets, seconds)
 
@@ -146,6 +112,9 @@ def catch_up(
     try:
         shadow.start()
         print(f"  fresh shadow broker pid {shadow.pid} at {shadow.bootstrap}", flush=True)
+        os.sync()
+        if not args.cold:  # recently freed page-cache pages for every case (benchmarks/copylimit.py)
+            warm_page_cache(work, args.mb * MIB)
         name = f"parts-{loaded.partitions}"
         expected = {(loaded.topic, p): end for p, end in enumerate(loaded.end_offsets)}
         calls = [0, 0.0]  # status calls, seconds spent in them
@@ -267,6 +236,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=0,
         help="seconds between status polls (default 0: auto, 0.05 s or 10x the last status call, the larger)",
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="do not warm the page cache before each case (benchmarks/copylimit.py)"
     )
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS", help="py-spy the shadow for SECONDS")
     parser.add_argument(

@@ -17,6 +17,11 @@ Then, for each record size, it measures:
   (c) the machine's raw loopback copy rate: a file of the topic's log size sent with os.sendfile over a
       loopback TCP socket to a receiver thread that writes it to another file (best of 3).
 
+Before (a) and (b), a scratch file of the log's size is written and deleted, so that every case writes into
+recently freed page-cache pages, as (c)'s repeats do: on this VM, new pages cost a host page fault each and
+page-cache writes run 2-10x slower into them (benchmarks/copylimit.py; `--cold` skips the warm-up, and the
+run starts by printing both write rates).
+
 It prints records/s and MB/s for each, the ratios a/b and a/c, and the CPU the processes involved used.
 MB = MiB of record values (keys, headers and batch overhead not counted); log MiB = bytes of the source's
 log segments. All brokers are stopped at the end, also on error or Ctrl-C. This is not part of `make test`.
@@ -28,7 +33,6 @@ import argparse
 import json
 import os
 import resource
-import struct
 import sys
 import tempfile
 import time
@@ -42,11 +46,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
-from copylimit import loopback_copy  # noqa: E402
+from copylimit import loopback_copy, page_cache_write_rates, warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all, wait_until  # noqa: E402
+from loading import MIB, produce_values  # noqa: E402
 
-MIB = 1024 * 1024
-KEY = struct.Struct(">Q")
 SIZES = (100, 10 * 1024)
 
 
@@ -121,45 +124,17 @@ def load(
     broker: BrokerProcess, topic: str, record_size: int, total_bytes: int, partitions: int, compression: str
 ) -> Loaded:
     create_topic(broker.bootstrap, topic, partitions=partitions)
-    pool = os.urandom(record_size * 1024 + record_size)
-    values = [pool[i * record_size : (i + 1) * record_size] for i in range(1024)]  # distinct, incompressible
     records = max(1, total_bytes // record_size)
-    errors: list[str] = []
-    producer = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "linger.ms": 10,
-            "batch.size": MIB,
-            "compression.type": compression,
-            "enable.idempotence": True,
-            "queue.buffering.max.kbytes": 256 * 1024,
-            "queue.buffering.max.messages": 2_000_000,
-            "message.max.bytes": 2 * MIB,
-        }
-    )
-    started = time.perf_counter()
-    for index in range(records):
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    values[index % 1024],
-                    KEY.pack(index),
-                    partition=index % partitions,
-                    on_delivery=lambda err, _m: err is not None and errors.append(str(err)),
-                )
-                break
-            except BufferError:
-                producer.poll(0.005)
-        if index % 512 == 0:
-            producer.poll(0)
-            if errors:
-                break
-    remaining = producer.flush(300)
-    seconds = time.perf_counter() - started
-    if remaining or errors:
-        raise RuntimeError(f"loading {topic}: {remaining} undelivered, {len(errors)} errors: {errors[:3]}")
+    config = {
+        "acks": "all",
+        "linger.ms": 10,
+        "batch.size": MIB,
+        "compression.type": compression,
+        "enable.idempotence": True,
+        "queue.buffering.max.kbytes": 256 * 1024,
+        "queue.buffering.max.messages": 2_000_000,
+    }
+    seconds = produce_values(broker.bootstrap, topic, partitions, record_size, records, config, timeout=900)
     end_offsets = _end_offsets(broker, topic, partitions)
     if sum(end_offsets) != records:
         raise RuntimeError(f"loading {topic}: the source holds {sum(end_offsets)} records, not {records}")
@@ -363,6 +338,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="compression of the loaded records and of the pipeline's producer (default none)",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="cap in seconds on each measured copy")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="do not warm the page cache before each case (see benchmarks/copylimit.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -370,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     brokers: list[BrokerProcess] = []
     rows = []
+    page_cache = (0.0, 0.0)
     with tempfile.TemporaryDirectory(prefix="umbra-replication-bench-") as temp:
         temp_dir = Path(temp)
         try:
@@ -383,14 +364,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             for size in SIZES:
                 print(f"loading {args.mb} MiB of {_size_label(size)} records into the source ...", flush=True)
                 loaded.append(load(source, f"bench-{size}", size, args.mb * MIB, args.partitions, args.compression))
+            os.sync()
+            page_cache = page_cache_write_rates(temp_dir, min(args.mb, 512) * MIB)
+            print(f"page-cache writes: {page_cache[0]:,.0f} MiB/s into new pages, "
+                  f"{page_cache[1]:,.0f} MiB/s into pages freed a moment ago", flush=True)  # fmt: skip
+
+            def prepare(size: int) -> None:
+                # Each case starts with no dirty pages left by the one before (loading writes GBs), and,
+                # unless --cold, on recently freed page-cache pages, as the raw copy's repeats do (see
+                # benchmarks/copylimit.py: on this VM new pages cost a host page fault each).
+                os.sync()
+                if not args.cold:
+                    warm_page_cache(temp_dir, size)
+
             for item in loaded:
                 label = _size_label(item.record_size)
-                # Each case starts with no dirty pages left by the one before (loading writes GBs): the
-                # kernel's writeback would otherwise slow whichever case comes first.
-                os.sync()
+                prepare(item.log_bytes)
                 print(f"{label}: (a) shadow link catching up on {item.records:,} records ...", flush=True)
                 a = shadow_link_catch_up(source, shadow, item, args.timeout)
-                os.sync()
+                prepare(item.log_bytes)
                 print(f"{label}: (b) consume -> produce pipeline ...", flush=True)
                 b = mirror_pipeline(source, target, item, args.compression, args.timeout)
                 os.sync()
@@ -409,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if errors:
                 print(f"stopping brokers: {errors}", file=sys.stderr)
     print_report(rows, args.compression)
+    print(
+        f"page cache: {'new pages (--cold)' if args.cold else 'each case starts on recently freed pages'}; "
+        f"writes ran at {page_cache[0]:,.0f} MiB/s into new pages and {page_cache[1]:,.0f} MiB/s into freed ones"
+    )
     return 0
 
 

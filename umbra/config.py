@@ -71,6 +71,8 @@ class BrokerConfig:
     log_flush_interval_messages: int = 9223372036854775807  # [log.flush.interval.messages]
     log_flush_interval_ms: int = 9223372036854775807  # [log.flush.interval.ms]
     fsync_before_ack: bool = False  # fsync the partition before acknowledging acks=all produce
+    # Serve large Fetch record sets from the segment files with os.sendfile (no copy through Python).
+    fetch_sendfile: bool = True
     # Consumer groups.
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000

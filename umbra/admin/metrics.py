@@ -16,6 +16,9 @@ class BrokerMetrics:
         self.produced_batches = Counter("umbra_produced_batches", "Record batches appended by producers",
                                         registry=self.registry)
         self.fetched_bytes = Counter("umbra_fetched_bytes", "Record bytes returned to fetchers", registry=self.registry)
+        self.fetch_sendfile_bytes = Counter("umbra_fetch_sendfile_bytes",
+                                            "Record bytes sent to fetchers from segment files with os.sendfile",
+                                            registry=self.registry)
         self.connections = Gauge("umbra_connections", "Open client connections", registry=self.registry)
         self.partitions = Gauge("umbra_partitions", "Partitions hosted", registry=self.registry)
         self.log_end_offset = Gauge("umbra_log_end_offset", "Log end offset", ["topic", "partition"],

@@ -3,8 +3,10 @@
 The schema codec builds an object tree and copies every record set into one
 buffer; this encoder packs the small fields with ``struct`` and hands back a
 list of pieces in which the record sets are the log's own bytes, uncopied, for
-``transport.writelines``. It encodes Fetch v4-v16 exactly as the schema codec
-does (a unit test compares them byte for byte).
+``transport.writelines``. A record set may also be an opaque piece that only
+knows its size (a storage ``FileRegion``, which the connection sends from the
+file with ``os.sendfile``), or a list of such parts. It encodes Fetch v4-v16
+exactly as the schema codec does (a unit test compares them byte for byte).
 """
 
 from __future__ import annotations
@@ -13,12 +15,23 @@ import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 _I32 = struct.Struct(">i")
 _I32_I16_I32 = struct.Struct(">ihi")
 _PARTITION_V4 = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
 _PARTITION_V5 = struct.Struct(">ihqqq")  # ... and log start offset
 _NULL_ARRAY = _I32.pack(-1)
+
+
+class SizedPiece(Protocol):
+    """Record-set bytes the transport sends itself (e.g. from a file): here only their size matters."""
+
+    def __len__(self) -> int: ...
+
+
+Piece = bytes | memoryview | SizedPiece
+RecordSet = Piece | list[Piece]
 
 
 def _uvarint(value: int) -> bytes:
@@ -42,7 +55,7 @@ class FetchPartitionData:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
-    records: bytes | memoryview
+    records: RecordSet  # a list: the parts of one record set, in order
 
 
 @dataclass(slots=True)
@@ -53,8 +66,9 @@ class FetchTopicData:
 
 
 def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: int, error_code: int,
-                          session_id: int, topics: Sequence[FetchTopicData]) -> list[bytes | memoryview]:
-    """The framed response (size, header, body) as pieces for ``writelines``."""
+                          session_id: int, topics: Sequence[FetchTopicData]) -> list[Piece]:
+    """The framed response (size, header, body) as pieces for ``writelines``; record sets are passed
+    through as they are (parts of a list record set become pieces of their own)."""
     flexible = version >= 12
     head = bytearray()
     head += _I32.pack(correlation_id)
@@ -65,7 +79,7 @@ def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: i
     else:
         head += _I32.pack(throttle_time_ms)
     head += _uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
-    pieces: list[bytes | memoryview] = []
+    pieces: list[Piece] = []
     current = head
     for topic in topics:
         if version >= 13:
@@ -84,11 +98,15 @@ def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: i
             current += b"\x00" if flexible else _NULL_ARRAY
             if version >= 11:
                 current += _I32.pack(-1)  # preferred read replica
-            size = len(p.records)
+            records = p.records
+            size = sum(len(part) for part in records) if isinstance(records, list) else len(records)
             current += _uvarint(size + 1) if flexible else _I32.pack(size)
             if size:
                 pieces.append(bytes(current))
-                pieces.append(p.records)
+                if isinstance(records, list):
+                    pieces.extend(part for part in records if len(part))
+                else:
+                    pieces.append(records)
                 current = bytearray()
             if flexible:
                 current.append(0)  # partition tagged fields

@@ -3,6 +3,13 @@
 Requests on a connection are handled one after another, as Kafka does, so the
 responses go out in request order. Reading pauses while too many requests are
 queued, and handling waits while the socket's send buffer is full.
+
+A response holding ``FileRegion``s (a Fetch with large record sets) is written
+straight to the socket by a ``DirectSender`` when the transport's buffer is
+empty: byte pieces with ``os.writev``, regions with ``os.sendfile``, on the
+event loop until the socket is full and then on a worker thread that waits for
+it to drain. Because responses leave one at a time, nothing else writes to the
+transport meanwhile. Otherwise the regions are read and written as bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +35,8 @@ from umbra.protocol.codec import (
 )
 from umbra.protocol.framing import FrameDecoder, FrameError
 from umbra.server.handlers import API_HANDLERS, RequestContext
+from umbra.server.sendfile import THREAD_WAIT_SECONDS, DirectSender, executor
+from umbra.storage.region import FileRegion, RegionTruncated, close_regions
 
 if TYPE_CHECKING:
     from umbra.server.broker import Broker
@@ -38,14 +48,13 @@ _WRITE_HIGH_WATER = 8 * 1024 * 1024
 
 API_VERSIONS = 18
 
-
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.id = next(_ids)
         self.peer = "?"
         self._frames = FrameDecoder(broker.config.max_request_bytes)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytearray] = deque()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -53,6 +62,7 @@ class KafkaConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._paused = False
+        self._abort_send = threading.Event()  # tells a sendfile worker to stop: the connection is closing
 
     # --- asyncio.Protocol --------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,11 +72,16 @@ class KafkaConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._task = self.broker.spawn_connection_task(self._run(), self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # The kernel writes straight into the decoder's buffers: a large request (Produce) lands once,
+        # in the bytearray its record batches are stamped in and written to the log from.
+        return self._frames.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._closing:
             return
         try:
-            frames = self._frames.feed(data)
+            frames = self._frames.buffer_updated(nbytes)
         except FrameError as exc:
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
@@ -80,6 +95,7 @@ class KafkaConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._abort_send.set()
         self._drained.set()
         self._wakeup.set()
 
@@ -92,6 +108,7 @@ class KafkaConnection(asyncio.Protocol):
     # --- request loop ------------------------------------------------
     def close(self) -> None:
         self._closing = True
+        self._abort_send.set()
         self._wakeup.set()
         if self._transport is not None:
             self._transport.close()
@@ -108,10 +125,13 @@ class KafkaConnection(asyncio.Protocol):
                     self._paused = False
                     self._transport.resume_reading()
                 response = await self._handle_frame(frame)
-                if response is None or self._closing or self._transport is None:
+                if response is None:
+                    continue
+                if self._closing or self._transport is None:
+                    close_regions(response)
                     continue
                 if isinstance(response, list):
-                    self._transport.writelines(response)
+                    await self._write_pieces(self._transport, response)
                 else:
                     self._transport.write(response)
                 if not self._drained.is_set():
@@ -119,7 +139,70 @@ class KafkaConnection(asyncio.Protocol):
         finally:
             self.close()
 
-    async def _handle_frame(self, frame: bytes) -> bytes | list[bytes] | None:
+    # --- responses with file regions -----------------------------------
+    async def _write_pieces(self, transport: asyncio.Transport, pieces: list[Any]) -> None:
+        """Write a pre-framed response; every FileRegion in it is closed (or owned by a worker that will
+        close it) when this returns or raises."""
+        if not any(isinstance(piece, FileRegion) for piece in pieces):
+            transport.writelines(pieces)
+            return
+        owned = True  # False once a DirectSender owns the regions
+        try:
+            sock_fd = self._direct_send_fd(transport)
+            if sock_fd is None:
+                transport.writelines([piece.read() if isinstance(piece, FileRegion) else piece for piece in pieces])
+                return
+            sender = DirectSender(sock_fd, pieces, self._abort_send)
+            owned = False
+            await self._send_direct(sender)
+        except RegionTruncated as exc:
+            # The frame's length is already promised (and maybe partly sent): the client must reconnect.
+            log.warning("closing connection %s: a fetched segment was truncated while being sent: %s", self.peer, exc)
+            self.close()
+        except OSError as exc:
+            if not self._closing:
+                log.info("closing connection %s: sending a response failed: %s", self.peer, exc)
+            self.close()
+        finally:
+            if owned:
+                close_regions(pieces)
+
+    @staticmethod
+    def _direct_send_fd(transport: asyncio.Transport) -> int | None:
+        """The socket fd, when nothing is queued in the transport (so writing past it keeps the byte order)."""
+        if transport.is_closing() or transport.get_write_buffer_size() != 0:
+            return None
+        if transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        return fd if fd >= 0 else None
+
+    async def _send_direct(self, sender: DirectSender) -> None:
+        """Run ``sender`` to the end, then close it (or leave that to a worker still using its fds)."""
+        metric = self.broker.metrics.fetch_sendfile_bytes
+        handed_off = False
+        try:
+            done = sender.step(0)  # on the loop, while the socket has room
+            while not done:
+                future = executor().submit(sender.step, THREAD_WAIT_SECONDS)
+                try:
+                    done = await asyncio.wrap_future(future)
+                except asyncio.CancelledError:
+                    # The worker may still be in sendfile with our fds: it closes them when it returns.
+                    self._abort_send.set()
+                    future.add_done_callback(lambda _: sender.close())
+                    handed_off = True
+                    raise
+                finally:
+                    metric.inc(sender.sendfile_bytes)
+                    sender.sendfile_bytes = 0
+        finally:
+            if not handed_off:
+                metric.inc(sender.sendfile_bytes)
+                sender.close()
+
+    async def _handle_frame(self, frame: bytearray) -> bytes | list[Any] | None:
         try:
             header, pos = decode_header(frame)
         except ProtocolDecodeError as exc:
@@ -160,7 +243,7 @@ class KafkaConnection(asyncio.Protocol):
             return self._encode(header, error_response(header.api_key, header.api_version,
                                                        int(ErrorCode.UNKNOWN_SERVER_ERROR)))
 
-    def _encode(self, header: RequestHeader, result: Any) -> bytes | list[bytes]:
+    def _encode(self, header: RequestHeader, result: Any) -> bytes | list[Any]:
         if isinstance(result, list):  # pre-framed scatter output from a hot path
             return result
         if isinstance(result, dict):

@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast, overload
 
 from umbra.errors import DuplicateSequence, InvalidRecord, KafkaError, MessageTooLarge, OffsetOutOfRange
 from umbra.records.batch import (
@@ -31,6 +32,7 @@ from umbra.storage.checkpoint import read_lines, write_atomically
 from umbra.storage.config import LogConfig
 from umbra.storage.leader_epoch import LeaderEpochCache
 from umbra.storage.producer_state import ProducerStateManager
+from umbra.storage.region import FileRegion, RecordSetPart, close_regions
 from umbra.storage.segment import DELETED_SUFFIX, Segment
 
 logger = logging.getLogger(__name__)
@@ -324,29 +326,49 @@ class Log:
         self._bases.append(segment.base_offset)
 
     # ---- reads -------------------------------------------------------------------------------------------
+    @overload
     def read(self, fetch_offset: int, max_bytes: int, *, max_offset: int | None = None,
-             min_one_batch: bool = True) -> bytes | memoryview:
+             min_one_batch: bool = True, regions_ok: Literal[False] = False) -> bytes | memoryview: ...
+
+    @overload
+    def read(self, fetch_offset: int, max_bytes: int, *, max_offset: int | None = None,
+             min_one_batch: bool = True, regions_ok: bool) -> RecordSetPart | list[RecordSetPart]: ...
+
+    def read(self, fetch_offset: int, max_bytes: int, *, max_offset: int | None = None,
+             min_one_batch: bool = True, regions_ok: bool = False) -> RecordSetPart | list[RecordSetPart]:
         """Whole batches from the one containing ``fetch_offset``, below ``max_offset``, within ``max_bytes``
-        (but at least one batch if ``min_one_batch``). Crosses segments."""
+        (but at least one batch if ``min_one_batch``). Crosses segments.
+
+        With ``regions_ok`` (the Fetch handler), large cuts come back as ``FileRegion``s to be sent with
+        ``os.sendfile``, and a read that crosses segments as a list of parts; the caller closes the regions
+        (``region.close_regions``). Without it, the result is always bytes or a memoryview."""
         with self._lock:
             leo = self.log_end_offset
             if fetch_offset < self._log_start_offset or fetch_offset > leo:
                 raise OffsetOutOfRange(f"{self.name}: offset {fetch_offset} is outside "
                                        f"[{self._log_start_offset}, {leo}]")
-            parts: list[bytes | memoryview] = []
+            parts: list[RecordSetPart] = []
             budget = max_bytes
-            for segment in self._segments[self._segment_index(fetch_offset) :]:
-                first = segment.find_batch(fetch_offset)
-                if first is None:
-                    continue
-                data, stop = segment.read_batches(first.position, budget, max_offset,
-                                                  min_one_batch and not parts)
-                if data:
-                    parts.append(data)
-                    budget -= len(data)
-                if stop or budget <= 0:
-                    break
-            return b"".join(parts) if len(parts) != 1 else parts[0]
+            try:
+                for segment in self._segments[self._segment_index(fetch_offset) :]:
+                    first = segment.find_batch(fetch_offset)
+                    if first is None:
+                        continue
+                    data, stop = segment.read_batches(first.position, budget, max_offset,
+                                                      min_one_batch and not parts, regions_ok=regions_ok)
+                    if data:
+                        parts.append(data)
+                        budget -= len(data)
+                    if stop or budget <= 0:
+                        break
+            except BaseException:
+                close_regions(parts)
+                raise
+            if len(parts) == 1:
+                return parts[0]
+            if any(isinstance(part, FileRegion) for part in parts):
+                return parts
+            return b"".join(cast(list[bytes | memoryview], parts))
 
     def _segment_index(self, offset: int) -> int:
         return max(bisect_right(self._bases, offset) - 1, 0)

@@ -1,11 +1,13 @@
 """One log segment: ``<base_offset:020d>.log`` of verbatim batches plus its ``.index`` and ``.timeindex``.
 
 Writes go straight to the kernel with ``os.write`` on an O_APPEND fd (no userspace buffer), so an append
-that returned survives the process being killed. Reads use ``os.pread``.
+that returned survives the process being killed. Reads use ``os.pread``, except large Fetch reads, which
+find their whole-batch cut in a read-only map of the file and hand back a ``FileRegion`` for ``os.sendfile``.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from umbra.records.batch import (
 )
 from umbra.records.crc import Buffer, crc32c
 from umbra.storage.index import OffsetIndex, TimeIndex
+from umbra.storage.region import FileRegion
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -29,10 +32,35 @@ TIME_INDEX_SUFFIX = ".timeindex"
 DELETED_SUFFIX = ".deleted"
 _WALK_CHUNK = 64 * 1024
 _RECOVERY_CHUNK = 1024 * 1024
+# Smallest cut served as a FileRegion. Below it, a copy through Python costs less than the sendfile hand-off
+# (measured on loopback: 64 KiB copied 12 us of CPU vs 50 us, even at 256 KiB, sendfile ahead from 1 MiB).
+SENDFILE_MIN_BYTES = 256 * 1024
 
 
 def segment_name(base_offset: int) -> str:
     return f"{base_offset:020d}"
+
+
+def _cut(
+    buf: Buffer, start: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool
+) -> tuple[int, bool | None]:
+    """Where to cut the batches in ``buf[start:]`` for ``read_batches``: (length, stop).
+
+    ``stop`` is None when only the end of ``buf`` limited the cut (the caller knows whether that is the end
+    of the segment). The length may exceed the buffer: the first batch, returned whole when oversized."""
+    end = 0
+    for header in iter_batch_headers(buf, start):
+        if max_offset is not None and header.last_offset >= max_offset:
+            return end, True
+        if header.end_position - start > max_bytes:
+            break
+        end = header.end_position - start
+    if end == 0 and include_oversized_first and len(buf) - start >= HEADER_SIZE:
+        first = parse_header(buf, start)
+        if max_offset is not None and first.last_offset >= max_offset:
+            return 0, True
+        return first.size_in_bytes, True
+    return end, None
 
 
 class SegmentScan:
@@ -190,29 +218,49 @@ class Segment:
         return None
 
     def read_batches(
-        self, position: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool
-    ) -> tuple[bytes | memoryview, bool]:
+        self, position: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool,
+        *, regions_ok: bool = False,
+    ) -> tuple[bytes | memoryview | FileRegion, bool]:
         """Whole batches from ``position`` up to ``max_bytes``; returns (data, stop) where stop means a
-        limit (bytes or max_offset) was reached before the end of this segment. Cut to whole batches with a
+        limit (bytes or max_offset) was reached before the end of this segment.
+
+        With ``regions_ok``, a cut of at least ``SENDFILE_MIN_BYTES`` comes back as a :class:`FileRegion`
+        (the caller closes it): the batch headers are read from a read-only map of the file, the data is
+        never copied. Otherwise the region is read with ``os.pread`` and cut to whole batches with a
         memoryview, not a copy: this is the Fetch hot path."""
         available = self.size - position
         if available <= 0:
             return b"", False
-        data = os.pread(self._fd, min(max(max_bytes, HEADER_SIZE), available), position)
-        end = 0
-        for header in iter_batch_headers(data):
-            if max_offset is not None and header.last_offset >= max_offset:
-                return memoryview(data)[:end], True
-            if header.end_position > max_bytes:
-                break
-            end = header.end_position
-        if end == 0 and include_oversized_first and len(data) >= HEADER_SIZE:
-            first = parse_header(data, 0)
-            if max_offset is not None and first.last_offset >= max_offset:
-                return b"", True
-            return os.pread(self._fd, first.size_in_bytes, position), True
-        reached_end = position + end >= self.size
-        return (data if end == len(data) else memoryview(data)[:end]), not reached_end
+        length = min(max(max_bytes, HEADER_SIZE), available)
+        if regions_ok and length >= SENDFILE_MIN_BYTES:
+            return self._region_of_batches(position, length, max_bytes, max_offset, include_oversized_first)
+        data = os.pread(self._fd, length, position)
+        end, stop = _cut(data, 0, max_bytes, max_offset, include_oversized_first)
+        if end > len(data):  # the oversized first batch, whole
+            if regions_ok and end >= SENDFILE_MIN_BYTES:
+                return FileRegion(self._fd, position, end), True
+            return os.pread(self._fd, end, position), True
+        if stop is None:
+            stop = position + end < self.size
+        return (data if end == len(data) else memoryview(data)[:end]), stop
+
+    def _region_of_batches(
+        self, position: int, length: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool,
+    ) -> tuple[bytes | memoryview | FileRegion, bool]:
+        base = position - position % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self._fd, position - base + length, access=mmap.ACCESS_READ, offset=base) as mapped:
+            view = memoryview(mapped)
+            try:
+                end, stop = _cut(view, position - base, max_bytes, max_offset, include_oversized_first)
+            finally:
+                view.release()
+        if stop is None:
+            stop = position + end < self.size
+        if end == 0:
+            return b"", stop
+        if end < SENDFILE_MIN_BYTES:
+            return os.pread(self._fd, end, position), stop
+        return FileRegion(self._fd, position, end), stop
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def flush(self) -> None:

@@ -128,3 +128,27 @@ def test_encoded_response_round_trips_through_client_codec() -> None:
     assert struct.unpack_from(">i", framed)[0] == len(framed) - 4
     decoded = MetadataResponse.decode(framed[4:], version=12, header=True)
     assert decoded.header.correlation_id == 77 and decoded.brokers[0].port == 9
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+    cuts=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=20),
+)
+def test_framing_any_frames_any_reads(sizes: list[int], cuts: list[int]) -> None:
+    """Frames small and large (received in place), split by reads of any sizes, come out whole and in order."""
+    decoder = FrameDecoder(4000, staging_size=1024, direct_threshold=256)
+    payloads = [bytes((i + j) & 0xFF for j in range(size)) for i, size in enumerate(sizes)]
+    stream = memoryview(b"".join(struct.pack(">i", len(p)) + p for p in payloads))
+    frames: list[bytearray] = []
+    cut = 0
+    while len(stream):
+        target = decoder.get_buffer()
+        assert len(target) > 0
+        n = min(len(target), len(stream), cuts[cut % len(cuts)])
+        cut += 1
+        target[:n] = stream[:n]
+        stream = stream[n:]
+        frames += decoder.buffer_updated(n)
+    assert frames == payloads
+    assert decoder.buffered == 0

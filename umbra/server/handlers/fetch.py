@@ -5,6 +5,10 @@ A fetch answers at once when it has ``min_bytes`` of data, an error, or
 partitions, up to ``max_wait_ms``. The first partition with data returns at
 least one whole batch even when that is larger than ``max_bytes``; the batch
 containing the fetch offset is returned whole.
+
+With ``fetch_sendfile`` on, large record sets are ``FileRegion``s (sent by the
+connection with ``os.sendfile``). They hold file descriptors: this handler closes
+those of reads it discards, and hands the rest to the connection in the response.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import uuid
 from typing import Any
 
 from umbra.errors import ErrorCode, FencedLeaderEpoch, KafkaError
-from umbra.protocol.fetch_codec import FetchPartitionData, FetchTopicData, encode_fetch_response
+from umbra.protocol.fetch_codec import FetchPartitionData, FetchTopicData, Piece, encode_fetch_response
 from umbra.server.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from umbra.server.handlers import RequestContext, handles
+from umbra.storage.region import close_regions, record_set_size
 
 TopicPartition = tuple[str, int]
 _ZERO_UUID = uuid.UUID(int=0)
@@ -27,7 +32,7 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
     broker = ctx.broker
     entry: dict[str, Any] = {"partition_index": tp[1], "error_code": 0, "high_watermark": -1,
                              "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
-                             "preferred_read_replica": -1, "records": b""}
+                             "preferred_read_replica": -1, "records": b"", "size": 0}
     try:
         if leader_epoch >= 0 and leader_epoch != broker.leader_epoch:
             if leader_epoch < broker.leader_epoch:
@@ -39,15 +44,17 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
         entry["last_stable_offset"] = log.last_stable_offset
         entry["log_start_offset"] = log.log_start_offset
         if max_bytes > 0 or min_one:
-            entry["records"] = log.read(state.fetch_offset, max(max_bytes, 0), max_offset=log.high_watermark,
-                                        min_one_batch=min_one)
+            records = log.read(state.fetch_offset, max(max_bytes, 0), max_offset=log.high_watermark,
+                               min_one_batch=min_one, regions_ok=broker.config.fetch_sendfile)
+            entry["records"] = records
+            entry["size"] = record_set_size(records)
     except KafkaError as exc:
         entry["error_code"] = int(exc.code)
     return entry
 
 
 def _changed(state: SessionPartition, entry: dict[str, Any]) -> bool:
-    return bool(entry["records"]) or entry["error_code"] != 0 or (
+    return entry["size"] > 0 or entry["error_code"] != 0 or (
         entry["high_watermark"] != state.sent_high_watermark
         or entry["log_start_offset"] != state.sent_log_start_offset
         or entry["last_stable_offset"] != state.sent_last_stable_offset)
@@ -117,17 +124,26 @@ class _FetchPlan:
         self.partitions = self.session.partitions
 
     def read(self, max_bytes: int) -> tuple[list[tuple[TopicPartition, SessionPartition, dict[str, Any]]], int]:
-        results = []
+        results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]] = []
         remaining = max_bytes
         total = 0
-        for tp, state in self.partitions.items():
-            entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
-                                    self.epochs.get(tp, -1), min_one=(total == 0))
-            size = len(entry["records"])
-            total += size
-            remaining -= size
-            results.append((tp, state, entry))
+        try:
+            for tp, state in self.partitions.items():
+                entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
+                                        self.epochs.get(tp, -1), min_one=(total == 0))
+                size = entry["size"]
+                total += size
+                remaining -= size
+                results.append((tp, state, entry))
+        except BaseException:
+            _close_results(results)
+            raise
         return results, total
+
+
+def _close_results(results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]]) -> None:
+    for _, _, entry in results:
+        close_regions(entry["records"])
 
 
 def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]]) -> bool:
@@ -135,7 +151,7 @@ def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, 
 
 
 @handles(1, "Fetch", 4, 16)
-async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | list[bytes | memoryview]:
+async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | list[Piece]:
     broker = ctx.broker
     version = ctx.api_version
     try:
@@ -149,7 +165,18 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | li
         remaining = deadline - time.monotonic()
         if total >= request.min_bytes or remaining <= 0 or _has_errors(results) or plan.errors or not results:
             break
+        _close_results(results)
         await broker.notifier.wait(plan.partitions.keys(), remaining)
+    try:
+        return _respond(ctx, plan, results)
+    except BaseException:
+        _close_results(results)
+        raise
+
+
+def _respond(ctx: RequestContext, plan: _FetchPlan,
+             results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]]) -> list[Piece]:
+    broker = ctx.broker
     topics: dict[str, FetchTopicData] = {}
     sent_data: list[TopicPartition] = []
     for tp, state, entry in results:
@@ -159,9 +186,9 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | li
         state.sent_log_start_offset = entry["log_start_offset"]
         state.sent_last_stable_offset = entry["last_stable_offset"]
         records = entry["records"]
-        if records:
+        if entry["size"]:
             sent_data.append(tp)
-            broker.metrics.fetched_bytes.inc(len(records))
+            broker.metrics.fetched_bytes.inc(entry["size"])
         topic = topics.get(tp[0])
         if topic is None:
             topic = topics[tp[0]] = FetchTopicData(tp[0], state.topic_id or _ZERO_UUID, [])
@@ -179,5 +206,6 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | li
         if plan.incremental:
             plan.session.next_epoch()
     session_id = plan.session.session_id if plan.session else 0
-    return encode_fetch_response(version, ctx.header.correlation_id, 0, 0, session_id, list(topics.values()))
+    return encode_fetch_response(ctx.api_version, ctx.header.correlation_id, 0, 0, session_id,
+                                 list(topics.values()))
 

@@ -1,7 +1,7 @@
 """Produce and consume throughput and produce latency of umbra, measured with confluent-kafka.
 
-    .venv/bin/python benchmarks/produce_consume.py            # about 1-2 minutes
-    .venv/bin/python benchmarks/produce_consume.py --mb 256   # more data per case
+    .venv/bin/python benchmarks/produce_consume.py            # about 2-3 minutes
+    .venv/bin/python benchmarks/produce_consume.py --mb 256   # a quicker run (the copy limit is then a memory figure)
     .venv/bin/python benchmarks/produce_consume.py --bootstrap HOST:PORT   # an already running broker
 
 It starts its own `umbra broker` (with tests/harness.py) on free loopback ports in a temporary
@@ -327,7 +327,7 @@ def print_report(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=int, default=256, help="MiB of values to produce per case (default 256)")
+    parser.add_argument("--mb", type=int, default=1024, help="MiB of values to produce per case (default 1024)")
     parser.add_argument("--sizes", default="100,10240", help="record value sizes in bytes (default 100,10240)")
     parser.add_argument("--acks", default="1,all", help="acks settings to run (default 1,all)")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="cap on each produce run (default 20)")

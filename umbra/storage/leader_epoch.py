@@ -6,6 +6,7 @@ The file uses Kafka's format: a version line (0), a count line, then ``epoch sta
 from __future__ import annotations
 
 import logging
+import os
 from bisect import bisect_right
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class LeaderEpochCache:
     def __init__(self, directory: Path) -> None:
         self.path = directory / FILE_NAME
         self.entries: list[tuple[int, int]] = []
+        self._persisted_size: int | None = None  # the file's size, when this cache wrote or read it
         self.loaded = self._load()
 
     def _load(self) -> bool:
@@ -36,6 +38,10 @@ class LeaderEpochCache:
             logger.warning("ignoring unreadable %s; rebuilding it from the log", self.path)
             return False
         self.entries = entries
+        try:
+            self._persisted_size = self.path.stat().st_size
+        except OSError:
+            self._persisted_size = None
         return True
 
     @property
@@ -86,7 +92,31 @@ class LeaderEpochCache:
         self.entries = []
 
     def persist(self) -> None:
-        # Not fsynced: it is on the append path (the first batch of every epoch), a process crash keeps it
-        # (the page cache survives), and an unreadable file is rebuilt from the batch headers on open.
+        """Write the checkpoint. Not fsynced: it is on the append path (the first batch of every epoch), a
+        process crash keeps it (the page cache survives), and an unreadable file is rebuilt from the batch
+        headers on open.
+
+        A checkpoint that only grew (a new epoch: the append path) is rewritten in place with one small
+        ``pwrite``, which a process kill cannot tear. Anything else (truncation) goes through a temporary file
+        and a rename. In-place writes matter because every rename allocates an inode and frees another, and
+        on ext4 without a journal inode allocation scans past recently freed inodes (measured: most of a
+        1,000-partition shadow link's catch-up went to ``find_inode_bit``/``recently_deleted``)."""
         lines = ["0", str(len(self.entries))] + [f"{epoch} {offset}" for epoch, offset in self.entries]
-        write_atomically(self.path, "\n".join(lines) + "\n", durable=False)
+        data = ("\n".join(lines) + "\n").encode()
+        if self._persisted_size is not None and len(data) >= self._persisted_size and self._rewrite_in_place(data):
+            return
+        write_atomically(self.path, data.decode(), durable=False)
+        self._persisted_size = len(data)
+
+    def _rewrite_in_place(self, data: bytes) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            if os.pwrite(fd, data, 0) != len(data):
+                return False  # short write (disk full?): the rename path reports it
+        finally:
+            os.close(fd)
+        self._persisted_size = len(data)
+        return True

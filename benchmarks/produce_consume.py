@@ -229,8 +229,8 @@ def consume(
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
-            "fetch.max.bytes": 64 * MIB,
-            "max.partition.fetch.bytes": 16 * MIB,
+            # librdkafka's default fetch sizes (1 MiB a partition): 16 MiB a partition was measured 2.4x
+            # slower, the client then page-faulting in a fresh ~50 MB receive buffer for every response.
             "queued.max.messages.kbytes": 256 * 1024,
         }
     )

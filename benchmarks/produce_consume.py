@@ -232,6 +232,10 @@ def consume(
             # librdkafka's default fetch sizes (1 MiB a partition): 16 MiB a partition was measured 2.4x
             # slower, the client then page-faulting in a fresh ~50 MB receive buffer for every response.
             "queued.max.messages.kbytes": 256 * 1024,
+            # librdkafka's defaults (100k queued records a partition, then a 1 s fetch back-off) would make
+            # the 100-byte case wait, not work.
+            "queued.min.messages": 1_000_000,
+            "fetch.queue.backoff.ms": 10,
         }
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
@@ -361,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"umbra broker pid {broker.pid} at {bootstrap}, data in {broker.data_dir}")
             page_cache = page_cache_write_rates(temp_dir, min(args.mb, 512) * MIB)
             print("raw loopback copy ...", flush=True)
+            os.sync()
             loopback_before = loopback_copy_rate(args.mb * MIB, temp_dir)
             cpu = CpuMeter(broker_pid)
             run_id = uuid.uuid4().hex[:6]
@@ -374,7 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for acks in acks_settings:
                     topic = f"bench-{run_id}-{len(produced) + 1}-{size}B-acks{acks}"
                     create_topic(bootstrap, topic, partitions=PARTITIONS)
-                    if not args.cold:  # recently freed page-cache pages, as the raw copy's repeats use
+                    # Like the copies: no dirty pages left by the cases before (the kernel throttles writers
+                    # by how much is dirty), and recently freed page-cache pages, as the copy's repeats use.
+                    os.sync()
+                    if not args.cold:
                         warm_page_cache(temp_dir, args.mb * MIB)
                     print(f"produce {args.mb} MiB of {_size_label(size)} records, acks={acks} ...", flush=True)
                     result = produce(bootstrap, topic, size, acks, args.mb * MIB, args.max_seconds, cpu)
@@ -387,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         bootstrap, latency_topic, size, acks, args.latency_records, args.latency_window
                     )
             print("raw loopback copy (again, after the broker's writes) ...", flush=True)
+            os.sync()
             loopback_after = loopback_copy_rate(args.mb * MIB, temp_dir)
         finally:
             if broker is not None:

@@ -55,10 +55,12 @@ class RawConnection:
         return response
 
     def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
+        data = bytearray(n)
+        view = memoryview(data)
+        got = 0
+        while got < n:
+            count = self.sock.recv_into(view[got:])
+            if not count:
                 raise ConnectionError("connection closed by the broker")
-            data += chunk
-        return data
+            got += count
+        return bytes(data)

@@ -6,7 +6,6 @@ or confluent-kafka / kafka-python clients). Nothing sleeps to synchronise: waits
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -16,28 +15,10 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from harness import BrokerProcess, wait_until
 from kafka.protocol.consumer import FetchRequest
+from link_api import link_status
 from rawclient import RawConnection
 
 from umbra.records.batch import PARTITION_LEADER_EPOCH_OFFSET, iter_batch_headers
-
-
-def _load_shadow_conftest() -> Any:
-    # Several conftest.py files exist, and which one is sys.modules["conftest"] depends on collection order:
-    # load this folder's by path, under its own name, for its plain helper functions.
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py")
-    spec = importlib.util.spec_from_file_location("shadow_link_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _load_shadow_conftest()
-admin_call = _conftest.admin_call
-create_link = _conftest.create_link
-link_spec = _conftest.link_spec
-link_status = _conftest.link_status
-wait_caught_up = _conftest.wait_caught_up
 
 FETCH = 1
 METADATA = 3

@@ -1,13 +1,7 @@
-"""Helpers for the sync, read-only/bad-input and CLI shadow-link tests.
-
-The link helpers (``admin_call``, ``link_spec``, ...) live in this folder's conftest.py. A conftest is
-not importable by name (every test folder has one, all called ``conftest``), so it is loaded here from
-its path under a private module name and its helpers are re-exported.
-"""
+"""Helpers for the sync, read-only/bad-input and CLI shadow-link tests (the link helpers are in link_api.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -17,17 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from harness import BrokerProcess, wait_until
-
-_spec = importlib.util.spec_from_file_location("umbra_shadow_test_conftest", Path(__file__).with_name("conftest.py"))
-assert _spec is not None and _spec.loader is not None
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-
-admin_call = _conftest.admin_call
-link_spec = _conftest.link_spec
-create_link = _conftest.create_link
-link_status = _conftest.link_status
-wait_caught_up = _conftest.wait_caught_up
+from link_api import admin_call, link_status
 
 TIMEOUT = 20.0
 REPO = Path(__file__).resolve().parents[3]

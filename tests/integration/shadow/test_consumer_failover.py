@@ -19,10 +19,8 @@ import sys
 
 from confluent_kafka import Consumer, TopicPartition
 from harness import create_topic, wait_until
+from link_api import create_link, link_spec, link_status
 from shadow_helpers import (
-    create_link,
-    link_spec,
-    link_status,
     produce,
     read_images,
     wait_in_sync,

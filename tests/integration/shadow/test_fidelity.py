@@ -21,12 +21,11 @@ import random
 
 import kafka.codec as kafka_codec
 from harness import create_topic, wait_until
+from link_api import create_link, link_spec
 from shadow_helpers import (
     PartitionImage,
     assert_logs_equal,
-    create_link,
     delete_records,
-    link_spec,
     produce,
     read_images,
     read_records_confluent,

@@ -14,11 +14,9 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from harness import create_topic, wait_until
+from link_api import create_link, link_spec, link_status
 from shadow_helpers import (
     assert_logs_equal,
-    create_link,
-    link_spec,
-    link_status,
     wait_in_sync,
     watermarks,
 )

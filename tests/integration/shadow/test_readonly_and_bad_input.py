@@ -26,22 +26,19 @@ from kafka import KafkaProducer
 from kafka.errors import InvalidTopicError
 from kafka.protocol.admin import DeleteTopicsRequest
 from kafka.protocol.producer import ProduceRequest
+from link_api import admin_call, create_link, link_spec, wait_caught_up
 from rawclient import RawConnection
 from shadow_helpers_b import (
     TIMEOUT,
     admin,
-    admin_call,
     consume_all,
-    create_link,
     high_watermarks,
     link_names,
-    link_spec,
     produce,
     run_cli,
     topic_config,
     topic_partitions,
     topic_states,
-    wait_caught_up,
 )
 
 from umbra.records import build_batch

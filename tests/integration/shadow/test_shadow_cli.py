@@ -14,20 +14,16 @@ from pathlib import Path
 import yaml
 from confluent_kafka import KafkaError, Producer
 from harness import BrokerProcess, create_topic, http_get, wait_until
+from link_api import admin_call, create_link, link_spec, link_status, wait_caught_up
 from shadow_helpers_b import (
     TIMEOUT,
     admin,
-    admin_call,
-    create_link,
     high_watermarks,
     link_names,
-    link_spec,
-    link_status,
     produce,
     run_cli,
     topic_partitions,
     topic_states,
-    wait_caught_up,
     wait_replicated,
 )
 

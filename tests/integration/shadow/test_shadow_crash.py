@@ -10,11 +10,9 @@ duplicate, and the status reports no skipped records.
 from __future__ import annotations
 
 from harness import create_topic, wait_until
+from link_api import create_link, link_spec, link_status
 from shadow_helpers import (
     assert_logs_equal,
-    create_link,
-    link_spec,
-    link_status,
     produce,
     wait_in_sync,
 )

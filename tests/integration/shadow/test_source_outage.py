@@ -9,12 +9,10 @@ import time
 
 import pytest
 from harness import create_topic, wait_until
+from link_api import create_link, link_spec, link_status
 from shadow_helpers import (
     assert_logs_equal,
     cpu_seconds,
-    create_link,
-    link_spec,
-    link_status,
     metadata_ok,
     produce,
     wait_in_sync,

@@ -26,20 +26,16 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 from harness import create_topic, wait_until
+from link_api import admin_call, create_link, link_spec, link_status, wait_caught_up
 from shadow_helpers_b import (
     TIMEOUT,
     admin,
-    admin_call,
     consume_all,
-    create_link,
     high_watermarks,
-    link_spec,
-    link_status,
     produce,
     topic_config,
     topic_partitions,
     topic_states,
-    wait_caught_up,
     wait_replicated,
 )
 

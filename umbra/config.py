@@ -66,6 +66,10 @@ class BrokerConfig:
     log_retention_check_interval_ms: int = 300000  # [log.retention.check.interval.ms]
     message_max_bytes: int = 1048588  # [message.max.bytes]
     log_message_timestamp_type: str = "CreateTime"  # [log.message.timestamp.type]
+    # Compaction of topics with cleanup.policy=compact (and __consumer_offsets).
+    log_cleaner_enabled: bool = True  # [log.cleaner.enable]
+    log_cleaner_interval_ms: int = 15000  # [log.cleaner.backoff.ms]: pause between cleaner passes
+    offsets_topic_segment_bytes: int = 104857600  # [offsets.topic.segment.bytes]
     # Flush policy. Writes reach the OS before any acknowledgement, so a process
     # crash (kill -9) loses nothing; fsync protects against machine crashes.
     log_flush_interval_messages: int = 9223372036854775807  # [log.flush.interval.messages]
@@ -129,7 +133,8 @@ def _check_ranges(config: BrokerConfig) -> None:
     positive = ("max_request_bytes", "num_partitions", "default_replication_factor", "log_segment_bytes",
                 "log_segment_ms", "log_retention_check_interval_ms", "message_max_bytes",
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
-                "group_max_session_timeout_ms", "offsets_retention_minutes")
+                "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
+                "offsets_topic_segment_bytes")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")

@@ -101,13 +101,13 @@ def test_create_topics_validates_and_reports_per_topic(broker: BrokerProcess, ad
     good, dry, bad_config, unknown_key, too_many_replicas = (topic_name(p) for p in ("good", "dry", "bad", "unk", "rf"))
     futures = admin.create_topics([
         NewTopic(good, num_partitions=3, replication_factor=1, config={"retention.ms": "-1"}),
-        NewTopic(bad_config, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"}),
+        NewTopic(bad_config, num_partitions=1, replication_factor=1, config={"cleanup.policy": "shred"}),
         NewTopic(unknown_key, num_partitions=1, replication_factor=1, config={"retention.hours": "1"}),
         NewTopic(too_many_replicas, num_partitions=1, replication_factor=3),
     ], operation_timeout=TIMEOUT, request_timeout=TIMEOUT)
     futures[good].result(timeout=TIMEOUT)
     error = kafka_error(futures[bad_config])
-    assert error.code() == KafkaError.INVALID_CONFIG and "compaction is not supported" in error.str()
+    assert error.code() == KafkaError.INVALID_CONFIG and "unknown policy 'shred'" in error.str()
     error = kafka_error(futures[unknown_key])
     assert error.code() == KafkaError.INVALID_CONFIG and "retention.hours" in error.str()
     error = kafka_error(futures[too_many_replicas])

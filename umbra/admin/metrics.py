@@ -21,5 +21,15 @@ class BrokerMetrics:
                                             registry=self.registry)
         self.connections = Gauge("umbra_connections", "Open client connections", registry=self.registry)
         self.partitions = Gauge("umbra_partitions", "Partitions hosted", registry=self.registry)
+        self.log_cleaner_passes = Counter("umbra_log_cleaner_passes", "Log cleaner passes that rewrote segments",
+                                          ["topic"], registry=self.registry)
+        self.log_cleaner_records_removed = Counter("umbra_log_cleaner_records_removed",
+                                                   "Records removed by the log cleaner", ["topic"],
+                                                   registry=self.registry)
+        self.log_cleaner_bytes_read = Counter("umbra_log_cleaner_bytes_read", "Segment bytes read by the log cleaner",
+                                              registry=self.registry)
+        self.log_cleaner_bytes_written = Counter("umbra_log_cleaner_bytes_written",
+                                                 "Cleaned segment bytes written by the log cleaner",
+                                                 registry=self.registry)
         self.log_end_offset = Gauge("umbra_log_end_offset", "Log end offset", ["topic", "partition"],
                                     registry=self.registry)

@@ -80,6 +80,16 @@ def one_of(*allowed: str) -> Check:
     return check
 
 
+def fraction(value: str) -> str:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("not a number of type DOUBLE") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("must be in 0..1")
+    return str(number)
+
+
 def any_string(value: str) -> str:
     return value
 
@@ -89,10 +99,8 @@ def cleanup_policy(value: str) -> str:
     unknown = [item for item in items if item not in ("delete", "compact")]
     if unknown:
         raise ValueError(f"unknown policy {unknown[0]!r}; the policies are delete and compact")
-    if "compact" in items:
-        raise ValueError("compaction is not supported by umbra yet; use delete")
     if not items:
-        raise ValueError("must name at least one policy (delete)")
+        raise ValueError("must name at least one policy (delete, compact or both)")
     return ",".join(items)
 
 
@@ -159,7 +167,14 @@ def _topic(name: str, type_: ConfigType, check: Check, synonym: str, doc: str) -
 
 TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
     _topic("cleanup.policy", ConfigType.LIST, cleanup_policy, "log.cleanup.policy",
-           "delete: drop old segments by retention.ms and retention.bytes. compact is not supported yet."),
+           "delete: drop old segments by retention.ms and retention.bytes. compact: keep the newest record of "
+           "each key (the log cleaner). Both may be given: compact,delete."),
+    _topic("delete.retention.ms", ConfigType.LONG, integer(0, LONG_MAX), "log.cleaner.delete.retention.ms",
+           "How long a tombstone of a compacted topic is kept after its first cleaning."),
+    _topic("min.cleanable.dirty.ratio", ConfigType.DOUBLE, fraction, "log.cleaner.min.cleanable.ratio",
+           "A compacted log is cleaned once its uncleaned bytes are at least this share of its cleanable bytes."),
+    _topic("min.compaction.lag.ms", ConfigType.LONG, integer(0, LONG_MAX), "log.cleaner.min.compaction.lag.ms",
+           "Records younger than this stay uncompacted."),
     _topic("compression.type", ConfigType.STRING, one_of(*_COMPRESSION_TYPES), "compression.type", _COMPRESSION_DOC),
     _topic("flush.messages", ConfigType.LONG, integer(1, LONG_MAX), "log.flush.interval.messages",
            "fsync the partition after this many messages; the default never forces an fsync."),
@@ -193,6 +208,9 @@ def _synonym_defs() -> list[BrokerConfigDef]:
     """The broker-level defaults of the topic configs: dynamically alterable."""
     static = {
         "log.cleanup.policy": _constant("delete"),
+        "log.cleaner.delete.retention.ms": _constant("86400000"),
+        "log.cleaner.min.cleanable.ratio": _constant("0.5"),
+        "log.cleaner.min.compaction.lag.ms": _constant("0"),
         "compression.type": _constant("producer"),
         "log.flush.interval.messages": _field("log_flush_interval_messages"),
         "log.flush.interval.ms": _field("log_flush_interval_ms"),
@@ -226,6 +244,12 @@ BROKER_CONFIGS: dict[str, BrokerConfigDef] = {d.name: d for d in sorted((
             "Largest request accepted; a larger one closes the connection."),
     _broker("log.retention.check.interval.ms", ConfigType.LONG, _field("log_retention_check_interval_ms"),
             "How often retention runs."),
+    _broker("log.cleaner.enable", ConfigType.BOOLEAN, _field("log_cleaner_enabled"),
+            "Run the log cleaner, which compacts topics whose cleanup.policy contains compact."),
+    _broker("log.cleaner.backoff.ms", ConfigType.LONG, _field("log_cleaner_interval_ms"),
+            "Pause between two passes of the log cleaner."),
+    _broker("offsets.topic.segment.bytes", ConfigType.INT, _field("offsets_topic_segment_bytes"),
+            "Segment size of the compacted __consumer_offsets topic."),
     _broker("group.initial.rebalance.delay.ms", ConfigType.INT, _field("group_initial_rebalance_delay_ms"),
             "How long the first rebalance of an empty group waits for more members."),
     _broker("group.min.session.timeout.ms", ConfigType.INT, _field("group_min_session_timeout_ms"),
@@ -342,6 +366,9 @@ def log_config_for(broker: BrokerConfig, topic_configs: Mapping[str, str], broke
         flush_messages=flush("flush.messages"),
         flush_ms=flush("flush.ms"),
         cleanup_policy=",".join(split_list(value("cleanup.policy"))),
+        delete_retention_ms=number("delete.retention.ms"),
+        min_cleanable_dirty_ratio=float(value("min.cleanable.dirty.ratio")),
+        min_compaction_lag_ms=number("min.compaction.lag.ms"),
     )
 
 

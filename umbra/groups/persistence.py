@@ -1,7 +1,8 @@
 """Group metadata and committed offsets as records in ``__consumer_offsets`` partition 0.
 
-Record keys are small versioned binary strings, so the newest record of a key wins (and a compactor
-could keep just that one); values are versioned JSON, and a null value (tombstone) deletes the key.
+Record keys are small versioned binary strings, so the newest record of a key wins and the topic is compacted
+(``cleanup.policy=compact``: the log cleaner keeps just that one); values are versioned JSON, and a null value
+(tombstone) deletes the key. Replay reads whatever the cleaner left, in offset order, so it gives the same state.
 
     key   = kind:uint8 | version:uint8 | group:str16 [| topic:str16 | partition:int32]
     value = JSON {"v": 1, ...} | null
@@ -34,6 +35,11 @@ BATCH_TARGET_BYTES = 256 * 1024
 # A group record larger than this is stored without the members' subscription and assignment bytes:
 # a restart brings groups back Empty, so only the generation and protocol type are needed to restore it.
 MAX_GROUP_VALUE_BYTES = 512 * 1024
+
+
+def offsets_topic_configs(segment_bytes: int) -> dict[str, str]:
+    """Topic configs of ``__consumer_offsets`` (Kafka: compact, offsets.topic.segment.bytes)."""
+    return {"cleanup.policy": "compact", "segment.bytes": str(segment_bytes)}
 
 
 class RecordFormatError(ValueError):

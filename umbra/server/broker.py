@@ -17,6 +17,7 @@ from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
 from umbra.server.notify import AppendNotifier
 from umbra.server.producer_ids import ProducerIdManager
+from umbra.storage.cleaner import CleanResult, LogCleaner
 from umbra.storage.log import Log
 from umbra.storage.manager import LogManager
 
@@ -51,6 +52,7 @@ class Broker:
         self.admin: Any = None
         self.fetch_sessions: Any = None
         self.metrics = BrokerMetrics()
+        self.cleaner = LogCleaner()
         self.listen_port = config.listen.port
         self.admin_port = config.admin_listen.port
         load_all()
@@ -151,8 +153,7 @@ class Broker:
         from umbra.server.fetch_sessions import FetchSessionCache
 
         self.fetch_sessions = FetchSessionCache()
-        if self.metadata.topic(OFFSETS_TOPIC) is None:
-            self.create_topic(OFFSETS_TOPIC, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}, internal=True)
+        self._ensure_offsets_topic()
         self.groups = GroupCoordinator(self.get_log(OFFSETS_TOPIC, 0), self.config, self.notifier)
         await self.groups.start()
         from umbra.shadow.manager import ShadowLinkManager
@@ -173,8 +174,24 @@ class Broker:
         self.admin = AdminServer(self)
         await self.admin.start()
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.config.log_cleaner_enabled:
+            self._background.append(asyncio.create_task(self._log_cleaner(), name="log-cleaner"))
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", self.node_id, self.config.listen.host,
                  self.listen_port, self.config.admin_listen.host, self.admin_port, self.config.data_dir)
+
+    def _ensure_offsets_topic(self) -> None:
+        """Create ``__consumer_offsets`` (compacted), or bring an existing one's configs up to date: data dirs
+        from before compaction have it as ``cleanup.policy=delete``; its records replay the same either way."""
+        from umbra.groups.persistence import offsets_topic_configs
+
+        wanted = offsets_topic_configs(self.config.offsets_topic_segment_bytes)
+        meta = self.metadata.topic(OFFSETS_TOPIC)
+        if meta is None:
+            self.create_topic(OFFSETS_TOPIC, 1, wanted, internal=True)
+        elif dict(meta.configs) != wanted:
+            log.info("%s configs %s -> %s", OFFSETS_TOPIC, dict(meta.configs), wanted)
+            self.metadata.set_topic_configs(OFFSETS_TOPIC, wanted)
+            self.topic_configs_changed(OFFSETS_TOPIC)
 
     def spawn_connection_task(self, coro: Coroutine[Any, Any, None], connection: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -210,8 +227,30 @@ class Broker:
             if self.groups is not None:
                 await self.groups.tick(now)
 
+    async def _log_cleaner(self) -> None:
+        """Compaction: one log at a time on a worker thread, then a pause (``log_cleaner_interval_ms``)."""
+        while True:
+            await asyncio.sleep(self.config.log_cleaner_interval_ms / 1000)
+            for log_ in self.logs.all_logs():
+                if not log_.config.compacts:
+                    continue
+                try:
+                    result = await asyncio.to_thread(self.cleaner.clean_log, log_, now_ms())
+                except Exception:
+                    log.exception("log cleaner failed on %s", log_.name)
+                    continue
+                if result is not None and result.segments_written:
+                    self._count_cleaning(result)
+
+    def _count_cleaning(self, result: CleanResult) -> None:
+        self.metrics.log_cleaner_passes.labels(result.topic).inc()
+        self.metrics.log_cleaner_records_removed.labels(result.topic).inc(result.records_removed)
+        self.metrics.log_cleaner_bytes_read.inc(result.bytes_read)
+        self.metrics.log_cleaner_bytes_written.inc(result.bytes_written)
+
     async def shutdown(self) -> None:
         log.info("shutting down")
+        self.cleaner.stop()
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
@@ -221,6 +260,7 @@ class Broker:
         for task in list(self._connection_tasks):
             task.cancel()
         await asyncio.gather(*self._background, *self._connection_tasks, return_exceptions=True)
+        await asyncio.to_thread(self.cleaner.wait_idle)  # a pass on its worker thread stops at its next batch
         if self.shadow is not None:
             await self.shadow.stop()
         if self.groups is not None:

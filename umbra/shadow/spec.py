@@ -23,8 +23,10 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 
+# The source's compaction settings are synced too: a shadow of a compacted topic compacts its own copy.
 DEFAULT_SYNCED_PROPERTIES = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes",
-                             "message.timestamp.type", "compression.type")
+                             "message.timestamp.type", "compression.type", "delete.retention.ms",
+                             "min.compaction.lag.ms", "min.cleanable.dirty.ratio")
 
 
 def parse_duration_ms(path: str, value: Any) -> int:

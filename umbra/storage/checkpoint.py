@@ -39,3 +39,16 @@ def read_lines(path: Path) -> list[str] | None:
         return path.read_text("utf-8").splitlines()
     except FileNotFoundError:
         return None
+
+
+def read_offset(path: Path) -> int | None:
+    """The offset in a ``0\n<offset>\n`` checkpoint (version 0), or None if missing or unreadable."""
+    lines = read_lines(path)
+    try:
+        return int(lines[1]) if lines and lines[0] == "0" else None
+    except (IndexError, ValueError):
+        return None
+
+
+def write_offset(path: Path, offset: int) -> None:
+    write_atomically(path, f"0\n{offset}\n")

@@ -21,7 +21,9 @@ class LogConfig:
     replication, and every acknowledged append is already in the OS page cache, so it survives a
     process crash (kill -9); only a machine crash can lose unflushed data.
     ``retention_ms`` / ``retention_bytes``: -1 means unlimited. Retention applies only when
-    ``cleanup_policy`` contains "delete"; compaction is not implemented yet.
+    ``cleanup_policy`` contains "delete"; the log cleaner (``cleaner.py``) compacts logs whose policy
+    contains "compact", honouring ``delete_retention_ms``, ``min_cleanable_dirty_ratio`` and
+    ``min_compaction_lag_ms`` as Kafka does.
     """
 
     segment_bytes: int = 1073741824
@@ -34,6 +36,9 @@ class LogConfig:
     flush_messages: int | None = None
     flush_ms: int | None = None
     cleanup_policy: str = "delete"
+    delete_retention_ms: int = 86400000
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.message_timestamp_type not in (CREATE_TIME, LOG_APPEND_TIME):
@@ -43,6 +48,10 @@ class LogConfig:
             raise InvalidConfig("segment.bytes must be at least 14")
         if self.segment_ms < 1 or self.index_interval_bytes < 0 or self.max_message_bytes < 0:
             raise InvalidConfig("segment.ms, index.interval.bytes and max.message.bytes must be positive")
+        if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
+            raise InvalidConfig("min.cleanable.dirty.ratio must be between 0 and 1")
+        if self.delete_retention_ms < 0 or self.min_compaction_lag_ms < 0:
+            raise InvalidConfig("delete.retention.ms and min.compaction.lag.ms must not be negative")
 
     @property
     def log_append_time(self) -> bool:
@@ -51,6 +60,10 @@ class LogConfig:
     @property
     def deletes(self) -> bool:
         return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def compacts(self) -> bool:
+        return "compact" in self.cleanup_policy  # a substring test: asked on every produce; names are validated
 
     def with_kafka_configs(self, configs: Mapping[str, str | None]) -> LogConfig:
         """Return a copy overridden by Kafka topic config names (``segment.bytes`` ...); unknown names ignored."""
@@ -61,6 +74,12 @@ class LogConfig:
                 continue
             if attribute in _STRING_FIELDS:
                 changes[attribute] = value
+                continue
+            if attribute in _FLOAT_FIELDS:
+                try:
+                    changes[attribute] = float(value)
+                except ValueError as exc:
+                    raise InvalidConfig(f"{name} must be a number, not {value!r}") from exc
                 continue
             try:
                 number = int(value)
@@ -78,3 +97,4 @@ _KAFKA_NAMES["max.message.bytes"] = "max_message_bytes"
 _KAFKA_NAMES["message.timestamp.type"] = "message_timestamp_type"
 _KAFKA_NAMES["flush.messages"] = "flush_messages"
 _STRING_FIELDS = {"message_timestamp_type", "cleanup_policy"}
+_FLOAT_FIELDS = {"min_cleanable_dirty_ratio"}

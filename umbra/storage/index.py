@@ -44,7 +44,7 @@ class _IndexFile:
         self._dirty = True
 
     def flush(self) -> None:
-        if self._dirty:
+        if self._dirty and self._fd >= 0:
             os.fsync(self._fd)
             self._dirty = False
 

@@ -7,7 +7,6 @@ All public methods take an internal lock, so reads may run on a worker thread wh
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from bisect import bisect_right
@@ -28,17 +27,18 @@ from umbra.records.batch import (
 )
 from umbra.records.crc import Buffer
 from umbra.records.records import Record, decode_batch
-from umbra.storage.checkpoint import read_lines, write_atomically
+from umbra.storage.checkpoint import read_offset, write_offset
+from umbra.storage.compaction import CleaningView, require_keys
 from umbra.storage.config import LogConfig
 from umbra.storage.leader_epoch import LeaderEpochCache
 from umbra.storage.producer_state import ProducerStateManager
+from umbra.storage.recovery import commit_swap, finish_interrupted_swaps, recover_segment, segment_bases
 from umbra.storage.region import FileRegion, RecordSetPart, close_regions
 from umbra.storage.segment import DELETED_SUFFIX, Segment
 
 logger = logging.getLogger(__name__)
 
 LOG_START_OFFSET_FILE = "log-start-offset"
-_SEGMENT_FILE = re.compile(r"^(\d{20})\.log$")
 _MAX_RELATIVE_OFFSET = 2**31 - 1
 
 
@@ -81,6 +81,7 @@ class Log:
         self._unflushed_messages = 0
         self._last_flush_ms: int | None = None  # on the caller's clock; None = baseline at next maybe_flush
         self._lock = threading.RLock()
+        self._closed = False
 
     # ---- opening and recovery ----------------------------------------------------------------------------
     @classmethod
@@ -88,13 +89,14 @@ class Log:
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in list(directory.glob("*" + DELETED_SUFFIX)) + list(directory.glob("*.tmp")):
             leftover.unlink(missing_ok=True)
+        finish_interrupted_swaps(directory)
         log = cls(directory, topic, partition, config)
         log._load()
         return log
 
     def _load(self) -> None:
-        bases = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_FILE.match(p.name)))
-        checkpointed_start = self._read_log_start_offset()
+        bases = segment_bases(self.directory)
+        checkpointed_start = read_offset(self.directory / LOG_START_OFFSET_FILE)
         rebuild_epochs = not self.epoch_cache.loaded
         if rebuild_epochs:
             self.epoch_cache.clear()
@@ -103,7 +105,7 @@ class Log:
             segment = Segment(self.directory, base, fresh=False)
             self._segments.append(segment)
             self._bases.append(base)
-            if not self._recover_segment(segment, is_last=i == len(bases) - 1, rebuild_epochs=rebuild_epochs):
+            if not recover_segment(self, segment, is_last=i == len(bases) - 1, rebuild_epochs=rebuild_epochs):
                 for doomed in bases[i + 1 :]:
                     logger.warning("%s: deleting segment %d after a damaged one", self.name, doomed)
                     Segment(self.directory, doomed, fresh=False).delete()
@@ -118,49 +120,6 @@ class Log:
             self._delete_oldest_segment()  # a crash came between the checkpoint and the deletion
         if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs or self.epoch_cache.entries != loaded_epochs:
             self.epoch_cache.persist()
-
-    def _recover_segment(self, segment: Segment, *, is_last: bool, rebuild_epochs: bool) -> bool:
-        """Walk a segment (CRC-checking the last one), rebuilding state; False if it had to be cut short."""
-        rebuild_indexes = is_last or not segment.load_indexes()
-        if rebuild_indexes:
-            segment.reset_indexes()
-        scan = segment.scan(check_crc=is_last)
-        for header in scan:
-            segment.track(header, header.position, self.config.index_interval_bytes, index=rebuild_indexes)
-            self.producer_state.update(header)
-            if rebuild_epochs or is_last:
-                # The checkpoint is not fsynced: epochs that began in the last segment are re-derived here.
-                self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
-        if not rebuild_indexes and not self._index_matches(segment):
-            logger.warning("%s: rebuilding inconsistent indexes of segment %d", self.name, segment.base_offset)
-            segment.reset_indexes()
-            for header in segment.scan(check_crc=False):
-                segment.track(header, header.position, self.config.index_interval_bytes)
-        if scan.problem is None:
-            if not is_last:
-                segment.seal()
-            return True
-        truncated = segment.size - scan.valid_bytes
-        logger.warning("%s: recovery truncated %d bytes at offset %d (file position %d): %s",
-                       self.name, truncated, segment.next_offset, scan.valid_bytes, scan.problem)
-        segment.truncate_to_position(scan.valid_bytes, segment.next_offset)
-        return is_last
-
-    @staticmethod
-    def _index_matches(segment: Segment) -> bool:
-        """Cheap spot check: the last offset-index entry must point at a batch starting with that offset."""
-        offset, position = segment.offset_index.lookup(segment.next_offset)
-        if position == 0:
-            return True
-        data = segment.read(position, 12)
-        return len(data) == 12 and int.from_bytes(data[:8], "big", signed=True) == offset
-
-    def _read_log_start_offset(self) -> int | None:
-        lines = read_lines(self.directory / LOG_START_OFFSET_FILE)
-        try:
-            return int(lines[1]) if lines and lines[0] == "0" else None
-        except (IndexError, ValueError):
-            return None
 
     # ---- named offsets -----------------------------------------------------------------------------------
     @property
@@ -214,6 +173,8 @@ class Log:
                 if header.size_in_bytes > self.config.max_message_bytes:
                     raise MessageTooLarge(f"batch of {header.size_in_bytes} bytes exceeds max.message.bytes "
                                           f"{self.config.max_message_bytes}")
+            if self.config.compacts:
+                require_keys(buf, headers, self.name)
             pending: dict[int, tuple[int, int]] = {}
             for header in headers:
                 duplicate = self.producer_state.check(header, pending)
@@ -528,7 +489,34 @@ class Log:
         return segment.size
 
     def _persist_log_start_offset(self) -> None:
-        write_atomically(self.directory / LOG_START_OFFSET_FILE, f"0\n{self._log_start_offset}\n")
+        write_offset(self.directory / LOG_START_OFFSET_FILE, self._log_start_offset)
+
+    # ---- compaction (the cleaner in cleaner.py does the work off the lock) -------------------------------
+    def cleaning_view(self) -> CleaningView:
+        with self._lock:
+            producer_last_offsets = frozenset(entry.batches[-1].last_offset
+                                              for entry in self.producer_state.producers.values() if entry.batches)
+            return CleaningView(tuple(self._segments), tuple(s.size for s in self._segments), self._log_start_offset,
+                                self._high_watermark, self.config, producer_last_offsets)
+
+    def replace_segments(self, old: list[Segment], sizes: list[int], new: Segment, end_offset: int) -> bool:
+        """Swap the cleaned ``new`` (``.cleaned`` files, flushed) in for ``old``, a run of non-active segments
+        covering ``[new.base_offset, end_offset)``. False (nothing changed) if the log moved on meanwhile:
+        closed, or those segments deleted, truncated or no longer in place."""
+        with self._lock:
+            if self._closed or not old or old[-1] is self._segments[-1]:
+                return False
+            try:
+                first = next(i for i, segment in enumerate(self._segments) if segment is old[0])
+            except StopIteration:
+                return False
+            if (self._segments[first : first + len(old)] != old or self._bases[first + len(old)] != end_offset
+                    or [segment.size for segment in old] != sizes):
+                return False
+            commit_swap(new, old, end_offset)
+            self._segments[first : first + len(old)] = [new]
+            self._bases[first : first + len(old)] = [new.base_offset]
+            return True
 
     # ---- configuration, durability, lifecycle ------------------------------------------------------------
     def update_config(self, config: LogConfig) -> None:
@@ -561,6 +549,7 @@ class Log:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self.flush()
             for segment in self._segments:
                 segment.close()

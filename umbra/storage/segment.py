@@ -41,6 +41,11 @@ def segment_name(base_offset: int) -> str:
     return f"{base_offset:020d}"
 
 
+def segment_path(directory: Path, base_offset: int, kind: str, suffix: str = "") -> Path:
+    """``<dir>/<base:020d><kind><suffix>``, e.g. ``00000000000000000042.index.cleaned``."""
+    return directory / f"{segment_name(base_offset)}{kind}{suffix}"
+
+
 def _cut(
     buf: Buffer, start: int, max_bytes: int, max_offset: int | None, include_oversized_first: bool
 ) -> tuple[int, bool | None]:
@@ -110,18 +115,19 @@ class SegmentScan:
 class Segment:
     """A segment's files and the in-memory facts about them (size, next offset, max timestamp)."""
 
-    def __init__(self, directory: Path, base_offset: int, *, fresh: bool) -> None:
+    def __init__(self, directory: Path, base_offset: int, *, fresh: bool, suffix: str = "") -> None:
+        """``suffix`` (e.g. ``.cleaned``) is appended to every file name: the log cleaner writes a replacement
+        segment under it, then :meth:`rename_to_live` drops it."""
         self.directory = directory
         self.base_offset = base_offset
-        stem = directory / segment_name(base_offset)
-        self.log_path = stem.with_suffix(LOG_SUFFIX)
+        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX, suffix)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
         self._fd = os.open(self.log_path, flags, 0o644)
         if fresh:
-            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                stem.with_suffix(suffix).unlink(missing_ok=True)
-        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset)
-        self.time_index = TimeIndex(stem.with_suffix(TIME_INDEX_SUFFIX), base_offset)
+            for kind in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                segment_path(directory, base_offset, kind, suffix).unlink(missing_ok=True)
+        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX, suffix), base_offset)
+        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX, suffix), base_offset)
         self.size = os.fstat(self._fd).st_size
         self.next_offset = base_offset  # one past the last offset of the last batch
         self.max_timestamp = -1
@@ -264,7 +270,7 @@ class Segment:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def flush(self) -> None:
-        if self._dirty:
+        if self._dirty and self._fd >= 0:  # closed: replaced by a cleaned segment, nothing of it to keep
             os.fsync(self._fd)
             self._dirty = False
         self.offset_index.flush()
@@ -288,6 +294,20 @@ class Segment:
                 doomed.unlink()
             except FileNotFoundError:
                 pass
+
+    def rename_to_live(self) -> None:
+        """Drop the file-name suffix, replacing the live files of a segment with the same base (indexes first,
+        the log last; ``recovery.py`` finishes an interrupted swap)."""
+        self.offset_index.rename_to(segment_path(self.directory, self.base_offset, INDEX_SUFFIX))
+        self.time_index.rename_to(segment_path(self.directory, self.base_offset, TIME_INDEX_SUFFIX))
+        live = segment_path(self.directory, self.base_offset, LOG_SUFFIX)
+        os.replace(self.log_path, live)
+        self.log_path = live
+
+    def dup_fd(self) -> int:
+        """A duplicate of the data file's fd (the caller closes it): stays readable after this segment is
+        closed or deleted, so the log cleaner can read without holding the log lock."""
+        return os.dup(self._fd)
 
     def last_modified_ms(self) -> int:
         return int(os.fstat(self._fd).st_mtime * 1000)

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from confluent_kafka import Producer
-from harness import create_topic
+from harness import create_topic, wait_until
 from kafka.protocol.consumer import FetchRequest
 from kafka.protocol.producer import ProduceRequest
 from rawclient import RawConnection
@@ -173,3 +173,35 @@ def test_internal_offsets_topic_is_protected(broker) -> None:
     except Exception as exc:  # KafkaException carrying POLICY_VIOLATION
         error = exc
     assert error is not None and "internal" in str(error)
+
+
+def test_creating_a_large_topic_does_not_stall_other_clients(broker) -> None:
+    """A new topic's logs are created off the event loop. Another connection's request, sent once the topic is
+    in the metadata, is answered while the CreateTopics of 2,000 partitions is still creating them. Before,
+    the loop was blocked throughout, so the CreateTopics response was always out first."""
+    import select
+
+    from umbra.protocol.codec import SCHEMAS
+
+    create = SCHEMAS[19].request[4]
+    topic = f"large-{uuid.uuid4().hex[:8]}"
+    with RawConnection("127.0.0.1", broker.port, timeout=120) as creator, \
+            RawConnection("127.0.0.1", broker.port) as other:  # fmt: skip
+        cid = creator.send(19, 4, topics=[create.CreatableTopic(name=topic, num_partitions=2000, replication_factor=1,
+                                                                assignments=[], configs=[])],
+                           timeout_ms=120_000, validate_only=False)  # fmt: skip
+
+        def listed() -> bool:
+            wanted = SCHEMAS[METADATA].request[9].MetadataRequestTopic(name=topic)
+            response = other.request(METADATA, 9, topics=[wanted], allow_auto_topic_creation=False,
+                                     include_cluster_authorized_operations=False,
+                                     include_topic_authorized_operations=False)  # fmt: skip
+            return response.topics[0].error_code == 0
+
+        wait_until(listed, timeout=60, interval=0.01, message=f"{topic} in the metadata")
+        other.request(API_VERSIONS, 3, client_software_name="test", client_software_version="1")
+        answered_first = not select.select([creator.sock], [], [], 0)[0]
+        got, response = creator.receive(19, 4)
+        assert got == cid and response.topics[0].error_code == 0
+        assert answered_first, "the other connection waited for the topic's logs to be created"
+    assert len(list(broker.data_dir.glob(f"{topic}-*"))) == 2000

@@ -30,6 +30,14 @@ _SENDFILE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENO
 _sendfile_executor: ThreadPoolExecutor | None = None
 
 
+def shutdown_executor() -> None:
+    """Let the worker threads go (broker shutdown); a later send starts a new pool."""
+    global _sendfile_executor
+    if _sendfile_executor is not None:
+        _sendfile_executor.shutdown(wait=False, cancel_futures=True)
+        _sendfile_executor = None
+
+
 def executor() -> ThreadPoolExecutor:
     global _sendfile_executor
     if _sendfile_executor is None:

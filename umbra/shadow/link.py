@@ -198,11 +198,12 @@ class ShadowLink:
             if meta is None:
                 if entry is not None:
                     broker.metadata.delete_shadow_topic(name)
-                broker.create_topic(name, len(info.partitions), synced)
+                created = broker.create_topic(name, len(info.partitions), synced, open_logs=False)
                 broker.metadata.put_shadow_topic(name, {
                     "link": self.spec.name, "state": str(ShadowTopicState.ACTIVE), "reason": "",
                     "source_topic_id": str(info.topic_id) if info.topic_id else None,
                     "since_ms": int(time.time() * 1000)})
+                await broker.open_topic_logs(created)  # read-only already: it is a shadow topic from here on
                 log.info("link %s: created shadow topic %s (%d partitions, configs %s)", self.spec.name, name,
                          len(info.partitions), synced)
                 meta = broker.metadata.require_topic(name)
@@ -222,7 +223,8 @@ class ShadowLink:
                 if len(info.partitions) > meta.partitions:
                     log.info("link %s: %s grows from %d to %d partitions", self.spec.name, name, meta.partitions,
                              len(info.partitions))
-                    meta = broker.add_partitions(name, len(info.partitions))
+                    meta = broker.add_partitions(name, len(info.partitions), open_logs=False)
+                    await broker.open_topic_logs(meta)
                 self._apply_configs(name, dict(meta.configs), synced)
             self.conflicts.pop(name, None)
             for partition in range(meta.partitions):

@@ -120,7 +120,9 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
             if validate_only:
                 topic_id = ZERO_UUID
             else:
-                topic_id = ctx.broker.create_topic(topic.name, partitions, configs).topic_id
+                meta = ctx.broker.create_topic(topic.name, partitions, configs, open_logs=False)
+                await ctx.broker.open_topic_logs(meta)
+                topic_id = meta.topic_id
                 log.info("created topic %r: %d partitions, configs %s", topic.name, partitions, configs)
             results.append(_created_result(ctx, topic.name, topic_id, partitions, replication, configs))
         except Exception as exc:
@@ -195,7 +197,7 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[st
             _check_new_count(topic, item.count)
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.CREATE_PARTITIONS)
             if not request.validate_only:
-                ctx.broker.add_partitions(item.name, item.count)
+                await ctx.broker.open_topic_logs(ctx.broker.add_partitions(item.name, item.count, open_logs=False))
                 log.info("topic %r now has %d partitions", item.name, item.count)
         except Exception as exc:
             result["error_code"], result["error_message"] = error_fields(exc, f"adding partitions to {item.name!r}")

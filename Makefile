@@ -3,7 +3,8 @@
 # Everything runs inside .venv, created with $(PYTHON) on first use. `make install`
 # is idempotent: a stamp file records that the pinned requirements and the
 # editable project are installed, and it is redone only when requirements*.txt
-# or pyproject.toml change.
+# or pyproject.toml change. KafkaJS (a compat-test client) is installed the same
+# way with `npm ci` from its lock file, into tests/compat/kafkajs/node_modules.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -12,6 +13,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALL_STAMP := $(VENV)/.umbra-install-stamp
+KAFKAJS_DIR := tests/compat/kafkajs
+KAFKAJS_STAMP := $(KAFKAJS_DIR)/node_modules/.umbra-install-stamp
 
 # Per-test timeout in seconds; a test may raise its own with @pytest.mark.timeout.
 PYTEST_TIMEOUT ?= 180
@@ -19,17 +22,18 @@ PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfEs --tb=short --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
 # Debian packages the tests use, as COMMAND=PACKAGE; each is installed only
-# when its command is missing. etcd (for the clustered control plane) will be
-# added here as etcd=etcd-server once a test needs it.
-DEBIAN_PACKAGES := kcat=kcat
+# when its command is missing (a node already on PATH, of any origin, is kept).
+# etcd (for the clustered control plane) will be added here as etcd=etcd-server
+# once a test needs it.
+DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm
 
-MYPY_STRICT_PATHS := umbra/protocol umbra/records umbra/storage
+MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=
 
-.PHONY: help install system-packages test test-unit test-integration test-compat lint bench demo clean distclean
+.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench demo clean distclean
 
 help:
-	@echo "make install           create .venv, install pinned deps + umbra (editable) + Debian test tools"
+	@echo "make install           create .venv, install pinned deps + umbra (editable) + Debian test tools + KafkaJS"
 	@echo "make test              the whole suite (unit, integration, compat), as CI runs it"
 	@echo "make test-unit         tests/unit only"
 	@echo "make test-integration  tests/integration only"
@@ -39,7 +43,7 @@ help:
 	@echo "make demo              run the demo (umbra.demo)"
 	@echo "make clean             remove caches and build output; make distclean also removes .venv"
 
-install: $(INSTALL_STAMP) system-packages
+install: $(INSTALL_STAMP) system-packages kafkajs
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "umbra needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0])'
@@ -51,6 +55,18 @@ $(INSTALL_STAMP): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 
 system-packages:
 	@bash scripts/install-debian-packages.sh $(DEBIAN_PACKAGES)
+
+kafkajs: $(KAFKAJS_STAMP)
+
+# npm ci empties node_modules first, so the stamp (inside it) goes too when it reinstalls. Without
+# npm (not root, no apt-get) the step says so and continues, as system-packages does.
+$(KAFKAJS_STAMP): $(KAFKAJS_DIR)/package.json $(KAFKAJS_DIR)/package-lock.json | system-packages
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci --prefix $(KAFKAJS_DIR)"; \
+		npm ci --prefix $(KAFKAJS_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "make install: npm is missing, so KafkaJS is not installed in $(KAFKAJS_DIR)" >&2; \
+	fi
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
 define run_pytest

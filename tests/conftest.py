@@ -12,7 +12,6 @@ Import helpers in tests with `from harness import BrokerProcess, wait_until, cre
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ if str(_TESTS_DIR) not in sys.path:
     # So `import harness` works under any pytest import mode, and for tests in any sub-folder.
     sys.path.insert(0, str(_TESTS_DIR))
 
-from harness import BrokerProcess, find_command, stop_all  # noqa: E402
+from harness import BrokerProcess, require_command, stop_all  # noqa: E402
 
 BrokerFactory = Callable[..., BrokerProcess]
 _BROKERS_ATTRIBUTE = "_umbra_brokers"
@@ -72,13 +71,7 @@ def broker(broker_factory: BrokerFactory) -> BrokerProcess:
 @pytest.fixture
 def require_kcat() -> str:
     """Path of kcat. Skips when it is missing, except under CI, where a missing tool is a failure."""
-    path = find_command("kcat")
-    if path is None:
-        message = "kcat is not installed (make install installs it from Debian as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_command("kcat", "make install installs it from Debian as root")
 
 
 @pytest.hookimpl(wrapper=True)

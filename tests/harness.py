@@ -394,6 +394,19 @@ def find_command(name: str) -> str | None:
     return shutil.which(name)
 
 
+def require_command(name: str, how_to_install: str) -> str:
+    """Path of a test tool. Skips the test when it is missing, except under CI, where that is a failure."""
+    import pytest
+
+    path = find_command(name)
+    if path is None:
+        message = f"{name} is not installed ({how_to_install})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # Kafka helpers (confluent-kafka, imported lazily)
 

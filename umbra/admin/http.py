@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,7 +31,7 @@ class AdminServer:
         cfg = self.broker.config.admin_listen
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound socket, for port 0
+        server: Any = site._server  # the bound socket, for port 0 (an asyncio.Server)
         if server is not None and server.sockets:
             self.broker.admin_port = server.sockets[0].getsockname()[1]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from umbra.client.errors import ClientResponseError
-from umbra.protocol.constants import ConfigSource
+from umbra.protocol.constants import ConfigSource as ConfigSource  # re-exported
 
 TopicPartition = tuple[str, int]
 EARLIEST_TIMESTAMP = -2

@@ -192,7 +192,7 @@ class BrokerConnection:
                 transport, protocol = await asyncio.get_running_loop().create_connection(
                     lambda: _FrameProtocol(max_size), sock=sock, ssl=ssl_context,
                     server_hostname=self.host if ssl_context else None)
-                self._transport, self._protocol = transport, protocol  # type: ignore[assignment]
+                self._transport, self._protocol = transport, protocol
         except TimeoutError:
             raise ClientTimeout(f"connect to {self.host}:{self.port} timed out after "
                                 f"{self.settings.connect_timeout_s}s") from None

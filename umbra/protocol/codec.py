@@ -75,7 +75,7 @@ def _collect_schemas() -> dict[int, ApiSchema]:
 SCHEMAS: dict[int, ApiSchema] = _collect_schemas()
 
 
-def decode_header(frame: bytes) -> tuple[RequestHeader, int]:
+def decode_header(frame: bytes | bytearray) -> tuple[RequestHeader, int]:
     """Parse the v1 part of the request header (common to v0-v2). Returns the header and the body offset."""
     if len(frame) < 8:
         raise ProtocolDecodeError(f"request of {len(frame)} bytes is shorter than a request header")
@@ -99,14 +99,14 @@ def decode_header(frame: bytes) -> tuple[RequestHeader, int]:
     return RequestHeader(api_key, api_version, correlation_id, client_id), pos
 
 
-def skip_tagged_fields(frame: bytes, pos: int, header: RequestHeader | None = None) -> int:
+def skip_tagged_fields(frame: bytes | bytearray, pos: int, header: RequestHeader | None = None) -> int:
     try:
         return varint.skip_tagged_fields(frame, pos)
     except varint.VarintError as exc:
         raise ProtocolDecodeError(f"request header: {exc}", header) from None
 
 
-def body_offset(frame: bytes, header: RequestHeader, header_end: int) -> int:
+def body_offset(frame: bytes | bytearray, header: RequestHeader, header_end: int) -> int:
     """Offset of the request body: past the tagged fields of a v2 (flexible) header."""
     schema = SCHEMAS.get(header.api_key)
     if schema is not None and schema.is_flexible(header.api_version):
@@ -114,7 +114,7 @@ def body_offset(frame: bytes, header: RequestHeader, header_end: int) -> int:
     return header_end
 
 
-def decode_body(schema: ApiSchema, header: RequestHeader, frame: bytes, pos: int) -> Any:
+def decode_body(schema: ApiSchema, header: RequestHeader, frame: bytes | bytearray, pos: int) -> Any:
     """Decode a request body (hot paths by hand, the rest with the schema codec); failures raise
     ProtocolDecodeError."""
     if header.api_key == PRODUCE and 3 <= header.api_version <= 12:

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from umbra.errors import ErrorCode, KafkaError
 from umbra.protocol.codec import (
@@ -66,10 +66,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     # --- asyncio.Protocol --------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
+        self._transport = stream = cast(asyncio.Transport, transport)  # uvloop's TCPTransport
+        peer = stream.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        stream.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._task = self.broker.spawn_connection_task(self._run(), self)
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -214,7 +214,7 @@ class ReplicationEngine:
         self.link = link
         self.source = source
         client = link.spec.source.client
-        self.fetch_settings = FetchSettings(client.fetch_max_wait_ms, client.fetch_min_bytes,
+        self.fetch_settings: FetchSettings = FetchSettings(client.fetch_max_wait_ms, client.fetch_min_bytes,
                                             client.fetch_max_bytes, client.fetch_partition_max_bytes)
         self.replicators: dict[TopicPartition, PartitionReplicator] = {}
         self.loops: dict[int, tuple[SourceFetchLoop, asyncio.Task[None]]] = {}

@@ -153,7 +153,7 @@ class LinkSpec:
 # --- parsing -------------------------------------------------------------
 
 
-def _mapping(path: str, value: Any, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+def _mapping(path: str, value: Any, allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(f"{path}: expected a mapping, got {type(value).__name__}")
     for key in value:

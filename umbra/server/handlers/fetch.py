@@ -54,7 +54,7 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
 
 
 def _changed(state: SessionPartition, entry: dict[str, Any]) -> bool:
-    return entry["size"] > 0 or entry["error_code"] != 0 or (
+    return bool(entry["size"] > 0) or entry["error_code"] != 0 or (
         entry["high_watermark"] != state.sent_high_watermark
         or entry["log_start_offset"] != state.sent_log_start_offset
         or entry["last_stable_offset"] != state.sent_last_stable_offset)
@@ -112,7 +112,9 @@ class _FetchPlan:
             name = forgotten.topic
             if self.version >= 13:
                 meta = self.ctx.broker.metadata.topic_by_id(forgotten.topic_id)
-                name = meta.name if meta else None
+                if meta is None:
+                    continue
+                name = meta.name
             for p in forgotten.partitions:
                 self.session.partitions.pop((name, p), None)
         for tp, state in requested.items():
@@ -191,7 +193,8 @@ def _respond(ctx: RequestContext, plan: _FetchPlan,
             broker.metrics.fetched_bytes.inc(entry["size"])
         topic = topics.get(tp[0])
         if topic is None:
-            topic = topics[tp[0]] = FetchTopicData(tp[0], state.topic_id or _ZERO_UUID, [])
+            topic_id = state.topic_id if isinstance(state.topic_id, uuid.UUID) else _ZERO_UUID
+            topic = topics[tp[0]] = FetchTopicData(tp[0], topic_id, [])
         topic.partitions.append(FetchPartitionData(tp[1], entry["error_code"], entry["high_watermark"],
                                                    entry["last_stable_offset"], entry["log_start_offset"], records))
     for (name, partition), topic_id, code in plan.errors:

@@ -39,9 +39,9 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, An
                     if found is not None:
                         entry["offset"], entry["timestamp"] = found
                 elif ts >= 0:
-                    found = log.offset_for_timestamp(ts)
-                    if found is not None:
-                        entry["offset"], entry["timestamp"] = found
+                    at_time = log.offset_for_timestamp(ts)
+                    if at_time is not None:
+                        entry["offset"], entry["timestamp"] = at_time
                 else:
                     raise KafkaError(f"timestamp {ts} is not a valid ListOffsets target")
             except KafkaError as exc:

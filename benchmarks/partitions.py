@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from copylimit import page_cache_write_rates, warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all  # noqa: E402
 from loading import MIB, produce_values  # noqa: E402
-from rpo import CpuMeter, PySpy, admin, link_partitions, link_spec, proc_status_kib  # noqa: E402
+from rpo import CpuMeter, PySpy, admin, link_partitions, link_spec, proc_status_kib, profile_directory  # noqa: E402
 
 
 @dataclass
@@ -284,10 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     page_cache = (0.0, 0.0)
     with tempfile.TemporaryDirectory(prefix="umbra-partitions-bench-") as temp:
         temp_dir = Path(temp)
-        profile_dir = None
-        if args.profile:
-            profile_dir = args.profile_dir or (temp_dir / "profiles")
-            profile_dir.mkdir(parents=True, exist_ok=True)
+        profile_dir = profile_directory(args, temp_dir)
         source = BrokerProcess(temp_dir / "source", name="source", node_id=1, config={"log_level": "WARNING"})
         try:
             source.start()

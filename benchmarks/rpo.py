@@ -127,6 +127,15 @@ class CpuMeter:
         return ", ".join(f"{name} {100 * (end[name] - self.start[name]) / seconds:.0f}%" for name in end)
 
 
+def profile_directory(args: argparse.Namespace, temp_dir: Path) -> Path | None:
+    """Where py-spy output goes when ``--profile`` asks for it (``--profile-dir``, else the temp dir)."""
+    if not args.profile:
+        return None
+    directory: Path = args.profile_dir or (temp_dir / "profiles")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 class PySpy:
     """`py-spy record -f raw` of one process for a bounded time; stopped by pid if it overruns."""
 
@@ -553,10 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = []
     with tempfile.TemporaryDirectory(prefix="umbra-rpo-bench-") as temp:
         temp_dir = Path(temp)
-        profile_dir = None
-        if args.profile:
-            profile_dir = args.profile_dir or (temp_dir / "profiles")
-            profile_dir.mkdir(parents=True, exist_ok=True)
+        profile_dir = profile_directory(args, temp_dir)
         try:
             for wait_ms in (int(x) for x in args.link_fetch_wait_ms.split(",") if x.strip()):
                 print(f"case link fetch_max_wait_ms={wait_ms}: starting a source and a shadow broker ...", flush=True)

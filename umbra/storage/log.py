@@ -158,6 +158,12 @@ class Log:
     def max_producer_id(self) -> int:
         return self.producer_state.max_producer_id
 
+    def active_producers(self) -> list[tuple[int, int, int]]:
+        """(producer id, epoch, last sequence) of every idempotent producer with state in this log."""
+        with self._lock:
+            return [(e.producer_id, e.epoch, e.last_sequence if e.last_sequence is not None else -1)
+                    for e in self.producer_state.producers.values()]
+
     @property
     def segment_count(self) -> int:
         return len(self._segments)

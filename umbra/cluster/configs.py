@@ -175,6 +175,9 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
            "A compacted log is cleaned once its uncleaned bytes are at least this share of its cleanable bytes."),
     _topic("min.compaction.lag.ms", ConfigType.LONG, integer(0, LONG_MAX), "log.cleaner.min.compaction.lag.ms",
            "Records younger than this stay uncompacted."),
+    _topic("max.compaction.lag.ms", ConfigType.LONG, integer(1, LONG_MAX), "log.cleaner.max.compaction.lag.ms",
+           "Records older than this are compacted whatever the dirty ratio; the active segment of a compacted "
+           "topic rolls at this age."),
     _topic("compression.type", ConfigType.STRING, one_of(*_COMPRESSION_TYPES), "compression.type", _COMPRESSION_DOC),
     _topic("flush.messages", ConfigType.LONG, integer(1, LONG_MAX), "log.flush.interval.messages",
            "fsync the partition after this many messages; the default never forces an fsync."),
@@ -211,6 +214,7 @@ def _synonym_defs() -> list[BrokerConfigDef]:
         "log.cleaner.delete.retention.ms": _constant("86400000"),
         "log.cleaner.min.cleanable.ratio": _constant("0.5"),
         "log.cleaner.min.compaction.lag.ms": _constant("0"),
+        "log.cleaner.max.compaction.lag.ms": _constant(str(LONG_MAX)),
         "compression.type": _constant("producer"),
         "log.flush.interval.messages": _field("log_flush_interval_messages"),
         "log.flush.interval.ms": _field("log_flush_interval_ms"),
@@ -369,6 +373,7 @@ def log_config_for(broker: BrokerConfig, topic_configs: Mapping[str, str], broke
         delete_retention_ms=number("delete.retention.ms"),
         min_cleanable_dirty_ratio=float(value("min.cleanable.dirty.ratio")),
         min_compaction_lag_ms=number("min.compaction.lag.ms"),
+        max_compaction_lag_ms=number("max.compaction.lag.ms"),
     )
 
 

@@ -26,7 +26,8 @@ _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 # The source's compaction settings are synced too: a shadow of a compacted topic compacts its own copy.
 DEFAULT_SYNCED_PROPERTIES = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes",
                              "message.timestamp.type", "compression.type", "delete.retention.ms",
-                             "min.compaction.lag.ms", "min.cleanable.dirty.ratio")
+                             "min.compaction.lag.ms", "max.compaction.lag.ms",
+                             "min.cleanable.dirty.ratio")
 
 
 def parse_duration_ms(path: str, value: Any) -> int:

@@ -5,7 +5,9 @@ One pass over a log (``LogCleaner.clean_log``, run on a worker thread, never und
 1. The cleanable range is the non-active segments from the log start, stopping at the first segment that
    reaches above the high watermark or is younger than ``min.compaction.lag.ms``. Its end is a segment base.
 2. The dirty part starts at the cleaner checkpoint (``cleaner-offset-checkpoint``, the end of the last pass).
-   The pass runs only when dirty bytes / cleanable bytes >= ``min.cleanable.dirty.ratio``.
+   The pass runs only when dirty bytes / cleanable bytes >= ``min.cleanable.dirty.ratio``, or when the
+   earliest dirty record is older than ``max.compaction.lag.ms`` (for which the active segment of a compacted
+   log also rolls at that age: ``LogConfig.roll_ms``).
 3. An offset map (key -> latest offset) is built from the dirty part's records.
 4. Runs of adjacent segments (together at most ``segment.bytes``) are rewritten into one ``.cleaned`` segment
    each, batch by batch with ``compaction.filter_batch``, then swapped in under the lock
@@ -40,6 +42,7 @@ CLEANER_CHECKPOINT_FILE = "cleaner-offset-checkpoint"
 MAX_MAP_KEYS = 2_000_000
 _WRITE_CHUNK = 1024 * 1024
 _MAX_RELATIVE_OFFSET = 2**31 - 1
+_LONG_MAX = 2**63 - 1  # max.compaction.lag.ms unset
 
 
 class CleaningStopped(Exception):
@@ -137,7 +140,9 @@ class LogCleaner:
         sizes = list(view.sizes[:cleanable])
         dirty = sum(size for segment, size in zip(segments, sizes, strict=True) if segment.next_offset > first_dirty)
         total = sum(sizes)
-        if not force and (dirty == 0 or dirty < config.min_cleanable_dirty_ratio * total):
+        due = dirty > 0 and (dirty >= config.min_cleanable_dirty_ratio * total
+                             or _overdue(segments, sizes, first_dirty, now_ms, config.max_compaction_lag_ms))
+        if not (force or due):
             return None
         return _Plan(segments, sizes, end_offset, min(first_dirty, end_offset))
 
@@ -216,6 +221,24 @@ class LogCleaner:
                     pending, headers, pending_bytes = [], [], 0
         if pending:
             new.append(b"".join(pending), headers, config.index_interval_bytes)
+
+
+def _overdue(segments: list[Segment], sizes: list[int], first_dirty: int, now_ms: int, max_lag_ms: int) -> bool:
+    """``max.compaction.lag.ms``: the earliest uncleaned record is older than that, whatever the dirty ratio.
+    Its age is the first dirty batch's first timestamp (a segment's modification time when it has none)."""
+    if max_lag_ms >= _LONG_MAX:
+        return False
+    for segment, size in zip(segments, sizes, strict=True):
+        if segment.next_offset <= first_dirty:
+            continue
+        for header in segment.scan(check_crc=False):
+            if header.position >= size:
+                break
+            if header.last_offset >= first_dirty:
+                earliest = header.base_timestamp if header.base_timestamp >= 0 else segment.last_modified_ms()
+                return now_ms - earliest >= max_lag_ms
+        return False
+    return False
 
 
 def _groups(plan: _Plan, segment_bytes: int) -> Iterable[tuple[list[Segment], list[int], int]]:

@@ -22,8 +22,8 @@ class LogConfig:
     process crash (kill -9); only a machine crash can lose unflushed data.
     ``retention_ms`` / ``retention_bytes``: -1 means unlimited. Retention applies only when
     ``cleanup_policy`` contains "delete"; the log cleaner (``cleaner.py``) compacts logs whose policy
-    contains "compact", honouring ``delete_retention_ms``, ``min_cleanable_dirty_ratio`` and
-    ``min_compaction_lag_ms`` as Kafka does.
+    contains "compact", honouring ``delete_retention_ms``, ``min_cleanable_dirty_ratio``,
+    ``min_compaction_lag_ms`` and ``max_compaction_lag_ms`` as Kafka does.
     """
 
     segment_bytes: int = 1073741824
@@ -39,6 +39,7 @@ class LogConfig:
     delete_retention_ms: int = 86400000
     min_cleanable_dirty_ratio: float = 0.5
     min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = 2**63 - 1
 
     def __post_init__(self) -> None:
         if self.message_timestamp_type not in (CREATE_TIME, LOG_APPEND_TIME):
@@ -52,6 +53,14 @@ class LogConfig:
             raise InvalidConfig("min.cleanable.dirty.ratio must be between 0 and 1")
         if self.delete_retention_ms < 0 or self.min_compaction_lag_ms < 0:
             raise InvalidConfig("delete.retention.ms and min.compaction.lag.ms must not be negative")
+        if self.max_compaction_lag_ms < 1 or self.max_compaction_lag_ms < self.min_compaction_lag_ms:
+            raise InvalidConfig("max.compaction.lag.ms must be at least 1 and at least min.compaction.lag.ms")
+
+    @property
+    def roll_ms(self) -> int:
+        """How old the active segment may get: ``segment.ms``, and for a compacted log no more than
+        ``max.compaction.lag.ms`` (records in the active segment cannot be cleaned), as Kafka does."""
+        return min(self.segment_ms, self.max_compaction_lag_ms) if self.compacts else self.segment_ms
 
     @property
     def log_append_time(self) -> bool:

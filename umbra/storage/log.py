@@ -276,7 +276,7 @@ class Log:
         if segment.size + pending_bytes + header.size_in_bytes > self.config.segment_bytes:
             return True
         base_ms = segment.rolling_base_ms
-        return pending_bytes == 0 and base_ms is not None and now_ms - base_ms > self.config.segment_ms
+        return pending_bytes == 0 and base_ms is not None and now_ms - base_ms > self.config.roll_ms
 
     def _roll(self, base_offset: int) -> None:
         active = self._segments[-1]

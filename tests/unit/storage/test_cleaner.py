@@ -188,6 +188,38 @@ def test_dirty_ratio_and_compaction_lag_hold_the_cleaner_back(open_log: Opener) 
     assert len(records(lagging)) == 2
 
 
+def test_max_compaction_lag_cleans_below_the_dirty_ratio(open_log: Opener) -> None:
+    """max.compaction.lag.ms: once the earliest dirty record is that old, the log is cleaned although the dirty
+    ratio says not yet; before that it is not."""
+    config = replace(ONE_BATCH_PER_SEGMENT, min_cleanable_dirty_ratio=0.9, max_compaction_lag_ms=60_000)
+    log = open_log(config)
+    for i in range(6):
+        append(log, (b"k%d" % i, b"v"), timestamp=NOW)
+    cleaner = LogCleaner()
+    assert cleaner.clean_log(log, NOW, force=True) is not None  # cleans offsets 0-4; 5 was the active segment
+    append(log, (b"k0", b"v2"), timestamp=NOW + 1_000)  # a small dirty part (5, 6): ratio far below 0.9
+    append(log, (b"k1", b"v2"), timestamp=NOW + 2_000)  # (the active segment)
+    assert cleaner.clean_log(log, NOW + 59_000) is None  # the earliest dirty record (offset 5) is 59 s old
+    cleaned = cleaner.clean_log(log, NOW + 60_000)
+    assert cleaned is not None and cleaned.records_removed == 1  # k0's first value
+    assert [key for _, key, _ in records(log)].count(b"k0") == 1
+
+
+def test_max_compaction_lag_rolls_the_active_segment(open_log: Opener) -> None:
+    """Records in the active segment cannot be cleaned: a compacted log rolls it at max.compaction.lag.ms."""
+    config = LogConfig(cleanup_policy="compact", max_compaction_lag_ms=5_000, segment_ms=DAY)
+    log = open_log(config)
+    log.append_as_leader(batch((b"a", b"1")), leader_epoch=0, now_ms=NOW)
+    log.append_as_leader(batch((b"a", b"2")), leader_epoch=0, now_ms=NOW + 4_000)
+    assert log.segment_count == 1
+    log.append_as_leader(batch((b"a", b"3")), leader_epoch=0, now_ms=NOW + 6_000)
+    assert log.segment_count == 2
+    deleting = open_log(replace(config, cleanup_policy="delete"), name="delete-0")  # segment.ms alone there
+    deleting.append_as_leader(batch((b"a", b"1")), leader_epoch=0, now_ms=NOW)
+    deleting.append_as_leader(batch((b"a", b"2")), leader_epoch=0, now_ms=NOW + 6_000)
+    assert deleting.segment_count == 1
+
+
 def test_a_region_of_a_replaced_segment_stays_readable(open_log: Opener) -> None:
     log = open_log(ONE_BATCH_PER_SEGMENT)
     append(log, (b"a", b"x" * 300_000))

@@ -251,11 +251,13 @@ def test_list_groups_and_offset_fetch_after_a_consumer_commits(broker: BrokerPro
         async with cluster_for(broker) as cluster:
             groups = {g.group_id: g for g in await cluster.list_groups()}
             assert "g-client" in groups and groups["g-client"].protocol_type == "consumer"
-            committed = await cluster.offset_fetch("g-client")
+            all_partitions = [("grouped", p) for p in range(3)]
+            committed = await cluster.offset_fetch("g-client", all_partitions)
             assert {tp: c.offset for tp, c in committed.items()} == {("grouped", p): 10 for p in range(3)}
             some = await cluster.offset_fetch("g-client", [("grouped", 1)])
             assert list(some) == [("grouped", 1)]
-            assert await cluster.offset_fetch("no-such-group") == {}
+            assert await cluster.offset_fetch("no-such-group", all_partitions) == {}
+            assert await cluster.offset_fetch("g-client", []) == {}
 
     run(scenario())
 

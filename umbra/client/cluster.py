@@ -15,8 +15,11 @@ from umbra.client import admin
 from umbra.client import versions as api
 from umbra.client.admin import AclBinding, AclFilter, CommittedOffset, ConfigEntry, GroupListing, ListedOffset
 from umbra.client.connection import BrokerConnection
-from umbra.client.errors import ClientConnectionError, ClientError, ClientTimeout
-from umbra.client.fetcher import BrokerFetcher
+from umbra.client.errors import ClientConnectionError, ClientError, ClientResponseError, ClientTimeout
+from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
+from umbra.client.fetch_session import PartitionPosition, sessionless_plan
+from umbra.client.fetcher import BrokerFetcher, fetch_request_fields, fetch_version_for, name_fetched_partitions
+from umbra.client.messages import response_header_size
 from umbra.client.metadata import ClusterMetadata, TopicPartition, metadata_request, snapshot_from_response
 from umbra.client.reconnect import ReconnectingConnection
 from umbra.client.settings import ConnectionSettings, FetchSettings, SaslSettings, TlsSettings
@@ -52,6 +55,9 @@ class SourceCluster:
         self._links: dict[int, ReconnectingConnection] = {}
         self._bootstrap_links: dict[tuple[str, int], ReconnectingConnection] = {}
         self._closed = False
+        # The versions negotiated by the latest connection to each broker ("host:port" before its id is known).
+        self._versions: dict[str, dict[int, int]] = {}
+        self._remembered: dict[str, BrokerConnection] = {}
 
     @property
     def metadata(self) -> ClusterMetadata:
@@ -59,6 +65,21 @@ class SourceCluster:
         return self._metadata
 
     # -- connections ------------------------------------------------------------------------------
+
+    def _remember(self, connection: BrokerConnection) -> BrokerConnection:
+        label = str(connection.node_id) if connection.node_id is not None else f"{connection.host}:{connection.port}"
+        if self._remembered.get(label) is not connection:
+            self._remembered[label] = connection
+            self._versions[label] = dict(connection.versions)
+        return connection
+
+    def negotiated_versions(self) -> dict[str, dict[int, int]]:
+        """Broker id (or bootstrap "host:port") -> API key -> the version requests to it are sent at."""
+        return {label: dict(versions) for label, versions in self._versions.items()}
+
+    async def supports(self, api_key: int) -> bool:
+        """Whether the source answers ``api_key`` at a version this client can use (asked of any broker)."""
+        return (await self._any_connection()).supports(api_key)
 
     async def _link(self, broker_id: int, host: str, port: int) -> ReconnectingConnection:
         link = self._links.get(broker_id)
@@ -76,16 +97,16 @@ class SourceCluster:
         if address is None:
             await self.refresh_metadata()
             address = self._metadata.brokers.get(broker_id)
-            if address is None:
-                raise ClientError(f"broker {broker_id} is not in the source cluster's metadata")
-        return await (await self._link(broker_id, *address)).get()
+            if address is None:  # down, or not yet registered: unreachable for now
+                raise ClientConnectionError(f"broker {broker_id} is not in the source cluster's metadata")
+        return self._remember(await (await self._link(broker_id, *address)).get())
 
     async def _any_connection(self) -> BrokerConnection:
         """A live connection to some broker: connected ones first, then known brokers, then bootstrap."""
         self._check_open()
         for link in self._links.values():
             if link.connected:
-                return await link.get()
+                return self._remember(await link.get())
         candidates: list[ReconnectingConnection] = []
         brokers = list(self._metadata.brokers.items())
         random.shuffle(brokers)
@@ -94,10 +115,12 @@ class SourceCluster:
             if address not in self._bootstrap_links:
                 self._bootstrap_links[address] = ReconnectingConnection(*address, self.connection_settings)
             candidates.append(self._bootstrap_links[address])
+        # Brokers that just refused a connection come last: asking them first would wait out their backoff.
+        candidates.sort(key=lambda link: link.backing_off)
         failures = []
         for link in candidates:
             try:
-                return await link.get()
+                return self._remember(await link.get())
             except (ClientConnectionError, ClientTimeout) as exc:
                 failures.append(str(exc))
         raise ClientConnectionError("no source broker is reachable: " + "; ".join(failures))
@@ -110,12 +133,12 @@ class SourceCluster:
             nonlocal link
             address = self._metadata.brokers.get(broker_id)
             if address is None:
-                raise ClientError(f"broker {broker_id} is not in the source cluster's metadata")
+                raise ClientConnectionError(f"broker {broker_id} is not in the source cluster's metadata")
             if link is None or (link.host, link.port) != address:
                 if link is not None:
                     await link.close()
                 link = ReconnectingConnection(*address, self.connection_settings, node_id=broker_id)
-            return await link.get()
+            return self._remember(await link.get())
 
         async def close() -> None:
             if link is not None:
@@ -158,6 +181,39 @@ class SourceCluster:
         # are known they are only tried after the brokers themselves (see _any_connection).
         return self._metadata
 
+    # -- one-off reads ----------------------------------------------------------------------------
+
+    async def fetch_at(self, offsets: dict[TopicPartition, int], partition_max_bytes: int
+                       ) -> dict[TopicPartition, FetchedPartition]:
+        """One sessionless Fetch per leader for the data at ``offsets``, with no long poll.
+
+        For checks, not for replication: the remote keeps no session for these requests. Partitions
+        with no known leader are left out. Each entry's ``records`` is a view into its response frame.
+        """
+        by_leader: dict[int, dict[TopicPartition, PartitionPosition]] = {}
+        for tp, offset in offsets.items():
+            leader = self._metadata.leader_for(tp)
+            if leader is None:
+                continue
+            topic = self._metadata.topics[tp[0]]
+            by_leader.setdefault(leader, {})[tp] = PartitionPosition(offset, topic.topic_id,
+                                                                     self._metadata.leader_epoch_for(tp))
+        settings = FetchSettings(fetch_max_wait_ms=0, fetch_min_bytes=0,
+                                 fetch_max_bytes=max(partition_max_bytes, 1 << 20),
+                                 fetch_partition_max_bytes=partition_max_bytes)
+        result: dict[TopicPartition, FetchedPartition] = {}
+        for leader, positions in by_leader.items():
+            connection = await self.connection_for(leader)
+            version = fetch_version_for(connection, positions.values())
+            plan = sessionless_plan(positions)
+            frame = await connection.request_frame(api.FETCH, fetch_request_fields(plan, settings), version=version)
+            view = memoryview(frame)
+            response = decode_fetch_response(view[response_header_size(api.FETCH, version, view):], version)
+            if response.error_code != ErrorCode.NONE:
+                raise ClientResponseError(response.error_code, f"Fetch from broker {leader}")
+            result.update(name_fetched_partitions(response.partitions, plan))
+        return result
+
     # -- admin reads ------------------------------------------------------------------------------
 
     async def list_offsets(self, tps: Iterable[TopicPartition], timestamp: int) -> dict[TopicPartition, ListedOffset]:
@@ -189,10 +245,15 @@ class SourceCluster:
             else:
                 by_leader.setdefault(leader, []).append(tp)
         for leader, leader_tps in by_leader.items():
-            connection = await self.connection_for(leader)
-            version = connection.version(api.LIST_OFFSETS)
-            response = await connection.request(api.LIST_OFFSETS, admin.list_offsets_request(leader_tps, timestamp),
-                                                version=version)
+            try:
+                connection = await self.connection_for(leader)
+                version = connection.version(api.LIST_OFFSETS)
+                response = await connection.request(api.LIST_OFFSETS,
+                                                    admin.list_offsets_request(leader_tps, timestamp), version=version)
+            except (ClientConnectionError, ClientTimeout):
+                # One unreachable leader does not hide the others' answers.
+                result.update({tp: ListedOffset(int(ErrorCode.LEADER_NOT_AVAILABLE), -1, -1, -1) for tp in leader_tps})
+                continue
             result.update(admin.parse_list_offsets(response, version))
         return result
 
@@ -226,12 +287,17 @@ class SourceCluster:
         response, version = await self._request_any(
             api.FIND_COORDINATOR, lambda v: admin.find_coordinator_request(group, v))
         node_id, host, port = admin.parse_find_coordinator(response, version)
-        return await (await self._link(node_id, host, port)).get()
+        return self._remember(await (await self._link(node_id, host, port)).get())
 
-    async def offset_fetch(self, group: str, tps: Iterable[TopicPartition] | None = None
-                           ) -> dict[TopicPartition, CommittedOffset]:
-        """The group's committed offsets (for ``tps``, or all it has), asked of its coordinator."""
-        wanted = None if tps is None else list(tps)
+    async def offset_fetch(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, CommittedOffset]:
+        """The group's committed offsets for ``tps``, asked of its coordinator.
+
+        The partitions are always named: OffsetFetch v1 cannot ask for "everything", and some brokers
+        (librdkafka's mock) answer nothing to that question.
+        """
+        wanted = list(tps)
+        if not wanted:
+            return {}
         connection = await self.find_coordinator(group)
         version = connection.version(api.OFFSET_FETCH)
         response = await connection.request(api.OFFSET_FETCH, admin.offset_fetch_request(group, wanted, version),

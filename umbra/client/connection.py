@@ -259,17 +259,37 @@ class BrokerConnection:
     # -- versions --------------------------------------------------------------------------------
 
     async def _handshake(self) -> None:
+        """ApiVersions at our highest version; on UNSUPPORTED_VERSION, again at the one the remote names.
+
+        The versions tried strictly decrease, ending at v0 at the latest, so this always terminates.
+        """
         version = api.USABLE_VERSIONS[api.API_VERSIONS][1]
         fields = {"client_software_name": "umbra", "client_software_version": __version__}
-        response = await self.request(api.API_VERSIONS, fields, version=version)
-        if response.error_code == ErrorCode.UNSUPPORTED_VERSION:
-            # The remote answered in v0 and listed what it supports: retry at the best common version.
-            theirs = {k.api_key: k.max_version for k in response.api_keys}.get(api.API_VERSIONS, 0)
-            response = await self.request(api.API_VERSIONS, fields, version=min(version, theirs))
+        while True:
+            frame = await self.request_frame(api.API_VERSIONS, fields, version=version)
+            body = memoryview(frame)[4:]  # ApiVersions responses always have a v0 header (KIP-511)
+            try:
+                error = api.api_versions_error(body)
+            except ValueError as exc:
+                raise ClientProtocolError(f"ApiVersions from {self.host}:{self.port}: {exc}") from None
+            if error == ErrorCode.UNSUPPORTED_VERSION and version > 0:
+                named = api.named_api_versions_max(body)
+                retry = named if named is not None and named < version else 0
+                log.debug("%s:%d does not support ApiVersions v%d; retrying at v%d", self.host, self.port, version,
+                          retry)
+                version = retry
+                continue
+            response = decode_response(api.API_VERSIONS, version, frame)
+            break
         if response.error_code != 0:
-            raise ClientResponseError(response.error_code, f"ApiVersions from {self.host}:{self.port}")
+            raise ClientResponseError(response.error_code, f"ApiVersions v{version} from {self.host}:{self.port}")
         self._remote_versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
         self._versions = api.negotiate(self._remote_versions)
+
+    @property
+    def remote_versions(self) -> Mapping[int, tuple[int, int]]:
+        """api_key -> (lowest, highest) version the remote advertised, for every API it listed."""
+        return dict(self._remote_versions)
 
     @property
     def versions(self) -> Mapping[int, int]:

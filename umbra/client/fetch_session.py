@@ -40,6 +40,7 @@ class FetchRequestPlan:
     partitions: dict[TopicPartition, PartitionPosition]  # to name in the request, in order
     forgotten: dict[TopicPartition, uuid.UUID | None]  # to list in forgotten_topics_data
     offsets: dict[TopicPartition, int]  # every partition's fetch offset as of this request
+    positions: dict[TopicPartition, PartitionPosition]  # every partition of the session as of this request
 
     @property
     def is_full(self) -> bool:
@@ -69,6 +70,13 @@ class FetchSession:
         if position.fetch_offset != fetch_offset:
             self._wanted[tp] = PartitionPosition(fetch_offset, position.topic_id, position.current_leader_epoch)
 
+    def set_leader_epoch(self, tp: TopicPartition, current_leader_epoch: int) -> None:
+        position = self._wanted.get(tp)
+        if position is None:
+            raise KeyError(f"{tp[0]}-{tp[1]} is not in this fetch session")
+        if position.current_leader_epoch != current_leader_epoch:
+            self._wanted[tp] = PartitionPosition(position.fetch_offset, position.topic_id, current_leader_epoch)
+
     def fetch_offset(self, tp: TopicPartition) -> int:
         return self._wanted[tp].fetch_offset
 
@@ -93,12 +101,13 @@ class FetchSession:
 
     def build_request(self) -> FetchRequestPlan:
         offsets = {tp: position.fetch_offset for tp, position in self._wanted.items()}
+        positions = dict(self._wanted)
         if self.next_epoch == INITIAL_EPOCH:
-            plan = FetchRequestPlan(self.session_id, INITIAL_EPOCH, dict(self._wanted), {}, offsets)
+            plan = FetchRequestPlan(self.session_id, INITIAL_EPOCH, positions, {}, offsets, positions)
         else:
             changed = {tp: position for tp, position in self._wanted.items() if self._remote.get(tp) != position}
             forgotten = {tp: position.topic_id for tp, position in self._remote.items() if tp not in self._wanted}
-            plan = FetchRequestPlan(self.session_id, self.next_epoch, changed, forgotten, offsets)
+            plan = FetchRequestPlan(self.session_id, self.next_epoch, changed, forgotten, offsets, positions)
             self.next_epoch = 1 if self.next_epoch >= _MAX_EPOCH else self.next_epoch + 1
         self._remote = dict(self._wanted)
         return plan
@@ -119,3 +128,9 @@ class FetchSession:
     def on_request_lost(self) -> None:
         """The request failed in transit (timeout, broken connection): the remote's state is unknown."""
         self.reset()
+
+
+def sessionless_plan(positions: dict[TopicPartition, PartitionPosition]) -> FetchRequestPlan:
+    """A one-off Fetch outside any session (session id 0, epoch -1): the remote keeps no state for it."""
+    offsets = {tp: position.fetch_offset for tp, position in positions.items()}
+    return FetchRequestPlan(NO_SESSION, FINAL_EPOCH, dict(positions), {}, offsets, dict(positions))

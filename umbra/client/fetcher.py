@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from umbra.client import versions as api
 from umbra.client.connection import BrokerConnection
 from umbra.client.errors import ClientConnectionError, ClientResponseError
 from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
-from umbra.client.fetch_session import FetchRequestPlan, FetchSession, TopicPartition
+from umbra.client.fetch_session import NO_SESSION, FetchRequestPlan, FetchSession, PartitionPosition, TopicPartition
 from umbra.client.messages import response_header_size
 from umbra.client.settings import FetchSettings
 from umbra.errors import ErrorCode
@@ -59,6 +59,9 @@ class BrokerFetcher:
         self.request_timeout_s = request_timeout_s
         self.session = FetchSession()
         self._uses_topic_ids: bool | None = None
+        # Whether the remote granted a fetch session to the last full request; None until one was answered.
+        self.sessions_granted: bool | None = None
+        self.version: int | None = None  # the Fetch version of the last request
         self._in_flight = asyncio.Lock()  # one fetch at a time; the session supports more, later
 
     def __repr__(self) -> str:
@@ -81,6 +84,10 @@ class BrokerFetcher:
 
     def set_offset(self, tp: TopicPartition, offset: int) -> None:
         self.session.set_offset(tp, offset)
+
+    def set_leader_epoch(self, tp: TopicPartition, current_leader_epoch: int) -> None:
+        """The source leader epoch the next requests name for ``tp`` (Fetch v9+, KIP-320)."""
+        self.session.set_leader_epoch(tp, current_leader_epoch)
 
     def fetch_offset(self, tp: TopicPartition) -> int:
         return self.session.fetch_offset(tp)
@@ -109,9 +116,9 @@ class BrokerFetcher:
 
     async def _fetch_once(self) -> FetchResult | int:
         connection = await self._connect()
-        version = self._choose_version(connection)
+        version = self.version = self._choose_version(connection)
         plan = self.session.build_request()
-        fields = self._request_fields(plan, version)
+        fields = fetch_request_fields(plan, self.settings)
         timeout = self.request_timeout_s + self.settings.fetch_max_wait_ms / 1000
         try:
             frame = await connection.request_frame(api.FETCH, fields, version=version, timeout=timeout)
@@ -129,50 +136,67 @@ class BrokerFetcher:
         self.session.on_response(plan, response.error_code, response.session_id)
         if response.error_code != ErrorCode.NONE:
             return response.error_code
-        return FetchResult(self._by_partition(response.partitions, plan), plan.offsets, response.session_id,
+        if plan.is_full:
+            # A remote that supports Fetch sessions grants one in answer to a full request (KIP-227).
+            self.sessions_granted = version >= api.FETCH_SESSIONS and response.session_id != NO_SESSION
+        return FetchResult(name_fetched_partitions(response.partitions, plan), plan.offsets, response.session_id,
                            plan.epoch, response.throttle_time_ms, version)
 
     def _choose_version(self, connection: BrokerConnection) -> int:
-        version = connection.version(api.FETCH)
-        if version >= 13 and any(self.session.topic_id(tp) in (None, _ZERO_UUID) for tp in self.session.partitions):
-            version = 12  # topic ids are not known for every partition: name topics instead
-        uses_topic_ids = version >= 13
+        version = fetch_version_for(connection, self.session.positions().values())
+        uses_topic_ids = version >= api.FETCH_TOPIC_IDS
         if self._uses_topic_ids is not None and uses_topic_ids != self._uses_topic_ids:
             self.session.reset()  # a session cannot switch between names and ids
         self._uses_topic_ids = uses_topic_ids
         return version
 
-    def _request_fields(self, plan: FetchRequestPlan, version: int) -> dict[str, Any]:
-        settings = self.settings
-        topics: dict[str, dict[str, Any]] = {}
-        for (topic, partition), position in plan.partitions.items():
-            entry = topics.setdefault(topic, {"topic": topic, "topic_id": position.topic_id, "partitions": []})
-            entry["partitions"].append({
-                "partition": partition, "current_leader_epoch": position.current_leader_epoch,
-                "fetch_offset": position.fetch_offset, "last_fetched_epoch": -1, "log_start_offset": -1,
-                "partition_max_bytes": settings.fetch_partition_max_bytes})
-        forgotten: dict[str, dict[str, Any]] = {}
-        for (topic, partition), topic_id in plan.forgotten.items():
-            forgotten.setdefault(topic, {"topic": topic, "topic_id": topic_id, "partitions": []})["partitions"].append(
-                partition)
-        return {"replica_id": -1, "max_wait_ms": settings.fetch_max_wait_ms, "min_bytes": settings.fetch_min_bytes,
-                "max_bytes": settings.fetch_max_bytes, "isolation_level": 0, "session_id": plan.session_id,
-                "session_epoch": plan.epoch, "topics": list(topics.values()),
-                "forgotten_topics_data": list(forgotten.values()), "rack_id": ""}
 
-    def _by_partition(self, fetched: list[FetchedPartition], plan: FetchRequestPlan
-                      ) -> dict[TopicPartition, FetchedPartition]:
-        names: dict[uuid.UUID, str] = {}
-        if fetched and fetched[0].topic is None:  # v13+: topics are named by id
-            names = {position.topic_id: tp[0] for tp, position in self.session.positions().items()
-                     if position.topic_id is not None}
-        result = {}
-        for entry in fetched:
-            if entry.topic is None and entry.topic_id is not None:
-                entry.topic = names.get(entry.topic_id)
-            if entry.topic is None:
-                continue  # a topic id we never asked for
-            tp = (entry.topic, entry.partition)
-            entry.fetch_offset = plan.offsets.get(tp, -1)
-            result[tp] = entry
-        return result
+
+# -- sans-I/O pieces, shared with one-off reads (SourceCluster.fetch_at) ------------------------------
+
+def fetch_version_for(connection: BrokerConnection, positions: Iterable[PartitionPosition]) -> int:
+    """The negotiated Fetch version, or v12 when some partition's topic id is unknown (name topics then)."""
+    version = connection.version(api.FETCH)
+    if version >= api.FETCH_TOPIC_IDS and any(p.topic_id in (None, _ZERO_UUID) for p in positions):
+        version = api.FETCH_TOPIC_IDS - 1
+    return version
+
+
+def fetch_request_fields(plan: FetchRequestPlan, settings: FetchSettings) -> dict[str, Any]:
+    """The fields of a Fetch request for ``plan``; fields the negotiated version lacks are dropped in encoding."""
+    topics: dict[str, dict[str, Any]] = {}
+    for (topic, partition), position in plan.partitions.items():
+        entry = topics.setdefault(topic, {"topic": topic, "topic_id": position.topic_id, "partitions": []})
+        entry["partitions"].append({
+            "partition": partition, "current_leader_epoch": position.current_leader_epoch,
+            "fetch_offset": position.fetch_offset, "last_fetched_epoch": -1, "log_start_offset": -1,
+            "partition_max_bytes": settings.fetch_partition_max_bytes})
+    forgotten: dict[str, dict[str, Any]] = {}
+    for (topic, partition), topic_id in plan.forgotten.items():
+        forgotten.setdefault(topic, {"topic": topic, "topic_id": topic_id, "partitions": []})["partitions"].append(
+            partition)
+    return {"replica_id": -1, "max_wait_ms": settings.fetch_max_wait_ms, "min_bytes": settings.fetch_min_bytes,
+            "max_bytes": settings.fetch_max_bytes, "isolation_level": 0, "session_id": plan.session_id,
+            "session_epoch": plan.epoch, "topics": list(topics.values()),
+            "forgotten_topics_data": list(forgotten.values()), "rack_id": ""}
+
+
+def name_fetched_partitions(fetched: list[FetchedPartition], plan: FetchRequestPlan
+                            ) -> dict[TopicPartition, FetchedPartition]:
+    """The response's partitions by (topic, partition), topic ids resolved to the names ``plan`` asked for.
+
+    Each entry's ``fetch_offset`` is set to the offset the plan asked for (-1 if it did not ask).
+    """
+    names: dict[uuid.UUID, str] = {}
+    if fetched and fetched[0].topic is None:  # v13+: topics are named by id
+        names = {position.topic_id: tp[0] for tp, position in plan.positions.items() if position.topic_id is not None}
+    result = {}
+    for entry in fetched:
+        if entry.topic is None and entry.topic_id is not None:
+            entry.topic = names.get(entry.topic_id)
+        if entry.topic is None:
+            continue  # a topic id we never asked for
+        tp = (entry.topic, entry.partition)
+        entry.fetch_offset = plan.offsets.get(tp, -1)
+        result[tp] = entry
+    return result

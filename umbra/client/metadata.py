@@ -44,6 +44,12 @@ class ClusterMetadata:
             return None
         return partition.leader_id
 
+    def leader_epoch_for(self, tp: TopicPartition) -> int:
+        """The partition's leader epoch, or -1 when unknown (Metadata < v7, or no such partition)."""
+        topic = self.topics.get(tp[0])
+        partition = topic.partitions.get(tp[1]) if topic else None
+        return partition.leader_epoch if partition is not None else -1
+
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         for topic in self.topics.values():
             if topic.topic_id == topic_id:

@@ -57,6 +57,11 @@ class ReconnectingConnection:
     def connected(self) -> bool:
         return self._connection is not None and self._connection.connected
 
+    @property
+    def backing_off(self) -> bool:
+        """The last connect failed and its backoff delay has not run out: :meth:`get` would wait first."""
+        return self._retry_at > time.monotonic()
+
     async def get(self) -> BrokerConnection:
         if self._connection is not None and self._connection.connected:
             return self._connection

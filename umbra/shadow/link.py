@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from umbra.client import versions as api
 from umbra.client.admin import ConfigSource
+from umbra.client.capabilities import SourceCapabilities
 from umbra.client.cluster import SourceCluster
 from umbra.client.errors import ClientError
 from umbra.cluster.configs import validate_topic_configs
 from umbra.errors import KafkaError
 from umbra.groups.model import OffsetAndMetadata
 from umbra.security.acls import AclBinding, AclFilter, PatternType, ResourceType
+from umbra.shadow.engine import ReplicationEngine
 from umbra.shadow.metrics import ShadowMetrics
-from umbra.shadow.replicator import ReplicationEngine
 from umbra.shadow.spec import LinkSpec
 from umbra.shadow.state import LinkState, ShadowTopicState, TaskState
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from umbra.shadow.manager import ShadowLinkManager
 
 log = logging.getLogger("umbra.shadow")
+EVENTS_KEPT = 50
 
 _metrics: dict[int, ShadowMetrics] = {}
 
@@ -49,8 +53,13 @@ async def probe_source(spec: LinkSpec, timeout_s: float = 10.0) -> None:
         await source.close()
 
 
+class SyncUnsupported(Exception):
+    """The source cannot answer what a syncer needs (an older or partial Kafka implementation)."""
+
+
 class SyncTask:
-    """A periodic syncer with a state for status: ACTIVE, or LINK_UNAVAILABLE with the last error."""
+    """A periodic syncer with a state for status: ACTIVE, LINK_UNAVAILABLE with the last error, or
+    UNSUPPORTED when the source lacks the API it needs."""
 
     def __init__(self, name: str, interval_ms: int, work: Callable[[], Awaitable[None]]) -> None:
         self.name = name
@@ -74,6 +83,8 @@ class SyncTask:
                 delay = self.interval_s
             except asyncio.CancelledError:
                 raise
+            except SyncUnsupported as exc:
+                self.state, self.reason, delay = TaskState.UNSUPPORTED, str(exc), self.interval_s
             except (TimeoutError, ClientError, OSError) as exc:
                 self.state, self.reason = TaskState.LINK_UNAVAILABLE, str(exc) or type(exc).__name__
                 delay, backoff = min(backoff, self.interval_s), min(backoff * 2, 30.0)
@@ -106,6 +117,10 @@ class ShadowLink:
         # The source offsets last seen per partition, kept across pauses so status still shows the lag.
         self.last_source_offsets: dict[tuple[str, int], tuple[int, int]] = {}
         self._topic_sync_lock = asyncio.Lock()
+        # What the source can do, as last seen (kept while the link is paused), and what was said of it.
+        self._capabilities = SourceCapabilities.from_versions({})
+        self._degraded_said: set[str] = set()
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
 
     @property
     def running(self) -> bool:
@@ -189,7 +204,8 @@ class ShadowLink:
         metadata = await self.source.refresh_metadata()
         selected = {name: info for name, info in metadata.topics.items()
                     if not info.is_internal and self.spec.selects_topic(name)}
-        source_configs = await self.source.describe_configs(sorted(selected)) if selected else {}
+        configs_synced = await self.source.supports(api.DESCRIBE_CONFIGS)
+        source_configs = await self.source.describe_configs(sorted(selected)) if selected and configs_synced else {}
         broker = self.broker
         for name, info in sorted(selected.items()):
             synced = self._synced_configs(name, source_configs.get(name, {}))
@@ -225,7 +241,8 @@ class ShadowLink:
                              len(info.partitions))
                     meta = broker.add_partitions(name, len(info.partitions), open_logs=False)
                     await broker.open_topic_logs(meta)
-                self._apply_configs(name, dict(meta.configs), synced)
+                if configs_synced:
+                    self._apply_configs(name, dict(meta.configs), synced)
             self.conflicts.pop(name, None)
             for partition in range(meta.partitions):
                 self.engine.ensure((name, partition), broker.get_log(name, partition), broker.leader_epoch,
@@ -276,14 +293,15 @@ class ShadowLink:
                          if e["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED)}
         if not shadow_topics or coordinator is None:
             return
-        for listing in await self.source.list_groups():
-            group_id = listing.group_id
+        counts = {topic: meta.partitions for topic in shadow_topics if (meta := self.broker.metadata.topic(topic))}
+        partitions = [(topic, p) for topic, count in sorted(counts.items()) for p in range(count)]
+        for group_id in await self._source_groups():
             if not self.spec.selects_group(group_id):
                 continue
             group = coordinator.describe_group(group_id)
             if group is not None and group.members:
                 continue  # consumers are active on the shadow: their commits win
-            committed = await self.source.offset_fetch(group_id)
+            committed = await self.source.offset_fetch(group_id, partitions)
             current = coordinator.fetch_offsets(group_id, None) if group is not None else {}
             now = int(time.time() * 1000)
             updates: dict[tuple[str, int], OffsetAndMetadata] = {}
@@ -301,6 +319,18 @@ class ShadowLink:
             if updates:
                 coordinator.commit_offsets(group_id, -1, "", None, updates)
 
+    async def _source_groups(self) -> list[str]:
+        """The source's consumer groups: all of them (ListGroups), or, from a source without ListGroups,
+        the groups the link names with literal include filters."""
+        assert self.source is not None
+        if await self.source.supports(api.LIST_GROUPS):
+            return [listing.group_id for listing in await self.source.list_groups()]
+        named = [f.name for f in self.spec.consumer_offsets.groups if f.action == "include" and f.pattern == "literal"]
+        if not named:
+            raise SyncUnsupported("the source has no ListGroups, so groups cannot be discovered; name them with "
+                                  "literal filters in consumer_offsets.groups")
+        return named
+
     # --- ACLs ----------------------------------------------------------
     def _acl_selected(self, resource_type: int, name: str, pattern_type: int) -> bool:
         if resource_type == ResourceType.TOPIC:
@@ -313,6 +343,8 @@ class ShadowLink:
 
     async def sync_acls_now(self) -> None:
         assert self.source is not None
+        if not await self.source.supports(api.DESCRIBE_ACLS):
+            raise SyncUnsupported("the source has no DescribeAcls: ACLs are not synced")
         source_acls = await self.source.describe_acls()
         wanted = set()
         for acl in source_acls:
@@ -336,6 +368,31 @@ class ShadowLink:
             entry["state"] = str(self.state)
             self.broker.metadata.put_shadow_link(self.spec.name, entry)
             log.info("link %s: ACLs +%d -%d", self.spec.name, len(to_add), len(to_remove))
+
+    # --- the source's capabilities, events ---------------------------------
+    def capabilities(self) -> SourceCapabilities:
+        """What the source can do, from the versions its brokers negotiated (the last known while paused)."""
+        if self.source is not None:
+            sessions = self.engine.sessions_granted() if self.engine is not None else {}
+            self._capabilities = SourceCapabilities.from_versions(self.source.negotiated_versions(), sessions)
+        return self._capabilities
+
+    def note_capabilities(self) -> None:
+        """Say once, in the log and the link's events, each way this link degrades for its source."""
+        capabilities = self.capabilities()
+        for capability, effect in capabilities.degraded().items():
+            if capability not in self._degraded_said:
+                self._degraded_said.add(capability)
+                self.record_event(f"source capability missing: {effect}", logging.WARNING)
+        for capability, value in capabilities.flags().items():
+            if value is not None:
+                self.metrics.degraded.labels(self.spec.name, capability).set(0 if value else 1)
+
+    def record_event(self, event: str, level: int = logging.INFO) -> None:
+        """Log ``event`` and keep it among the link's recent events, which status shows."""
+        log.log(level, "link %s: %s", self.spec.name, event)
+        self.events.append({"time_ms": int(time.time() * 1000), "level": logging.getLevelName(level),
+                            "event": event})
 
     # --- status --------------------------------------------------------
     def refresh_metrics(self) -> None:
@@ -372,13 +429,15 @@ class ShadowLink:
         partitions.sort(key=lambda p: (p["topic"], p["partition"]))
         tasks = [s.status() for s in self.syncers]
         if self.engine is not None:
-            for broker_id, (loop, _) in sorted(self.engine.loops.items()):
-                tasks.append({"task": f"fetch-from-source-broker-{broker_id}", "state": str(loop.state),
-                              "reason": loop.reason, "partitions": len(loop.replicators)})
+            tasks += [loop.status() for _, (loop, _) in sorted(self.engine.loops.items())]
+        self.note_capabilities()
         return {"name": self.spec.name, "state": str(self.state),
                 "source": list(self.spec.source.bootstrap_servers),
                 "topics": [{"topic": t, "state": e["state"], "reason": e.get("reason", "")}
                            for t, e in sorted(topics.items())],
                 "tasks": tasks, "conflicts": dict(self.conflicts), "partitions": partitions,
-                "total_lag": sum(p["lag"] for p in partitions)}
+                "total_lag": sum(p["lag"] for p in partitions),
+                "source_capabilities": self._capabilities.to_json(),
+                "start_point_checks": dict(self.engine.start_point_checks) if self.engine is not None else {},
+                "events": list(self.events)}
 

@@ -17,4 +17,10 @@ class ShadowMetrics:
                               registry=registry)
         self.gaps = Counter("umbra_shadow_retention_gaps", "Jumps past data the source's retention removed",
                             ["link", "topic", "partition"], registry=registry)
+        self.leader_changes = Counter("umbra_shadow_source_leader_changes",
+                                      "Shadow partitions that followed their source partition to a new leader",
+                                      ["link"], registry=registry)
+        self.degraded = Gauge("umbra_shadow_source_degraded",
+                              "1 for each capability the source lacks (see source_capabilities in link status)",
+                              ["link", "capability"], registry=registry)
         self.topics = Gauge("umbra_shadow_topics", "Shadow topics by state", ["link", "state"], registry=registry)

@@ -31,3 +31,4 @@ class TaskState(enum.StrEnum):
     PAUSED = "PAUSED"
     FAULTED = "FAULTED"
     STOPPED = "STOPPED"
+    UNSUPPORTED = "UNSUPPORTED"  # the source cannot answer what this task needs (an older or partial source)

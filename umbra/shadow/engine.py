@@ -1,0 +1,449 @@
+"""Every replicator of one link on this broker: routing to source leaders, positioning, the append path.
+
+The engine sends each shadow partition to the :class:`SourceFetchLoop` of the source broker that leads it,
+follows leadership as the source's metadata moves it, decides where new partitions start, checks the
+shadow's end against sources that cannot show divergence themselves, and appends fetched batches on one
+writer thread per link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from umbra.client.errors import ClientError
+from umbra.client.reconnect import Backoff
+from umbra.client.settings import FetchSettings
+from umbra.errors import ErrorCode, KafkaError
+from umbra.shadow.replicator import PartitionReplicator, PlannedAppend, SourceFetchLoop, TopicPartition, error_name
+from umbra.shadow.startpoint import StartPoint, check_start_points
+from umbra.shadow.state import TaskState
+
+if TYPE_CHECKING:
+    from umbra.client.admin import ListedOffset
+    from umbra.client.capabilities import SourceCapabilities
+    from umbra.client.cluster import SourceCluster
+    from umbra.client.fetch_response import FetchedPartition
+    from umbra.shadow.link import ShadowLink
+    from umbra.storage.log import Log
+
+log = logging.getLogger("umbra.shadow.engine")
+
+EARLIEST, LATEST = -2, -1
+LAG_PROBE_INTERVAL_S = 1.0
+_REROUTE_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                   ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
+                   ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.REPLICA_NOT_AVAILABLE, ErrorCode.KAFKA_STORAGE_ERROR,
+                   ErrorCode.INCONSISTENT_TOPIC_ID}
+# Answers that can mean the source topic is not the one replicated so far (deleted and recreated).
+_IDENTITY_ERRORS = {ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_LEADER_EPOCH,
+                    ErrorCode.OFFSET_OUT_OF_RANGE}
+
+
+class ReplicationEngine:
+    """Every replicator of one link on this broker, and the fetch loops that feed them."""
+
+    def __init__(self, link: ShadowLink, source: SourceCluster) -> None:
+        self.link = link
+        self.source = source
+        client = link.spec.source.client
+        self.fetch_settings: FetchSettings = FetchSettings(client.fetch_max_wait_ms, client.fetch_min_bytes,
+                                            client.fetch_max_bytes, client.fetch_partition_max_bytes)
+        self.replicators: dict[TopicPartition, PartitionReplicator] = {}
+        self.loops: dict[int, tuple[SourceFetchLoop, asyncio.Task[None]]] = {}
+        self._reroute = asyncio.Event()
+        self._router: asyncio.Task[None] | None = None
+        # One writer thread per link: appends stay in order, and the event loop keeps receiving meanwhile.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
+        self._writes: set[asyncio.Future[dict[TopicPartition, KafkaError]]] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()  # short jobs (out-of-range handling), owned here
+        self.start_point_checks: Counter[str] = Counter()  # outcome -> count, since the link started here
+        self._missing_leaders: set[int] = set()  # source leaders absent from the source's metadata
+
+    async def start(self) -> None:
+        self._router = asyncio.create_task(self._route_loop(), name=f"shadow-{self.link.spec.name}-router")
+
+    async def stop(self) -> None:
+        tasks = [task for _, task in self.loops.values()] + list(self._side_tasks)
+        if self._router is not None:
+            tasks.append(self._router)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.drain_writes()
+        self._writer.shutdown(wait=True)
+        self.loops.clear()
+        for rep in self.replicators.values():
+            rep.stopped = True
+            rep.set_state(TaskState.STOPPED)
+
+    # --- membership ----------------------------------------------------
+    def ensure(self, tp: TopicPartition, log_: Log, leader_epoch: int, source_topic_id: uuid.UUID | None) -> None:
+        rep = self.replicators.get(tp)
+        if rep is not None and rep.leader_epoch == leader_epoch and not rep.stopped:
+            return
+        if rep is not None:
+            self._detach(rep)
+        self.replicators[tp] = PartitionReplicator(tp, log_, leader_epoch, source_topic_id)
+        self.request_reroute()
+
+    def stop_topic(self, topic: str) -> None:
+        """Fence every replicator of ``topic``: after this returns, nothing more is written to it."""
+        for tp in [tp for tp in self.replicators if tp[0] == topic]:
+            rep = self.replicators.pop(tp)
+            rep.stopped = True
+            rep.set_state(TaskState.STOPPED)
+            self._detach(rep)
+
+    def _detach(self, rep: PartitionReplicator) -> None:
+        if rep.source_broker is not None and rep.source_broker in self.loops:
+            self.loops[rep.source_broker][0].remove(rep.tp)
+        rep.source_broker = None
+
+    def request_reroute(self) -> None:
+        self._reroute.set()
+
+    def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(job, name=f"shadow-{self.link.spec.name}-{name}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def note_late_error(self, tp: TopicPartition, broker_id: int, error_code: int) -> None:
+        rep = self.replicators.get(tp)
+        if rep is not None:
+            name = error_name(error_code)
+            rep.note_error(name, f"source broker {broker_id} answered {name} for {tp[0]}-{tp[1]}")
+
+    def sessions_granted(self) -> dict[int, bool | None]:
+        """Per source broker with a fetch loop: whether it granted a fetch session (None: not known yet)."""
+        return {broker_id: loop.fetcher.sessions_granted for broker_id, (loop, _) in self.loops.items()}
+
+    # --- routing -------------------------------------------------------
+    async def _route_loop(self) -> None:
+        """Route on request; probe the source's offsets every second; retry unroutable partitions with backoff."""
+        backoff = Backoff(initial_s=0.5, maximum_s=5.0)
+        retry_at: float | None = None
+        next_probe = time.monotonic() + LAG_PROBE_INTERVAL_S
+        while True:
+            deadline = next_probe if retry_at is None else min(next_probe, retry_at)
+            try:
+                await asyncio.wait_for(self._reroute.wait(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if now >= next_probe:
+                await self._probe_source_offsets()
+                next_probe = time.monotonic() + LAG_PROBE_INTERVAL_S
+            if not self._reroute.is_set() and (retry_at is None or now < retry_at):
+                continue
+            self._reroute.clear()
+            try:
+                unrouted = await self._route()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # unreachable source, or anything unexpected: report, back off, go on
+                if not isinstance(exc, (ClientError, OSError, TimeoutError)):
+                    log.exception("link %s: routing failed", self.link.spec.name)
+                reason = f"source metadata unavailable: {exc or type(exc).__name__}"
+                for rep in self.replicators.values():
+                    if rep.source_broker is None and rep.state is not TaskState.FAULTED:
+                        rep.set_state(TaskState.LINK_UNAVAILABLE, reason)
+                unrouted = True
+            self.link.note_capabilities()
+            if unrouted:
+                # Partitions without a reachable leader: again soon, then less often while it lasts.
+                retry_at = time.monotonic() + backoff.next_delay()
+            else:
+                backoff.reset()
+                retry_at = None
+            await asyncio.sleep(0.5)  # at most two metadata refreshes a second
+
+    async def _probe_source_offsets(self) -> None:
+        """Ask the source for its high watermarks (and, where Fetch does not say, its log start offsets), so
+        that status shows the lag between fetches too."""
+        tps = [tp for tp, rep in self.replicators.items() if not rep.stopped and rep.positioned]
+        if not tps:
+            return
+        try:
+            latest = await self.source.list_offsets(tps, LATEST)
+            earliest = {} if self.link.capabilities().fetch_log_start_offset is not False else \
+                await self.source.list_offsets(tps, EARLIEST)
+        except (ClientError, OSError, TimeoutError):  # a probe only; the fetch loops report unavailability
+            return
+        for tp, listed in latest.items():
+            rep = self.replicators.get(tp)
+            if rep is not None and listed.error_code == 0 and listed.offset > rep.source_high_watermark:
+                rep.source_high_watermark = listed.offset
+        for tp, listed in earliest.items():
+            rep = self.replicators.get(tp)
+            if rep is not None and listed.error_code == 0 and listed.offset > rep.source_log_start_offset:
+                rep.source_log_start_offset = listed.offset
+
+    async def _route(self) -> bool:
+        """Send every replicator to the fetch loop of its source partition's leader. True if some could not be."""
+        metadata = await self.source.refresh_metadata()
+        capabilities = self.link.capabilities()
+        unrouted = False
+        moving: list[tuple[PartitionReplicator, int, int]] = []
+        missing: dict[int, int] = {}  # leaders not in the source's metadata -> partitions they lead
+        for rep in list(self.replicators.values()):
+            if rep.stopped or rep.state is TaskState.FAULTED:
+                continue
+            name = f"{rep.tp[0]}-{rep.tp[1]}"
+            leader, epoch = metadata.leader_for(rep.tp), metadata.leader_epoch_for(rep.tp)
+            if leader is None or leader not in metadata.brokers:
+                if leader is not None:
+                    missing[leader] = missing.get(leader, 0) + 1
+                self._detach(rep)
+                rep.set_state(TaskState.LINK_UNAVAILABLE, f"source partition {name} has no leader" if leader is None
+                              else f"source broker {leader}, the leader of {name}, is not in the source's metadata "
+                                   f"(down or unreachable)")
+                unrouted = True
+                continue
+            if 0 <= epoch < rep.source_leader_epoch and capabilities.topic_ids is False:
+                # Without topic ids, an epoch going back is how a recreated topic shows itself.
+                self.link.record_event(f"{name}: the source's leader epoch went back from {rep.source_leader_epoch} "
+                                       f"to {epoch}; checking the shadow's end against the source")
+                self._detach(rep)
+                rep.suspect, rep.verified = True, False
+            if rep.source_broker == leader:
+                if epoch != rep.source_leader_epoch:
+                    rep.source_leader_epoch = epoch
+                    self.loops[leader][0].fetcher.set_leader_epoch(rep.tp, epoch)
+                continue
+            moving.append((rep, leader, epoch))
+        for broker_id in sorted(missing.keys() - self._missing_leaders):
+            self.link.record_event(f"source broker {broker_id} leads {missing[broker_id]} shadowed partitions but is "
+                                   f"not in the source's metadata (down or unreachable): they wait for it or for "
+                                   f"new leaders", logging.WARNING)
+        for broker_id in sorted(self._missing_leaders - missing.keys()):
+            self.link.record_event(f"source broker {broker_id} is no longer a missing leader")
+        self._missing_leaders = set(missing)
+        # New partitions are positioned together: two ListOffsets for all of them, not two per partition.
+        await self._position_all([rep for rep, _, _ in moving if not rep.positioned])
+        unchecked = [rep for rep, _, _ in moving if rep.positioned and not rep.verified]
+        await self._check_start_points(unchecked, capabilities)
+        for rep, leader, epoch in moving:
+            if not rep.positioned or not rep.verified:
+                unrouted = unrouted or rep.state is not TaskState.FAULTED
+                continue
+            self._detach(rep)
+            offset = self._next_fetch_offset(rep)
+            if rep.source_leader is not None and rep.source_leader != leader:
+                rep.leader_changes += 1
+                self.link.metrics.leader_changes.labels(self.link.spec.name).inc()
+                self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: source leader moved from broker {rep.source_leader} "
+                                       f"to broker {leader} (leader epoch {epoch}); fetching on from offset {offset}")
+            rep.source_leader, rep.source_leader_epoch = leader, epoch
+            self._loop_for(leader).add(rep, offset)
+        return unrouted
+
+    async def _check_start_points(self, reps: list[PartitionReplicator], capabilities: SourceCapabilities) -> None:
+        """Where the source has no leader epochs to show divergence, or no topic ids to show a recreated topic,
+        check that the shadow's last batch is still the source's before replicating on."""
+        blind = capabilities.leader_epochs is False or capabilities.topic_ids is False
+        to_check = [rep for rep in reps if blind or rep.suspect]
+        for rep in reps:
+            if rep not in to_check:
+                rep.verified = True
+        if not to_check:
+            return
+        results = await check_start_points(self.source, [(rep.tp, rep.log) for rep in to_check])
+        for rep in to_check:
+            verdict = results[rep.tp]
+            rep.start_point_check = verdict.outcome.value
+            self.start_point_checks[verdict.outcome.value] += 1
+            if verdict.outcome is StartPoint.UNKNOWN:
+                rep.set_state(TaskState.LINK_UNAVAILABLE, f"cannot check the shadow's end against the source: "
+                                                          f"{verdict.detail}")
+                continue
+            rep.verified, rep.suspect = True, False
+            if verdict.outcome is StartPoint.DIVERGED:
+                rep.verified = False
+                reason = f"diverged from the source: {verdict.detail}"
+                rep.set_state(TaskState.FAULTED, reason)
+                self.link.metrics.errors.labels(self.link.spec.name, "DIVERGED").inc()
+                self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: {reason}", logging.ERROR)
+
+    def _loop_for(self, broker_id: int) -> SourceFetchLoop:
+        entry = self.loops.get(broker_id)
+        if entry is None or entry[1].done():
+            loop = SourceFetchLoop(self, broker_id)
+            task = asyncio.create_task(loop.run(), name=f"shadow-{self.link.spec.name}-fetch-{broker_id}")
+            entry = (loop, task)
+            self.loops[broker_id] = entry
+        return entry[0]
+
+    def _next_fetch_offset(self, rep: PartitionReplicator) -> int:
+        return max(rep.log.log_end_offset, rep.source_log_start_offset)
+
+    async def _position_all(self, reps: list[PartitionReplicator]) -> None:
+        """Decide where partitions start: where the shadow log ends, or ``start_at`` for a new empty one."""
+        new = []
+        for rep in reps:
+            if rep.log.size_in_bytes > 0 or rep.log.log_end_offset > 0:
+                rep.positioned = True
+            else:
+                new.append(rep)
+        if not new:
+            return
+        tps = [rep.tp for rep in new]
+        earliest = await self.source.list_offsets(tps, EARLIEST)
+        latest = await self.source.list_offsets(tps, LATEST)
+        start_at = self.link.spec.topics.start_at
+        by_time = await self.source.list_offsets(tps, start_at.timestamp_ms) if start_at.kind == "timestamp" else {}
+        for rep in new:
+            first, last = earliest[rep.tp], latest[rep.tp]
+            if first.error_code or last.error_code:
+                rep.set_state(TaskState.LINK_UNAVAILABLE, "ListOffsets on the source failed: "
+                                                          f"{ErrorCode(first.error_code or last.error_code).name}")
+                continue
+            self._position(rep, first.offset, last.offset, by_time.get(rep.tp))
+
+    def _position(self, rep: PartitionReplicator, earliest: int, latest: int, found: ListedOffset | None) -> None:
+        log_ = rep.log
+        start_at = self.link.spec.topics.start_at
+        rep.source_log_start_offset, rep.source_high_watermark = earliest, latest
+        if start_at.kind == "latest" or earliest == latest:
+            # Nothing at or above the source's high watermark exists yet, so no batch can straddle it.
+            start = latest
+            if start > 0:
+                log_.restart_at(start)
+                self.link.broker.notifier.notify(rep.tp)
+        elif start_at.kind == "timestamp":
+            start = found.offset if found is not None and found.offset >= 0 else latest
+            rep.source_log_start_offset = max(start, earliest)
+        else:
+            start = earliest
+        rep.fresh = log_.log_end_offset < start
+        rep.positioned = True
+        log.debug("link %s: %s-%d starts at offset %d (%s)", self.link.spec.name, rep.tp[0], rep.tp[1], start,
+                 start_at.kind)
+
+    # --- the append path -------------------------------------------------
+    async def write_batches(self, work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
+                            ) -> dict[TopicPartition, KafkaError]:
+        """Append the planned batches of one response on the writer thread; failures by partition."""
+        if not any(planned is not None for _, _, planned in work):
+            return {}
+        future = asyncio.get_running_loop().run_in_executor(self._writer, self._write_on_thread, work)
+        self._writes.add(future)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._writes.discard(future)
+            else:
+                future.add_done_callback(self._writes.discard)
+
+    @staticmethod
+    def _write_on_thread(work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
+                         ) -> dict[TopicPartition, KafkaError]:
+        errors: dict[TopicPartition, KafkaError] = {}
+        for rep, fetched, planned in work:
+            if planned is None or rep.stopped:  # fenced (failover): nothing more is written
+                continue
+            try:
+                rep.log.append_at_offsets(fetched.records[:planned.end], expected_start_offset=rep.log.log_end_offset,
+                                          leader_epoch=rep.leader_epoch)
+                rep.appended = True
+            except KafkaError as exc:
+                errors[rep.tp] = exc
+        return errors
+
+    async def drain_writes(self) -> None:
+        """Wait for appends already on the writer thread (after fencing, so that none can follow)."""
+        while self._writes:
+            await asyncio.wait(list(self._writes))
+
+    def on_fetched(self, loop: SourceFetchLoop, rep: PartitionReplicator, fetched: FetchedPartition,
+                   planned: PlannedAppend | None, append_error: KafkaError | None = None) -> None:
+        link = self.link
+        if fetched.error_code:
+            self._on_error(loop, rep, fetched)
+            return
+        rep.source_high_watermark = fetched.high_watermark
+        if fetched.log_start_offset >= 0:
+            rep.source_log_start_offset = fetched.log_start_offset
+        log_ = rep.log
+        if append_error is not None:
+            rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {append_error}")
+            link.metrics.errors.labels(link.spec.name, append_error.code.name).inc()
+            loop.remove(rep.tp)
+            return
+        if planned is not None and rep.appended:
+            rep.appended = False
+            log_.high_watermark = log_.log_end_offset
+            link.broker.notifier.notify(rep.tp)
+            rep.last_batch_monotonic = time.monotonic()
+            link.metrics.bytes.labels(link.spec.name).inc(planned.end)
+            link.metrics.batches.labels(link.spec.name).inc(planned.batches)
+            if rep.fresh:
+                # A new shadow partition starts where the source's data does, mid-batch or not.
+                rep.fresh = False
+                start = max(planned.first_base_offset, rep.source_log_start_offset)
+                if log_.log_start_offset < start <= log_.high_watermark:
+                    log_.advance_log_start_offset(start)
+        source_start = rep.source_log_start_offset
+        if log_.log_start_offset < source_start <= log_.high_watermark:
+            log_.advance_log_start_offset(source_start)  # follow the source's retention and DeleteRecords
+        if rep.state is not TaskState.ACTIVE:
+            rep.set_state(TaskState.ACTIVE)
+
+    def _on_error(self, loop: SourceFetchLoop, rep: PartitionReplicator, fetched: FetchedPartition) -> None:
+        link = self.link
+        try:
+            code = ErrorCode(fetched.error_code)
+        except ValueError:
+            code = ErrorCode.UNKNOWN_SERVER_ERROR
+        link.metrics.errors.labels(link.spec.name, code.name).inc()
+        name = f"{rep.tp[0]}-{rep.tp[1]}"
+        error = error_name(fetched.error_code)
+        rep.note_error(error, f"source broker {loop.broker_id} answered {error} for {name}")
+        if code in _IDENTITY_ERRORS and self.link.capabilities().topic_ids is False:
+            rep.suspect, rep.verified = True, False  # maybe recreated: check before fetching on
+        if code is ErrorCode.OFFSET_OUT_OF_RANGE:
+            self._spawn(self._out_of_range(loop, rep), f"out-of-range-{name}")
+            loop.remove(rep.tp)
+            return
+        rep.set_state(TaskState.LINK_UNAVAILABLE, f"source answered {code.name} for {name}")
+        # Out of the fetch session until the next routing pass: an error answered at once must not spin.
+        self._detach(rep)
+        delay = 0.2 if code in _REROUTE_ERRORS else 1.0
+        asyncio.get_running_loop().call_later(delay, self.request_reroute)
+
+    async def _out_of_range(self, loop: SourceFetchLoop, rep: PartitionReplicator) -> None:
+        """The source no longer has (or does not yet have) the offset the shadow needs next."""
+        link = self.link
+        try:
+            earliest = (await self.source.list_offsets([rep.tp], EARLIEST))[rep.tp]
+            latest = (await self.source.list_offsets([rep.tp], LATEST))[rep.tp]
+        except (TimeoutError, ClientError, OSError) as exc:
+            rep.set_state(TaskState.LINK_UNAVAILABLE, f"ListOffsets on the source failed: {exc}")
+            self.request_reroute()
+            return
+        if rep.stopped:
+            return
+        leo = rep.log.log_end_offset
+        rep.source_log_start_offset, rep.source_high_watermark = earliest.offset, latest.offset
+        if leo > latest.offset:
+            rep.set_state(TaskState.FAULTED, f"the shadow log ends at {leo}, above the source's high watermark "
+                                             f"{latest.offset}: the source lost data or was recreated")
+            return
+        if leo < earliest.offset:
+            # Retention on the source removed data the shadow never got: jump, record the gap, invent nothing.
+            rep.gaps += 1
+            rep.skipped_records += earliest.offset - leo
+            link.metrics.gaps.labels(link.spec.name, rep.tp[0], str(rep.tp[1])).inc()
+            log.warning("link %s: %s-%d: the source's log starts at %d, past the shadow's end %d; "
+                        "skipping %d records", link.spec.name, rep.tp[0], rep.tp[1], earliest.offset, leo,
+                        earliest.offset - leo)
+        if rep.tp in self.replicators and self.replicators[rep.tp] is rep:
+            rep.source_broker = None
+            self.request_reroute()

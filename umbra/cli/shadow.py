@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9644"
+STATUS_TEXT_EVENTS = 8  # the most recent link events that `status` prints
 
 
 class AdminError(Exception):
@@ -84,21 +85,37 @@ def _quote(name: str) -> str:
 
 def status_text(doc: dict[str, Any]) -> str:
     lines = [f"link {doc['name']}: {doc['state']}"]
+    capabilities = doc.get("source_capabilities") or {}
+    if capabilities.get("api_versions"):
+        fetch = sorted({v.get("Fetch") for v in capabilities["api_versions"].values() if v.get("Fetch") is not None})
+        lines.append(f"  source: Fetch v{'/'.join(map(str, fetch)) or '?'} with brokers "
+                     f"{', '.join(capabilities['api_versions'])}")
+        for effect in capabilities.get("degraded", {}).values():
+            lines.append(f"    degraded: {effect}")
     for task in doc.get("tasks", []):
         reason = f" ({task['reason']})" if task.get("reason") else ""
         lines.append(f"  task {task['task']}: {task['state']}{reason}")
     for topic in doc.get("topics", []):
         reason = f" ({topic['reason']})" if topic.get("reason") else ""
         lines.append(f"  topic {topic['topic']}: {topic['state']}{reason}")
+    events = doc.get("events") or []
+    if events:
+        lines.append("  recent events:")
+        for event in events[-STATUS_TEXT_EVENTS:]:
+            when = time.strftime("%H:%M:%S", time.localtime(event["time_ms"] / 1000))
+            lines.append(f"    {when} {event['level']:<7} {event['event']}")
     if doc.get("partitions"):
         lines.append(f"  {'TOPIC':<24} {'PART':>4} {'STATE':<16} {'SRC-START':>10} {'SRC-HW':>10} {'SHADOW-HW':>10} "
-                     f"{'LAG':>8} {'LAST-BATCH':>10}")
+                     f"{'LAG':>8} {'LAST-BATCH':>10} {'SRC-LEADER':>10}")
         for p in doc["partitions"]:
             ago = p.get("ms_since_last_batch")
+            leader = p.get("source_broker")
             lines.append(f"  {p['topic']:<24} {p['partition']:>4} {p.get('state', ''):<16} "
                          f"{p['source_log_start_offset']:>10} {p['source_high_watermark']:>10} "
                          f"{p['shadow_high_watermark']:>10} {p['lag']:>8} "
-                         f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10}")
+                         f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10} {'-' if leader is None else leader:>10}")
+            if p.get("reason") and p.get("state") != "ACTIVE":
+                lines.append(f"      {p['reason']}")
     lines.append(f"  total lag: {sum(p['lag'] for p in doc.get('partitions', []))} records")
     return "\n".join(lines)
 

@@ -67,15 +67,25 @@ class SourceCluster:
     # -- connections ------------------------------------------------------------------------------
 
     def _remember(self, connection: BrokerConnection) -> BrokerConnection:
-        label = str(connection.node_id) if connection.node_id is not None else f"{connection.host}:{connection.port}"
+        node_id = connection.node_id
+        label = str(node_id) if node_id is not None else f"{connection.host}:{connection.port}"
         if self._remembered.get(label) is not connection:
             self._remembered[label] = connection
             self._versions[label] = dict(connection.versions)
         return connection
 
     def negotiated_versions(self) -> dict[str, dict[int, int]]:
-        """Broker id (or bootstrap "host:port") -> API key -> the version requests to it are sent at."""
-        return {label: dict(versions) for label, versions in self._versions.items()}
+        """Broker id (or bootstrap "host:port") -> API key -> the version requests to it are sent at.
+
+        A bootstrap connection is listed under its broker's id once the metadata names that address.
+        """
+        ids = {f"{host}:{port}": str(node_id) for node_id, (host, port) in self._metadata.brokers.items()}
+        result: dict[str, dict[int, int]] = {}
+        for label, versions in self._versions.items():
+            if label in ids and ids[label] in self._versions:
+                continue  # the broker's own connection says the same
+            result[ids.get(label, label)] = dict(versions)
+        return result
 
     async def supports(self, api_key: int) -> bool:
         """Whether the source answers ``api_key`` at a version this client can use (asked of any broker)."""

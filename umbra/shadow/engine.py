@@ -21,7 +21,14 @@ from umbra.client.errors import ClientError
 from umbra.client.reconnect import Backoff
 from umbra.client.settings import FetchSettings
 from umbra.errors import ErrorCode, KafkaError
-from umbra.shadow.replicator import PartitionReplicator, PlannedAppend, SourceFetchLoop, TopicPartition, error_name
+from umbra.shadow.replicator import (
+    PartitionReplicator,
+    PlannedAppend,
+    SourceFetchLoop,
+    TopicPartition,
+    error_name,
+    present_batches_end,
+)
 from umbra.shadow.startpoint import StartPoint, check_start_points
 from umbra.shadow.state import TaskState
 
@@ -219,9 +226,10 @@ class ReplicationEngine:
                 continue
             moving.append((rep, leader, epoch))
         for broker_id in sorted(missing.keys() - self._missing_leaders):
-            self.link.record_event(f"source broker {broker_id} leads {missing[broker_id]} shadowed partitions but is "
-                                   f"not in the source's metadata (down or unreachable): they wait for it or for "
-                                   f"new leaders", logging.WARNING)
+            count = missing[broker_id]
+            self.link.record_event(f"source broker {broker_id} leads {count} shadowed partition{'s' * (count != 1)} "
+                                   f"but is not in the source's metadata (down or unreachable): waiting for it or "
+                                   f"for new leaders", logging.WARNING)
         for broker_id in sorted(self._missing_leaders - missing.keys()):
             self.link.record_event(f"source broker {broker_id} is no longer a missing leader")
         self._missing_leaders = set(missing)
@@ -238,8 +246,9 @@ class ReplicationEngine:
             if rep.source_leader is not None and rep.source_leader != leader:
                 rep.leader_changes += 1
                 self.link.metrics.leader_changes.labels(self.link.spec.name).inc()
+                at_epoch = f" at leader epoch {epoch}" if epoch >= 0 else ""
                 self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: source leader moved from broker {rep.source_leader} "
-                                       f"to broker {leader} (leader epoch {epoch}); fetching on from offset {offset}")
+                                       f"to broker {leader}{at_epoch}; fetching on from offset {offset}")
             rep.source_leader, rep.source_leader_epoch = leader, epoch
             self._loop_for(leader).add(rep, offset)
         return unrouted
@@ -349,9 +358,15 @@ class ReplicationEngine:
         for rep, fetched, planned in work:
             if planned is None or rep.stopped:  # fenced (failover): nothing more is written
                 continue
+            records = fetched.records[:planned.end]
+            end = rep.log.log_end_offset
+            if planned.first_base_offset < end:
+                # Fetched again from another leader while the last append was still on this thread.
+                records = records[present_batches_end(records, end):]
+                if not records:
+                    continue
             try:
-                rep.log.append_at_offsets(fetched.records[:planned.end], expected_start_offset=rep.log.log_end_offset,
-                                          leader_epoch=rep.leader_epoch)
+                rep.log.append_at_offsets(records, expected_start_offset=end, leader_epoch=rep.leader_epoch)
                 rep.appended = True
             except KafkaError as exc:
                 errors[rep.tp] = exc

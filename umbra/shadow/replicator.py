@@ -63,6 +63,21 @@ def plan_append(fetched: FetchedPartition) -> PlannedAppend | None:
     return PlannedAppend(end, batches, first_base, next_offset) if batches else None
 
 
+def present_batches_end(records: memoryview, log_end_offset: int) -> int:
+    """Bytes of the whole batches at the start of ``records`` that end at or below ``log_end_offset``.
+
+    A partition moved to another source leader while an append was still in flight fetches those batches
+    twice; the copies are dropped here. A batch that straddles the log end is left in, for the append to
+    refuse: the same source offsets in other batches mean the source diverged.
+    """
+    present = 0
+    for header in iter_batch_headers(records):
+        if header.next_offset > log_end_offset:
+            break
+        present = header.end_position
+    return present
+
+
 class PartitionReplicator:
     """What one shadow partition knows about its replication, at one shadow leader epoch."""
 

@@ -21,7 +21,7 @@ import random
 
 import kafka.codec as kafka_codec
 from harness import create_topic, wait_until
-from link_api import create_link, link_spec
+from link_api import create_link, link_spec, link_status
 from shadow_helpers import (
     PartitionImage,
     assert_logs_equal,
@@ -138,6 +138,12 @@ def test_shadow_partitions_equal_the_source_byte_for_byte(clusters) -> None:
         empty = images[(EIGHT, 7)]
         assert (empty.log_start_offset, empty.high_watermark, empty.batches) == (emptied, emptied, [])
         _assert_records_equal(source.bootstrap, shadow.bootstrap)
+    # An umbra source lacks nothing, and every API goes at the newest version umbra's client knows.
+    capabilities = link_status(shadow)["source_capabilities"]
+    assert capabilities["degraded"] == {} and capabilities["fetch_sessions"] is True, capabilities
+    assert capabilities["api_versions"] == {"1": {
+        "Fetch": 16, "ListOffsets": 10, "Metadata": 12, "OffsetFetch": 9, "FindCoordinator": 4, "ListGroups": 4,
+        "ApiVersions": 3, "DescribeAcls": 3, "DescribeConfigs": 4}}, capabilities["api_versions"]
 
 
 def test_shadow_follows_delete_records_on_the_source(clusters) -> None:

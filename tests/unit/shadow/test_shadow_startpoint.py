@@ -94,3 +94,4 @@ def test_other_errors_and_no_answer_are_unknown(shadow_log: Log) -> None:
     for fetched in (answer(b"", error=ErrorCode.NOT_LEADER_OR_FOLLOWER), None):
         verdict = compare(ours, fetched)
         assert verdict is not None and verdict.outcome is StartPoint.UNKNOWN
+

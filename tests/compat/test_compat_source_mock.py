@@ -303,9 +303,10 @@ def test_recreated_topic_detected_without_topic_ids(broker: BrokerProcess) -> No
         # A restart of replication on an unchanged source: every partition's end checks out.
         assert admin_call(broker, "POST", "/v1/shadow-links/dr/pause")[0] == 200
         assert admin_call(broker, "POST", "/v1/shadow-links/dr/resume")[0] == 200
-        doc = wait_status(broker, lambda d: d if d.get("start_point_checks", {}).get("match") == 3 else None,
-                          "three start points checked")
-        assert all(p["start_point_check"] == "match" for p in doc["partitions"]), doc["partitions"]
+        # (by CRC, for the missing topic ids, and by leader epoch, which the Kafka 2.1 profile has)
+        doc = wait_status(broker, lambda d: d if all(p.get("start_point_check") == "match" for p in d["partitions"])
+                          and d["start_point_checks"].get("match", 0) >= 3 else None, "three start points checked")
+        assert set(doc["start_point_checks"]) == {"match"}, doc["start_point_checks"]
 
         # The topic is recreated while the link is paused, and grows past where the shadow ends.
         assert admin_call(broker, "POST", "/v1/shadow-links/dr/pause")[0] == 200
@@ -313,11 +314,12 @@ def test_recreated_topic_detected_without_topic_ids(broker: BrokerProcess) -> No
         mock.create_topic(TOPIC, 3)
         produce_with_every_codec(mock.bootstraps, TOPIC, make_records("second", 900, 3))
         assert admin_call(broker, "POST", "/v1/shadow-links/dr/resume")[0] == 200
-        doc = wait_status(broker, lambda d: d if sum(p["state"] == "FAULTED" for p in d["partitions"]) == 3
-                          else None, "every partition FAULTED")
-        for p in doc["partitions"]:
-            assert p["start_point_check"] == "diverged" and "differs from the source's" in p["reason"], p
-        assert doc["start_point_checks"].get("diverged") == 3
-        assert sum("diverged from the source" in e["event"] for e in doc["events"]) == 3, doc["events"]
+        # No common history at all: the whole topic is FAULTED, as a recreated topic with topic ids would be.
+        doc = wait_status(broker, lambda d: d if d["topics"][0]["state"] == "FAULTED" else None, "topic FAULTED")
+        assert "no common history" in doc["topics"][0]["reason"], doc["topics"]
+        assert all(p["state"] == "FAULTED" for p in doc["partitions"]), doc["partitions"]
+        assert doc["start_point_checks"].get("diverged", 0) >= 1, doc["start_point_checks"]
+        assert any("differs from the source's" in e["event"] and "no common history" in e["event"]
+                   for e in doc["events"]), doc["events"]
         # Nothing of the new topic was written over the shadow's data.
         assert read_batches(broker.bootstrap, TOPIC, 3) == before

@@ -102,6 +102,31 @@ def parse_list_offsets(response: Any, version: int) -> dict[TopicPartition, List
     return result
 
 
+# -- OffsetForLeaderEpoch ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EpochEndOffset:
+    """Where the remote's log says ``leader_epoch`` (the largest epoch <= the one asked) ends; -1s: unknown."""
+
+    error_code: int
+    leader_epoch: int
+    end_offset: int
+
+
+def offset_for_leader_epoch_request(epochs: dict[TopicPartition, tuple[int, int]]) -> dict[str, Any]:
+    """``epochs``: partition -> (current leader epoch, the epoch to look up)."""
+    topics: dict[str, list[dict[str, int]]] = {}
+    for (topic, partition), (current, epoch) in epochs.items():
+        topics.setdefault(topic, []).append({"partition": partition, "current_leader_epoch": current,
+                                             "leader_epoch": epoch})
+    return {"replica_id": -1, "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+
+
+def parse_offset_for_leader_epoch(response: Any) -> dict[TopicPartition, EpochEndOffset]:
+    return {(topic.topic, p.partition): EpochEndOffset(p.error_code, p.leader_epoch, p.end_offset)
+            for topic in response.topics for p in topic.partitions}
+
+
 # -- DescribeConfigs --------------------------------------------------------------------------------
 
 def describe_configs_request(topics: Iterable[str]) -> dict[str, Any]:

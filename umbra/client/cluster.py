@@ -13,7 +13,15 @@ from typing import Any
 
 from umbra.client import admin
 from umbra.client import versions as api
-from umbra.client.admin import AclBinding, AclFilter, CommittedOffset, ConfigEntry, GroupListing, ListedOffset
+from umbra.client.admin import (
+    AclBinding,
+    AclFilter,
+    CommittedOffset,
+    ConfigEntry,
+    EpochEndOffset,
+    GroupListing,
+    ListedOffset,
+)
 from umbra.client.connection import BrokerConnection
 from umbra.client.errors import ClientConnectionError, ClientError, ClientResponseError, ClientTimeout
 from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
@@ -265,6 +273,31 @@ class SourceCluster:
                 result.update({tp: ListedOffset(int(ErrorCode.LEADER_NOT_AVAILABLE), -1, -1, -1) for tp in leader_tps})
                 continue
             result.update(admin.parse_list_offsets(response, version))
+        return result
+
+    async def offsets_for_leader_epochs(self, epochs: dict[TopicPartition, int]
+                                        ) -> dict[TopicPartition, EpochEndOffset]:
+        """Where each partition's ``epochs[tp]`` ends on its leader (OffsetForLeaderEpoch, KIP-101/KIP-320),
+        naming the leader epoch the metadata knows. An unreachable leader's partitions come back with
+        LEADER_NOT_AVAILABLE."""
+        by_leader: dict[int, dict[TopicPartition, tuple[int, int]]] = {}
+        result: dict[TopicPartition, EpochEndOffset] = {}
+        for tp, epoch in epochs.items():
+            leader = self._metadata.leader_for(tp)
+            if leader is None:
+                result[tp] = EpochEndOffset(int(ErrorCode.LEADER_NOT_AVAILABLE), -1, -1)
+            else:
+                by_leader.setdefault(leader, {})[tp] = (self._metadata.leader_epoch_for(tp), epoch)
+        for leader, asked in by_leader.items():
+            try:
+                connection = await self.connection_for(leader)
+                version = connection.version(api.OFFSET_FOR_LEADER_EPOCH)
+                response = await connection.request(api.OFFSET_FOR_LEADER_EPOCH,
+                                                    admin.offset_for_leader_epoch_request(asked), version=version)
+            except (ClientConnectionError, ClientTimeout):
+                result.update({tp: EpochEndOffset(int(ErrorCode.LEADER_NOT_AVAILABLE), -1, -1) for tp in asked})
+                continue
+            result.update(admin.parse_offset_for_leader_epoch(response))
         return result
 
     async def describe_configs(self, topics: Iterable[str], *, include_defaults: bool = False

@@ -340,6 +340,10 @@ class BrokerConnection:
             raise type(self._failure)(str(self._failure))
         if self._transport is None:
             raise ClientConnectionError(f"{self!r} is not connected")
+        if self._transport.is_closing():  # the remote closed it before the reader task saw it
+            error = ClientConnectionError(f"{self.host}:{self.port} closed the connection")
+            self._fail(error)
+            raise error
         correlation_id = self._next_correlation_id
         self._next_correlation_id = (correlation_id + 1) & 0x7FFFFFFF
         message = fields if isinstance(fields, ApiMessage) else build_request(api_key, version, fields)

@@ -13,7 +13,7 @@ Epochs are handed out when a request is built, so several requests may be built 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from umbra.errors import ErrorCode
 
@@ -31,6 +31,7 @@ class PartitionPosition:
     fetch_offset: int
     topic_id: uuid.UUID | None
     current_leader_epoch: int = -1
+    last_fetched_epoch: int = -1  # the epoch of the last batch the fetcher holds (Fetch v12+, KIP-595)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +58,29 @@ class FetchSession:
     # -- what the owner wants fetched -------------------------------------------------------------
 
     def add_partition(self, tp: TopicPartition, fetch_offset: int, topic_id: uuid.UUID | None = None,
-                      current_leader_epoch: int = -1) -> None:
-        self._wanted[tp] = PartitionPosition(fetch_offset, topic_id, current_leader_epoch)
+                      current_leader_epoch: int = -1, last_fetched_epoch: int = -1) -> None:
+        self._wanted[tp] = PartitionPosition(fetch_offset, topic_id, current_leader_epoch, last_fetched_epoch)
 
     def remove_partition(self, tp: TopicPartition) -> None:
         self._wanted.pop(tp, None)
 
-    def set_offset(self, tp: TopicPartition, fetch_offset: int) -> None:
-        position = self._wanted.get(tp)
-        if position is None:
-            raise KeyError(f"{tp[0]}-{tp[1]} is not in this fetch session")
-        if position.fetch_offset != fetch_offset:
-            self._wanted[tp] = PartitionPosition(fetch_offset, position.topic_id, position.current_leader_epoch)
+    def set_offset(self, tp: TopicPartition, fetch_offset: int, last_fetched_epoch: int | None = None) -> None:
+        """Move ``tp``'s fetch offset (and, when given, the epoch of the last batch below it)."""
+        position = self._require(tp)
+        epoch = position.last_fetched_epoch if last_fetched_epoch is None else last_fetched_epoch
+        if (position.fetch_offset, position.last_fetched_epoch) != (fetch_offset, epoch):
+            self._wanted[tp] = replace(position, fetch_offset=fetch_offset, last_fetched_epoch=epoch)
 
     def set_leader_epoch(self, tp: TopicPartition, current_leader_epoch: int) -> None:
+        position = self._require(tp)
+        if position.current_leader_epoch != current_leader_epoch:
+            self._wanted[tp] = replace(position, current_leader_epoch=current_leader_epoch)
+
+    def _require(self, tp: TopicPartition) -> PartitionPosition:
         position = self._wanted.get(tp)
         if position is None:
             raise KeyError(f"{tp[0]}-{tp[1]} is not in this fetch session")
-        if position.current_leader_epoch != current_leader_epoch:
-            self._wanted[tp] = PartitionPosition(position.fetch_offset, position.topic_id, current_leader_epoch)
+        return position
 
     def fetch_offset(self, tp: TopicPartition) -> int:
         return self._wanted[tp].fetch_offset

@@ -76,14 +76,14 @@ class BrokerFetcher:
     # -- partitions -------------------------------------------------------------------------------
 
     def add_partition(self, tp: TopicPartition, fetch_offset: int, topic_id: uuid.UUID | None = None,
-                      current_leader_epoch: int = -1) -> None:
-        self.session.add_partition(tp, fetch_offset, topic_id, current_leader_epoch)
+                      current_leader_epoch: int = -1, last_fetched_epoch: int = -1) -> None:
+        self.session.add_partition(tp, fetch_offset, topic_id, current_leader_epoch, last_fetched_epoch)
 
     def remove_partition(self, tp: TopicPartition) -> None:
         self.session.remove_partition(tp)
 
-    def set_offset(self, tp: TopicPartition, offset: int) -> None:
-        self.session.set_offset(tp, offset)
+    def set_offset(self, tp: TopicPartition, offset: int, last_fetched_epoch: int | None = None) -> None:
+        self.session.set_offset(tp, offset, last_fetched_epoch)
 
     def set_leader_epoch(self, tp: TopicPartition, current_leader_epoch: int) -> None:
         """The source leader epoch the next requests name for ``tp`` (Fetch v9+, KIP-320)."""
@@ -169,7 +169,8 @@ def fetch_request_fields(plan: FetchRequestPlan, settings: FetchSettings) -> dic
         entry = topics.setdefault(topic, {"topic": topic, "topic_id": position.topic_id, "partitions": []})
         entry["partitions"].append({
             "partition": partition, "current_leader_epoch": position.current_leader_epoch,
-            "fetch_offset": position.fetch_offset, "last_fetched_epoch": -1, "log_start_offset": -1,
+            "fetch_offset": position.fetch_offset, "last_fetched_epoch": position.last_fetched_epoch,
+            "log_start_offset": -1,
             "partition_max_bytes": settings.fetch_partition_max_bytes})
     forgotten: dict[str, dict[str, Any]] = {}
     for (topic, partition), topic_id in plan.forgotten.items():

@@ -26,10 +26,12 @@ FIND_COORDINATOR = 10
 LIST_GROUPS = 16
 DESCRIBE_ACLS = 29
 DESCRIBE_CONFIGS = 32
+OFFSET_FOR_LEADER_EPOCH = 23
 
 API_NAMES = {API_VERSIONS: "ApiVersions", FETCH: "Fetch", LIST_OFFSETS: "ListOffsets", METADATA: "Metadata",
              OFFSET_FETCH: "OffsetFetch", FIND_COORDINATOR: "FindCoordinator", LIST_GROUPS: "ListGroups",
-             DESCRIBE_ACLS: "DescribeAcls", DESCRIBE_CONFIGS: "DescribeConfigs"}
+             DESCRIBE_ACLS: "DescribeAcls", DESCRIBE_CONFIGS: "DescribeConfigs",
+             OFFSET_FOR_LEADER_EPOCH: "OffsetForLeaderEpoch"}
 
 # api_key -> (lowest, highest) version we can use.
 USABLE_VERSIONS: dict[int, tuple[int, int]] = {
@@ -42,12 +44,14 @@ USABLE_VERSIONS: dict[int, tuple[int, int]] = {
     API_VERSIONS: (0, 3),
     DESCRIBE_ACLS: (1, 3),
     DESCRIBE_CONFIGS: (1, 4),
+    OFFSET_FOR_LEADER_EPOCH: (2, 4),  # v2+ names the current leader epoch (Kafka 2.1)
 }
 
 # The versions from which a feature exists on the wire.
 FETCH_LOG_START_OFFSET = 5
 FETCH_SESSIONS = 7
 FETCH_LEADER_EPOCH = 9  # current_leader_epoch: FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (KIP-320)
+FETCH_DIVERGING_EPOCH = 12  # last_fetched_epoch in, diverging_epoch out (KIP-595)
 FETCH_TOPIC_IDS = 13
 METADATA_LEADER_EPOCH = 7
 METADATA_TOPIC_IDS = 10

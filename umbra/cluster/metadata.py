@@ -66,6 +66,7 @@ class MetadataStore:
         self._shadow_links: dict[str, dict[str, Any]] = {}
         self._shadow_topics: dict[str, dict[str, Any]] = {}
         self._listeners: list[Listener] = []
+        self._leader_epoch = -1  # the epoch this node last led its partitions at (see bump_leader_epoch)
         self.cluster_id = cluster_id or ""
         self._load()
         if not self.cluster_id:
@@ -85,11 +86,12 @@ class MetadataStore:
         self._broker_configs = dict(data.get("broker_configs", {}))
         self._shadow_links = dict(data.get("shadow_links", {}))
         self._shadow_topics = dict(data.get("shadow_topics", {}))
+        self._leader_epoch = int(data.get("leader_epoch", -1))
 
     def _save(self) -> None:
         data = {"cluster_id": self.cluster_id, "topics": [t.to_json() for t in self._topics.values()],
                 "broker_configs": self._broker_configs, "shadow_links": self._shadow_links,
-                "shadow_topics": self._shadow_topics}
+                "shadow_topics": self._shadow_topics, "leader_epoch": self._leader_epoch}
         tmp = self._path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
@@ -106,6 +108,17 @@ class MetadataStore:
         self._save()
         for listener in list(self._listeners):
             listener()
+
+    def bump_leader_epoch(self) -> int:
+        """A new leader epoch for every partition of this (single) node, persisted before it is used.
+
+        Leadership is re-established at every start, so the epoch moves on, as Kafka's does on every election:
+        a follower or shadow that fetched under the old epoch then learns where that epoch ended (KIP-320,
+        KIP-595), which is how a tail lost in a crash is told from data still to come.
+        """
+        self._leader_epoch += 1
+        self._save()
+        return self._leader_epoch
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)

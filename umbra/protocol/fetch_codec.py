@@ -22,6 +22,7 @@ _I32_I16_I32 = struct.Struct(">ihi")
 _PARTITION_V4 = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
 _PARTITION_V5 = struct.Struct(">ihqqq")  # ... and log start offset
 _NULL_ARRAY = _I32.pack(-1)
+_EPOCH_END = struct.Struct(">iq")
 
 
 class SizedPiece(Protocol):
@@ -56,6 +57,7 @@ class FetchPartitionData:
     last_stable_offset: int
     log_start_offset: int
     records: RecordSet  # a list: the parts of one record set, in order
+    diverging_epoch: tuple[int, int] | None = None  # (epoch, end offset), v12+ (KIP-595)
 
 
 @dataclass(slots=True)
@@ -109,7 +111,11 @@ def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: i
                     pieces.append(records)
                 current = bytearray()
             if flexible:
-                current.append(0)  # partition tagged fields
+                if p.diverging_epoch is None:
+                    current.append(0)  # partition tagged fields: none
+                else:  # one tagged field, tag 0: DivergingEpoch {epoch int32, end offset int64, no tags}
+                    current += b"\x01\x00" + _uvarint(_EPOCH_END.size + 1) + _EPOCH_END.pack(*p.diverging_epoch)
+                    current.append(0)
         if flexible:
             current.append(0)  # topic tagged fields
     if flexible:

@@ -42,7 +42,7 @@ class Broker:
         self.producer_ids = ProducerIdManager(config.data_dir)
         self.acls = AclStore(config.data_dir)
         self.notifier = AppendNotifier()
-        self.leader_epoch = 0
+        self.leader_epoch = self.metadata.bump_leader_epoch()
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()

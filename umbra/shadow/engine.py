@@ -21,6 +21,7 @@ from umbra.client.errors import ClientError
 from umbra.client.reconnect import Backoff
 from umbra.client.settings import FetchSettings
 from umbra.errors import ErrorCode, KafkaError
+from umbra.shadow.consistency import Consistency
 from umbra.shadow.replicator import (
     PartitionReplicator,
     PlannedAppend,
@@ -29,12 +30,10 @@ from umbra.shadow.replicator import (
     error_name,
     present_batches_end,
 )
-from umbra.shadow.startpoint import StartPoint, check_start_points
 from umbra.shadow.state import TaskState
 
 if TYPE_CHECKING:
     from umbra.client.admin import ListedOffset
-    from umbra.client.capabilities import SourceCapabilities
     from umbra.client.cluster import SourceCluster
     from umbra.client.fetch_response import FetchedPartition
     from umbra.shadow.link import ShadowLink
@@ -67,11 +66,12 @@ class ReplicationEngine:
         self._reroute = asyncio.Event()
         self._router: asyncio.Task[None] | None = None
         # One writer thread per link: appends stay in order, and the event loop keeps receiving meanwhile.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
         self._writes: set[asyncio.Future[dict[TopicPartition, KafkaError]]] = set()
         self._side_tasks: set[asyncio.Task[None]] = set()  # short jobs (out-of-range handling), owned here
         self.start_point_checks: Counter[str] = Counter()  # outcome -> count, since the link started here
         self._missing_leaders: set[int] = set()  # source leaders absent from the source's metadata
+        self.consistency = Consistency(self)
 
     async def start(self) -> None:
         self._router = asyncio.create_task(self._route_loop(), name=f"shadow-{self.link.spec.name}-router")
@@ -84,7 +84,7 @@ class ReplicationEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.drain_writes()
-        self._writer.shutdown(wait=True)
+        self.writer.shutdown(wait=True)
         self.loops.clear()
         for rep in self.replicators.values():
             rep.stopped = True
@@ -96,7 +96,7 @@ class ReplicationEngine:
         if rep is not None and rep.leader_epoch == leader_epoch and not rep.stopped:
             return
         if rep is not None:
-            self._detach(rep)
+            self.detach(rep)
         self.replicators[tp] = PartitionReplicator(tp, log_, leader_epoch, source_topic_id)
         self.request_reroute()
 
@@ -106,9 +106,9 @@ class ReplicationEngine:
             rep = self.replicators.pop(tp)
             rep.stopped = True
             rep.set_state(TaskState.STOPPED)
-            self._detach(rep)
+            self.detach(rep)
 
-    def _detach(self, rep: PartitionReplicator) -> None:
+    def detach(self, rep: PartitionReplicator) -> None:
         if rep.source_broker is not None and rep.source_broker in self.loops:
             self.loops[rep.source_broker][0].remove(rep.tp)
         rep.source_broker = None
@@ -120,6 +120,12 @@ class ReplicationEngine:
         task = asyncio.create_task(job, name=f"shadow-{self.link.spec.name}-{name}")
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+    def on_diverging(self, rep: PartitionReplicator, source_epoch: int, source_end: int) -> None:
+        """A Fetch answered that the source's epoch ``source_epoch`` ends at ``source_end`` (KIP-595)."""
+        self.detach(rep)
+        rep.verified = False
+        self._spawn(self.consistency.resolve(rep, source_epoch, source_end, "Fetch"), f"diverging-{rep.tp[0]}")
 
     def note_late_error(self, tp: TopicPartition, broker_id: int, error_code: int) -> None:
         rep = self.replicators.get(tp)
@@ -207,7 +213,7 @@ class ReplicationEngine:
             if leader is None or leader not in metadata.brokers:
                 if leader is not None:
                     missing[leader] = missing.get(leader, 0) + 1
-                self._detach(rep)
+                self.detach(rep)
                 rep.set_state(TaskState.LINK_UNAVAILABLE, f"source partition {name} has no leader" if leader is None
                               else f"source broker {leader}, the leader of {name}, is not in the source's metadata "
                                    f"(down or unreachable)")
@@ -217,12 +223,14 @@ class ReplicationEngine:
                 # Without topic ids, an epoch going back is how a recreated topic shows itself.
                 self.link.record_event(f"{name}: the source's leader epoch went back from {rep.source_leader_epoch} "
                                        f"to {epoch}; checking the shadow's end against the source")
-                self._detach(rep)
+                self.detach(rep)
                 rep.suspect, rep.verified = True, False
+            if rep.source_broker == leader and epoch != rep.source_leader_epoch:
+                # A new leader epoch is a start point, as for Kafka's followers: the old leader may have
+                # written what the new one never had.
+                self.detach(rep)
+                rep.verified = False
             if rep.source_broker == leader:
-                if epoch != rep.source_leader_epoch:
-                    rep.source_leader_epoch = epoch
-                    self.loops[leader][0].fetcher.set_leader_epoch(rep.tp, epoch)
                 continue
             moving.append((rep, leader, epoch))
         for broker_id in sorted(missing.keys() - self._missing_leaders):
@@ -236,12 +244,12 @@ class ReplicationEngine:
         # New partitions are positioned together: two ListOffsets for all of them, not two per partition.
         await self._position_all([rep for rep, _, _ in moving if not rep.positioned])
         unchecked = [rep for rep, _, _ in moving if rep.positioned and not rep.verified]
-        await self._check_start_points(unchecked, capabilities)
+        await self.consistency.check(unchecked, capabilities)
         for rep, leader, epoch in moving:
             if not rep.positioned or not rep.verified:
                 unrouted = unrouted or rep.state is not TaskState.FAULTED
                 continue
-            self._detach(rep)
+            self.detach(rep)
             offset = self._next_fetch_offset(rep)
             if rep.source_leader is not None and rep.source_leader != leader:
                 rep.leader_changes += 1
@@ -252,33 +260,6 @@ class ReplicationEngine:
             rep.source_leader, rep.source_leader_epoch = leader, epoch
             self._loop_for(leader).add(rep, offset)
         return unrouted
-
-    async def _check_start_points(self, reps: list[PartitionReplicator], capabilities: SourceCapabilities) -> None:
-        """Where the source has no leader epochs to show divergence, or no topic ids to show a recreated topic,
-        check that the shadow's last batch is still the source's before replicating on."""
-        blind = capabilities.leader_epochs is False or capabilities.topic_ids is False
-        to_check = [rep for rep in reps if blind or rep.suspect]
-        for rep in reps:
-            if rep not in to_check:
-                rep.verified = True
-        if not to_check:
-            return
-        results = await check_start_points(self.source, [(rep.tp, rep.log) for rep in to_check])
-        for rep in to_check:
-            verdict = results[rep.tp]
-            rep.start_point_check = verdict.outcome.value
-            self.start_point_checks[verdict.outcome.value] += 1
-            if verdict.outcome is StartPoint.UNKNOWN:
-                rep.set_state(TaskState.LINK_UNAVAILABLE, f"cannot check the shadow's end against the source: "
-                                                          f"{verdict.detail}")
-                continue
-            rep.verified, rep.suspect = True, False
-            if verdict.outcome is StartPoint.DIVERGED:
-                rep.verified = False
-                reason = f"diverged from the source: {verdict.detail}"
-                rep.set_state(TaskState.FAULTED, reason)
-                self.link.metrics.errors.labels(self.link.spec.name, "DIVERGED").inc()
-                self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: {reason}", logging.ERROR)
 
     def _loop_for(self, broker_id: int) -> SourceFetchLoop:
         entry = self.loops.get(broker_id)
@@ -341,7 +322,7 @@ class ReplicationEngine:
         """Append the planned batches of one response on the writer thread; failures by partition."""
         if not any(planned is not None for _, _, planned in work):
             return {}
-        future = asyncio.get_running_loop().run_in_executor(self._writer, self._write_on_thread, work)
+        future = asyncio.get_running_loop().run_in_executor(self.writer, self._write_on_thread, work)
         self._writes.add(future)
         try:
             return await asyncio.shield(future)
@@ -368,6 +349,11 @@ class ReplicationEngine:
             try:
                 rep.log.append_at_offsets(records, expected_start_offset=end, leader_epoch=rep.leader_epoch)
                 rep.appended = True
+                changed = False
+                for epoch, base_offset in planned.epoch_starts:  # the source's epochs, as fetched
+                    changed |= rep.source_epochs.assign(epoch, max(base_offset, end))
+                if changed:
+                    rep.source_epochs.persist()
             except KafkaError as exc:
                 errors[rep.tp] = exc
         return errors
@@ -429,7 +415,7 @@ class ReplicationEngine:
             return
         rep.set_state(TaskState.LINK_UNAVAILABLE, f"source answered {code.name} for {name}")
         # Out of the fetch session until the next routing pass: an error answered at once must not spin.
-        self._detach(rep)
+        self.detach(rep)
         delay = 0.2 if code in _REROUTE_ERRORS else 1.0
         asyncio.get_running_loop().call_later(delay, self.request_reroute)
 
@@ -448,9 +434,10 @@ class ReplicationEngine:
         leo = rep.log.log_end_offset
         rep.source_log_start_offset, rep.source_high_watermark = earliest.offset, latest.offset
         if leo > latest.offset:
-            rep.set_state(TaskState.FAULTED, f"the shadow log ends at {leo}, above the source's high watermark "
-                                             f"{latest.offset}: the source lost data or was recreated")
-            return
+            # The source is behind the shadow: it lost data, or is another log. The start-point check decides.
+            self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: the shadow's log ends at {leo}, past the source's "
+                                   f"high watermark {latest.offset}; checking where they part", logging.WARNING)
+            rep.verified = False
         if leo < earliest.offset:
             # Retention on the source removed data the shadow never got: jump, record the gap, invent nothing.
             rep.gaps += 1

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("umbra.shadow")
 EVENTS_KEPT = 50
+# The fields of a partition's status that only a running replicator knows, for partitions without one.
+IDLE_PARTITION_FIELDS: dict[str, Any] = {
+    "leader_epoch": None, "source_broker": None, "source_leader_epoch": -1, "source_leader_changes": 0,
+    "source_errors": {}, "last_source_error": "", "start_point_check": None, "truncations": 0,
+    "truncated_records": 0, "last_truncation": None}
 
 _metrics: dict[int, ShadowMetrics] = {}
 
@@ -233,7 +238,7 @@ class ShadowLink:
                     continue
                 source_id = str(info.topic_id) if info.topic_id else None
                 if entry.get("source_topic_id") and source_id and source_id != entry["source_topic_id"]:
-                    self._fault(name, f"the source topic was recreated (topic id {entry['source_topic_id']} "
+                    self.fault_topic(name, f"the source topic was recreated (topic id {entry['source_topic_id']} "
                                       f"is now {source_id}); shadow data kept")
                     continue
                 if len(info.partitions) > meta.partitions:
@@ -249,7 +254,7 @@ class ShadowLink:
                                    info.topic_id)
         for name, entry in self.manager.topics_of(self.spec.name).items():
             if entry["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED) and name not in metadata.topics:
-                self._fault(name, "the source topic no longer exists; shadow data kept")
+                self.fault_topic(name, "the source topic no longer exists; shadow data kept")
         self._update_topic_gauges()
 
     def _synced_configs(self, topic: str, entries: dict[str, Any]) -> dict[str, str]:
@@ -273,7 +278,8 @@ class ShadowLink:
             self.broker.metadata.set_topic_configs(topic, desired)
             self.broker.topic_configs_changed(topic)
 
-    def _fault(self, topic: str, reason: str) -> None:
+    def fault_topic(self, topic: str, reason: str) -> None:
+        """The shadow topic can no longer follow its source: FAULTED, replication stopped, data kept."""
         if self.engine is not None:
             self.engine.stop_topic(topic)
         self.manager.set_topic_state(topic, ShadowTopicState.FAULTED, reason)
@@ -425,7 +431,8 @@ class ShadowLink:
                                    "source_high_watermark": source_hw,
                                    "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
                                    "shadow_high_watermark": hw, "lag": max(source_hw - hw, 0) if source_hw >= 0 else 0,
-                                   "ms_since_last_batch": None, "gaps": 0, "skipped_records": 0})
+                                   "ms_since_last_batch": None, "gaps": 0, "skipped_records": 0,
+                                   **IDLE_PARTITION_FIELDS})
         partitions.sort(key=lambda p: (p["topic"], p["partition"]))
         tasks = [s.status() for s in self.syncers]
         if self.engine is not None:

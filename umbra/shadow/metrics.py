@@ -23,4 +23,10 @@ class ShadowMetrics:
         self.degraded = Gauge("umbra_shadow_source_degraded",
                               "1 for each capability the source lacks (see source_capabilities in link status)",
                               ["link", "capability"], registry=registry)
+        self.truncations = Counter("umbra_shadow_truncations",
+                                   "Truncations of a shadow partition to where it and its diverged source agree",
+                                   ["link", "topic", "partition"], registry=registry)
+        self.truncated_records = Counter("umbra_shadow_truncated_records",
+                                         "Offsets removed from shadow partitions by those truncations",
+                                         ["link", "topic", "partition"], registry=registry)
         self.topics = Gauge("umbra_shadow_topics", "Shadow topics by state", ["link", "state"], registry=registry)

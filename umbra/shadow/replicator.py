@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from umbra.client.errors import ClientError, ClientResponseError
 from umbra.errors import ErrorCode
 from umbra.records.batch import iter_batch_headers
+from umbra.shadow.divergence import open_source_epochs
 from umbra.shadow.state import TaskState
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class PlannedAppend(NamedTuple):
     batches: int
     first_base_offset: int
     next_offset: int  # the offset after the last complete batch: where the next fetch starts
+    # The source's leader epochs, as the batches carry them (before the shadow stamps its own):
+    epoch_starts: tuple[tuple[int, int], ...]  # (epoch, base offset) wherever the epoch changes
+    last_epoch: int  # the epoch of the last batch: the next Fetch's last_fetched_epoch
 
 
 def plan_append(fetched: FetchedPartition) -> PlannedAppend | None:
@@ -53,14 +57,18 @@ def plan_append(fetched: FetchedPartition) -> PlannedAppend | None:
     if fetched.error_code or not len(fetched.records):
         return None
     end = batches = 0
-    first_base = next_offset = -1
+    first_base = next_offset = epoch = -1
+    epoch_starts: list[tuple[int, int]] = []
     for header in iter_batch_headers(fetched.records):
         if first_base < 0:
             first_base = header.base_offset
+        if header.partition_leader_epoch != epoch:
+            epoch = header.partition_leader_epoch
+            epoch_starts.append((epoch, header.base_offset))
         end = header.position + header.size_in_bytes
         next_offset = header.next_offset
         batches += 1
-    return PlannedAppend(end, batches, first_base, next_offset) if batches else None
+    return PlannedAppend(end, batches, first_base, next_offset, tuple(epoch_starts), epoch) if batches else None
 
 
 def present_batches_end(records: memoryview, log_end_offset: int) -> int:
@@ -107,6 +115,10 @@ class PartitionReplicator:
         # Something hinted that the source partition is no longer the one replicated (no topic ids to tell).
         self.suspect = False
         self.start_point_check: str | None = None  # the last check's outcome (see umbra.shadow.startpoint)
+        self.source_epochs = open_source_epochs(log_)  # the source's leader epochs of the batches held
+        self.truncations = 0
+        self.truncated_records = 0
+        self.last_truncation: dict[str, Any] | None = None
         # The fetch offset the next accepted response must answer: where the next append starts.
         self.append_position = -1
         self.appended = False  # set by the writer thread when the last planned append went through
@@ -134,7 +146,9 @@ class PartitionReplicator:
                 "gaps": self.gaps, "skipped_records": self.skipped_records, "leader_epoch": self.leader_epoch,
                 "source_broker": self.source_broker, "source_leader_epoch": self.source_leader_epoch,
                 "source_leader_changes": self.leader_changes, "source_errors": dict(self.source_errors),
-                "last_source_error": self.last_source_error, "start_point_check": self.start_point_check}
+                "last_source_error": self.last_source_error, "start_point_check": self.start_point_check,
+                "truncations": self.truncations, "truncated_records": self.truncated_records,
+                "last_truncation": self.last_truncation}
 
     def note_error(self, code: str, detail: str) -> None:
         self.source_errors[code] += 1
@@ -159,7 +173,8 @@ class SourceFetchLoop:
         rep.append_position = offset
         self.replicators[rep.tp] = rep
         rep.source_broker = self.broker_id
-        self.fetcher.add_partition(rep.tp, offset, rep.source_topic_id, rep.source_leader_epoch)
+        self.fetcher.add_partition(rep.tp, offset, rep.source_topic_id, rep.source_leader_epoch,
+                                   rep.source_epochs.latest_epoch)
         self._wakeup.set()
 
     def remove(self, tp: TopicPartition) -> None:
@@ -208,10 +223,13 @@ class SourceFetchLoop:
                         continue
                     if fetched.fetch_offset != rep.append_position:
                         continue  # answers a position this partition has since left (re-routed, repositioned)
+                    if fetched.diverging_epoch is not None:  # KIP-595: the source's log parts from ours
+                        self.engine.on_diverging(rep, *fetched.diverging_epoch)
+                        continue
                     planned = plan_append(fetched)
                     if planned is not None:
                         rep.append_position = planned.next_offset
-                        self.fetcher.set_offset(tp, planned.next_offset)
+                        self.fetcher.set_offset(tp, planned.next_offset, planned.last_epoch)
                     work.append((rep, fetched, planned))
                 pending = asyncio.ensure_future(self.fetcher.fetch())
                 # CRC checks and file writes release the GIL: they run on the link's writer thread while

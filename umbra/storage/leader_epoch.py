@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class LeaderEpochCache:
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / FILE_NAME
+    def __init__(self, directory: Path, file_name: str = FILE_NAME) -> None:
+        self.path = directory / file_name
         self.entries: list[tuple[int, int]] = []
         self._persisted_size: int | None = None  # the file's size, when this cache wrote or read it
         self.loaded = self._load()

@@ -384,8 +384,14 @@ class Log:
                         return record.offset, record.timestamp
             return best.offset_of_max_timestamp, best.max_timestamp
 
-    def end_offset_for_leader_epoch(self, epoch: int) -> tuple[int, int]:
+    def end_offset_for_leader_epoch(self, epoch: int, current_epoch: int = -1) -> tuple[int, int]:
+        """(the largest epoch <= ``epoch`` with data or current, where it ends); (-1, -1) when unknown.
+
+        ``current_epoch`` is the epoch this log is led at now, which ends at the log end offset even before
+        anything was appended in it."""
         with self._lock:
+            if 0 <= current_epoch <= epoch and current_epoch >= self.epoch_cache.latest_epoch:
+                return current_epoch, self.log_end_offset
             return self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
 
     # ---- truncation and retention ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ def _topics() -> list[FetchTopicData]:
         FetchTopicData("orders", TOPIC_ID, [
             FetchPartitionData(0, 0, 100, 100, 3, b"\x01" * 70),
             FetchPartitionData(2, 1, -1, -1, -1, b""),
+            FetchPartitionData(3, 0, 60, 60, 0, b"", diverging_epoch=(4, 50)),  # a tagged field from v12
         ]),
         FetchTopicData("empty", uuid.UUID(int=7), []),
         FetchTopicData("x" * 300, uuid.UUID(int=9), [FetchPartitionData(5, 0, 9, 9, 0, memoryview(b"\x02" * 200))]),
@@ -32,7 +33,9 @@ def test_matches_schema_codec(version: int) -> None:
         "responses": [{"topic": t.name, "topic_id": t.topic_id, "partitions": [
             {"partition_index": p.partition_index, "error_code": p.error_code, "high_watermark": p.high_watermark,
              "last_stable_offset": p.last_stable_offset, "log_start_offset": p.log_start_offset,
-             "aborted_transactions": None, "preferred_read_replica": -1, "records": bytes(p.records)}
+             "aborted_transactions": None, "preferred_read_replica": -1, "records": bytes(p.records),
+             **({"diverging_epoch": {"epoch": p.diverging_epoch[0], "end_offset": p.diverging_epoch[1]}}
+                if p.diverging_epoch and version >= 12 else {})}
             for p in t.partitions]} for t in topics],
     }
     expected = encode_response(1, version, 42, build_response(1, version, expected_fields))

@@ -28,11 +28,11 @@ _ZERO_UUID = uuid.UUID(int=0)
 
 
 def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionPartition, max_bytes: int,
-                    leader_epoch: int, min_one: bool) -> dict[str, Any]:
+                    leader_epoch: int, last_fetched_epoch: int, min_one: bool) -> dict[str, Any]:
     broker = ctx.broker
     entry: dict[str, Any] = {"partition_index": tp[1], "error_code": 0, "high_watermark": -1,
                              "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
-                             "preferred_read_replica": -1, "records": b"", "size": 0}
+                             "preferred_read_replica": -1, "records": b"", "size": 0, "diverging_epoch": None}
     try:
         if leader_epoch >= 0 and leader_epoch != broker.leader_epoch:
             if leader_epoch < broker.leader_epoch:
@@ -43,6 +43,13 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
         entry["high_watermark"] = log.high_watermark
         entry["last_stable_offset"] = log.last_stable_offset
         entry["log_start_offset"] = log.log_start_offset
+        if last_fetched_epoch >= 0:
+            # KIP-595: a fetcher whose last epoch ended earlier here than where it fetches has diverged. It is
+            # told where that epoch ends, and gets no records until it truncated to there.
+            end_epoch, end_offset = log.end_offset_for_leader_epoch(last_fetched_epoch, broker.leader_epoch)
+            if end_epoch >= 0 and (end_epoch < last_fetched_epoch or end_offset < state.fetch_offset):
+                entry["diverging_epoch"] = (end_epoch, end_offset)
+                return entry
         if max_bytes > 0 or min_one:
             records = log.read(state.fetch_offset, max(max_bytes, 0), max_offset=log.high_watermark,
                                min_one_batch=min_one, regions_ok=broker.config.fetch_sendfile)
@@ -54,7 +61,7 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
 
 
 def _changed(state: SessionPartition, entry: dict[str, Any]) -> bool:
-    return bool(entry["size"] > 0) or entry["error_code"] != 0 or (
+    return bool(entry["size"] > 0) or entry["error_code"] != 0 or entry["diverging_epoch"] is not None or (
         entry["high_watermark"] != state.sent_high_watermark
         or entry["log_start_offset"] != state.sent_log_start_offset
         or entry["last_stable_offset"] != state.sent_last_stable_offset)
@@ -68,6 +75,7 @@ class _FetchPlan:
         self.version = ctx.api_version
         self.errors: list[tuple[TopicPartition, Any, int]] = []
         self.epochs: dict[TopicPartition, int] = {}
+        self.last_fetched_epochs: dict[TopicPartition, int] = {}
         self.session: FetchSession | None = None
         self.incremental = False
         self.partitions: dict[TopicPartition, SessionPartition] = {}
@@ -94,6 +102,8 @@ class _FetchPlan:
                 requested[tp] = SessionPartition(p.fetch_offset, p.partition_max_bytes, topic_id)
                 if self.version >= 9:
                     self.epochs[tp] = p.current_leader_epoch
+                if self.version >= 12 and p.last_fetched_epoch >= 0:
+                    self.last_fetched_epochs[tp] = p.last_fetched_epoch
         if epoch == FINAL_EPOCH:
             if session_id:
                 sessions.remove(session_id)
@@ -132,7 +142,8 @@ class _FetchPlan:
         try:
             for tp, state in self.partitions.items():
                 entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
-                                        self.epochs.get(tp, -1), min_one=(total == 0))
+                                        self.epochs.get(tp, -1), self.last_fetched_epochs.get(tp, -1),
+                                        min_one=(total == 0))
                 size = entry["size"]
                 total += size
                 remaining -= size
@@ -149,7 +160,8 @@ def _close_results(results: list[tuple[TopicPartition, SessionPartition, dict[st
 
 
 def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]]) -> bool:
-    return any(entry["error_code"] for _, _, entry in results)
+    """Anything to answer at once: an error, or a divergence the fetcher must act on."""
+    return any(entry["error_code"] or entry["diverging_epoch"] is not None for _, _, entry in results)
 
 
 @handles(1, "Fetch", 4, 16)
@@ -196,7 +208,8 @@ def _respond(ctx: RequestContext, plan: _FetchPlan,
             topic_id = state.topic_id if isinstance(state.topic_id, uuid.UUID) else _ZERO_UUID
             topic = topics[tp[0]] = FetchTopicData(tp[0], topic_id, [])
         topic.partitions.append(FetchPartitionData(tp[1], entry["error_code"], entry["high_watermark"],
-                                                   entry["last_stable_offset"], entry["log_start_offset"], records))
+                                                   entry["last_stable_offset"], entry["log_start_offset"], records,
+                                                   entry["diverging_epoch"]))
     for (name, partition), topic_id, code in plan.errors:
         topic = topics.get(name)
         if topic is None:

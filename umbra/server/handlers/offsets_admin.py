@@ -62,7 +62,8 @@ async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> d
             entry: dict[str, Any] = {"error_code": 0, "partition": p.partition, "leader_epoch": -1, "end_offset": -1}
             try:
                 log = broker.get_log(topic.topic, p.partition)
-                entry["leader_epoch"], entry["end_offset"] = log.end_offset_for_leader_epoch(p.leader_epoch)
+                entry["leader_epoch"], entry["end_offset"] = log.end_offset_for_leader_epoch(
+                    p.leader_epoch, broker.leader_epoch)
             except KafkaError as exc:
                 entry["error_code"] = int(exc.code)
             partitions.append(entry)

@@ -273,7 +273,7 @@ def status_line(doc: dict[str, Any], elapsed: float) -> str:
     parts = [p for p in doc["partitions"] if p["topic"] == TOPIC]
     source_hw = sum(max(p["source_high_watermark"], 0) for p in parts)
     shadow_hw = sum(max(p["shadow_high_watermark"], 0) for p in parts)
-    lag = sum(p["lag"] for p in parts)
+    lag = sum(p["lag"] or 0 for p in parts)
     return (f"t={elapsed:4.1f}s  source high watermark {source_hw:>6,}  shadow high watermark {shadow_hw:>6,}  "
             f"lag {lag:>5,} records")
 

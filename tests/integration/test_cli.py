@@ -60,3 +60,20 @@ def test_sigterm_flushes_and_exits_cleanly(broker_factory) -> None:
     assert "shutdown complete" in broker.log_text()
     broker.restart()
     assert "truncat" not in broker.log_text().split("start #2")[-1].lower()
+
+
+@pytest.mark.parametrize(("metadata", "flags", "expected"), [
+    ('{"cluster_id": "someone-else"}', ["--set", "cluster_id=ours"], "belongs to cluster someone-else, not ours"),
+    ("{not json", [], "is not readable cluster metadata"),
+])
+def test_an_unusable_data_dir_is_one_line(tmp_path: Path, metadata: str, flags: list[str], expected: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cluster-metadata.json").write_text(metadata)
+    result = _run("broker", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                  *flags)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("umbra: error: ") and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (data / "cluster-metadata.json").read_text() == metadata  # left as it was

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from umbra import __version__
 from umbra.cli import shadow as shadow_cli
+from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
 
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError, shadow_cli.AdminError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)
         return 2
+    except DataDirError as exc:
+        print(f"umbra: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"umbra: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
         return 1

@@ -112,11 +112,15 @@ def status_text(doc: dict[str, Any]) -> str:
             leader = p.get("source_broker")
             lines.append(f"  {p['topic']:<24} {p['partition']:>4} {p.get('state', ''):<16} "
                          f"{p['source_log_start_offset']:>10} {p['source_high_watermark']:>10} "
-                         f"{p['shadow_high_watermark']:>10} {p['lag']:>8} "
+                         f"{p['shadow_high_watermark']:>10} {'?' if p['lag'] is None else p['lag']:>8} "
                          f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10} {'-' if leader is None else leader:>10}")
             if p.get("reason") and p.get("state") != "ACTIVE":
                 lines.append(f"      {p['reason']}")
-    lines.append(f"  total lag: {sum(p['lag'] for p in doc.get('partitions', []))} records")
+    unknown = sum(p["lag"] is None for p in doc.get("partitions", []))
+    total = f"  total lag: {sum(p['lag'] or 0 for p in doc.get('partitions', []))} records"
+    if unknown:
+        total += f" (and {unknown} partition{'s' * (unknown != 1)} whose source high watermark is not known yet)"
+    lines.append(total)
     return "\n".join(lines)
 
 

@@ -55,6 +55,10 @@ class TopicMetadata:
 Listener = Callable[[], None]
 
 
+class DataDirError(Exception):
+    """The data directory cannot be used by this broker (another cluster's, or its metadata is unreadable)."""
+
+
 class MetadataStore:
     FILE = "cluster-metadata.json"
 
@@ -77,10 +81,13 @@ class MetadataStore:
     def _load(self) -> None:
         if not self._path.exists():
             return
-        data = json.loads(self._path.read_text())
+        try:
+            data = json.loads(self._path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataDirError(f"{self._path} is not readable cluster metadata: {exc}") from None
         stored_id = data.get("cluster_id", "")
         if self.cluster_id and stored_id and stored_id != self.cluster_id:
-            raise ValueError(f"data dir belongs to cluster {stored_id}, not {self.cluster_id}")
+            raise DataDirError(f"data dir {self._path.parent} belongs to cluster {stored_id}, not {self.cluster_id}")
         self.cluster_id = stored_id or self.cluster_id
         self._topics = {t["name"]: TopicMetadata.from_json(t) for t in data.get("topics", [])}
         self._broker_configs = dict(data.get("broker_configs", {}))

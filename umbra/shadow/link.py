@@ -404,7 +404,9 @@ class ShadowLink:
     def refresh_metrics(self) -> None:
         if self.engine is not None:
             for tp, rep in self.engine.replicators.items():
-                self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(rep.lag)
+                lag = rep.lag
+                if lag is not None:
+                    self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(lag)
         self._update_topic_gauges()
 
     def status(self) -> dict[str, Any]:
@@ -424,13 +426,14 @@ class ShadowLink:
                 log_ = self.broker.logs.get(topic, partition)
                 hw = log_.high_watermark if log_ is not None else -1
                 source_start, source_hw = self.last_source_offsets.get((topic, partition), (-1, -1))
+                lag = max(source_hw - hw, 0) if source_hw >= 0 else None
                 if entry["state"] == ShadowTopicState.FAILED_OVER:
-                    source_start, source_hw = -1, -1  # an ordinary topic now: no source to lag behind
+                    source_start, source_hw, lag = -1, -1, 0  # an ordinary topic now: no source to lag behind
                 partitions.append({"topic": topic, "partition": partition, "state": entry["state"],
                                    "reason": entry.get("reason", ""), "source_log_start_offset": source_start,
                                    "source_high_watermark": source_hw,
                                    "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
-                                   "shadow_high_watermark": hw, "lag": max(source_hw - hw, 0) if source_hw >= 0 else 0,
+                                   "shadow_high_watermark": hw, "lag": lag,
                                    "ms_since_last_batch": None, "gaps": 0, "skipped_records": 0,
                                    **IDLE_PARTITION_FIELDS})
         partitions.sort(key=lambda p: (p["topic"], p["partition"]))
@@ -443,7 +446,9 @@ class ShadowLink:
                 "topics": [{"topic": t, "state": e["state"], "reason": e.get("reason", "")}
                            for t, e in sorted(topics.items())],
                 "tasks": tasks, "conflicts": dict(self.conflicts), "partitions": partitions,
-                "total_lag": sum(p["lag"] for p in partitions),
+                "total_lag": sum(p["lag"] or 0 for p in partitions),
+                # False while some partition's source high watermark is unknown: total_lag leaves it out.
+                "total_lag_complete": all(p["lag"] is not None for p in partitions),
                 "source_capabilities": self._capabilities.to_json(),
                 "start_point_checks": dict(self.engine.start_point_checks) if self.engine is not None else {},
                 "events": list(self.events)}

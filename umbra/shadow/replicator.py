@@ -128,9 +128,10 @@ class PartitionReplicator:
         return self.tp, self.leader_epoch
 
     @property
-    def lag(self) -> int:
+    def lag(self) -> int | None:
+        """Records behind the source; None while the source's high watermark is not known yet."""
         if self.source_high_watermark < 0:
-            return 0
+            return None
         return max(self.source_high_watermark - self.log.high_watermark, 0)
 
     def set_state(self, state: TaskState, reason: str = "") -> None:

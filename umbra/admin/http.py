@@ -1,7 +1,8 @@
-"""Admin HTTP server (aiohttp): /v1/health and /metrics."""
+"""Admin HTTP server (aiohttp): /v1/health, /metrics, /v1/storage, and the shadow-link API."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from umbra.admin import shadow_api
+from umbra.errors import KafkaStorageError
 
 if TYPE_CHECKING:
     from umbra.server.broker import Broker
@@ -22,6 +24,8 @@ class AdminServer:
         self.app = web.Application()
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/v1/storage", self.storage)
+        self.app.router.add_post("/v1/storage/recover", self.recover_storage)
         shadow_api.routes(self.app, lambda: self.broker.shadow)
         self._runner: web.AppRunner | None = None
 
@@ -44,9 +48,31 @@ class AdminServer:
         return web.json_response({"status": "ok", "node_id": b.node_id, "cluster_id": b.metadata.cluster_id,
                                   "topics": len(b.metadata.topics())})
 
+    def _offline(self) -> list[dict[str, Any]]:
+        return [{"topic": log_.topic, "partition": log_.partition, "reason": log_.offline_reason}
+                for log_ in self.broker.logs.all_logs() if log_.offline_reason is not None]
+
+    async def storage(self, request: web.Request) -> web.Response:
+        """The partitions a storage error took offline (disk full, I/O errors), with the reason."""
+        return web.json_response({"offline": self._offline()})
+
+    async def recover_storage(self, request: web.Request) -> web.Response:
+        """Bring offline partitions back from their files (on a worker thread: recovery reads segments).
+        Those that still fail stay offline, with the new reason."""
+        recovered = []
+        for log_ in [log_ for log_ in self.broker.logs.all_logs() if log_.offline_reason is not None]:
+            try:
+                await asyncio.to_thread(log_.bring_online)
+            except KafkaStorageError:
+                continue
+            self.broker.notifier.notify((log_.topic, log_.partition))
+            recovered.append({"topic": log_.topic, "partition": log_.partition, "log_end_offset": log_.log_end_offset})
+        return web.json_response({"recovered": recovered, "offline": self._offline()})
+
     async def metrics(self, request: web.Request) -> web.Response:
         metrics = self.broker.metrics
         metrics.partitions.set(len(self.broker.logs.all_logs()))
+        metrics.offline_partitions.set(sum(log_.offline_reason is not None for log_ in self.broker.logs.all_logs()))
         metrics.connections.set(self.broker.connection_count)
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)

@@ -21,6 +21,9 @@ class BrokerMetrics:
                                             registry=self.registry)
         self.connections = Gauge("umbra_connections", "Open client connections", registry=self.registry)
         self.partitions = Gauge("umbra_partitions", "Partitions hosted", registry=self.registry)
+        self.offline_partitions = Gauge("umbra_offline_partitions",
+                                        "Partitions a storage error took offline (see GET /v1/storage)",
+                                        registry=self.registry)
         self.log_cleaner_passes = Counter("umbra_log_cleaner_passes", "Log cleaner passes that rewrote segments",
                                           ["topic"], registry=self.registry)
         self.log_cleaner_records_removed = Counter("umbra_log_cleaner_records_removed",

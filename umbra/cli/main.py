@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 from umbra import __version__
 from umbra.cli import shadow as shadow_cli
+from umbra.cli import storage as storage_cli
+from umbra.cli.adminapi import AdminError
 from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other setting, e.g. --set fsync_before_ack=true (repeatable)")
     shadow_cli.add_parser(sub, _Parser)
+    storage_cli.add_parser(sub, _Parser)
     return parser
 
 
@@ -104,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_broker(broker_config_from_args(args))
         if args.command == "shadow":
             return shadow_cli.run(args)
-    except (CliError, ConfigError, shadow_cli.AdminError) as exc:
+        if args.command == "storage":
+            return storage_cli.run(args)
+    except (CliError, ConfigError, AdminError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)
         return 2
     except DataDirError as exc:

@@ -14,12 +14,10 @@ from typing import Any
 
 import yaml
 
-DEFAULT_ADMIN_URL = "http://127.0.0.1:9644"
+from umbra.cli.adminapi import DEFAULT_ADMIN_URL, AdminError
+from umbra.cli.adminapi import call as _call
+
 STATUS_TEXT_EVENTS = 8  # the most recent link events that `status` prints
-
-
-class AdminError(Exception):
-    """An admin API call failed; the message is one line."""
 
 
 def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -48,26 +46,6 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     delete = cmds.add_parser("delete", help="delete a link")
     delete.add_argument("name")
     delete.add_argument("--force", action="store_true", help="fail over active topics first")
-
-
-def _call(base: str, method: str, path: str, body: Any = None) -> Any:
-    url = base.rstrip("/") + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            message = exc.reason
-        raise AdminError(str(message)) from None
-    except urllib.error.URLError as exc:
-        raise AdminError(f"cannot reach the admin API at {base}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:
-        raise AdminError(f"admin API at {base}: {exc}") from None
 
 
 def _load_spec(path: str) -> Any:

@@ -13,7 +13,7 @@ from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
-from umbra.errors import InvalidTopic, PolicyViolation, UnknownTopicOrPartition
+from umbra.errors import InvalidTopic, KafkaStorageError, PolicyViolation, UnknownTopicOrPartition
 from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
 from umbra.server.notify import AppendNotifier
@@ -254,13 +254,10 @@ class Broker:
         for log_ in self.logs.all_logs():
             try:
                 log_.maybe_flush(now)
-            except Exception:
-                log.exception("flush of %s failed", log_)
+            except KafkaStorageError:
+                pass  # the partition went offline, and said so
         if retention_due:
-            try:
-                self.logs.enforce_retention_all(now)
-            except Exception:
-                log.exception("retention failed")
+            self.logs.enforce_retention_all(now)
 
     async def _log_cleaner(self) -> None:
         """Compaction: one log at a time on a worker thread, then a pause (``log_cleaner_interval_ms``)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from umbra.client.errors import ClientError
 from umbra.client.reconnect import Backoff
 from umbra.client.settings import FetchSettings
-from umbra.errors import ErrorCode, KafkaError
+from umbra.errors import ErrorCode, KafkaError, KafkaStorageError
 from umbra.shadow.consistency import Consistency
 from umbra.shadow.replicator import (
     PartitionReplicator,
@@ -206,6 +206,13 @@ class ReplicationEngine:
         moving: list[tuple[PartitionReplicator, int, int]] = []
         missing: dict[int, int] = {}  # leaders not in the source's metadata -> partitions they lead
         for rep in list(self.replicators.values()):
+            if rep.waiting_for_storage:
+                if rep.log.offline_reason is not None:
+                    unrouted = True  # look again later
+                    continue
+                rep.waiting_for_storage, rep.verified = False, False
+                rep.set_state(TaskState.STARTING, "storage online again")
+                self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: storage online again; replication resumes")
             if rep.stopped or rep.state is TaskState.FAULTED:
                 continue
             name = f"{rep.tp[0]}-{rep.tp[1]}"
@@ -374,9 +381,17 @@ class ReplicationEngine:
             rep.source_log_start_offset = fetched.log_start_offset
         log_ = rep.log
         if append_error is not None:
-            rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {append_error}")
             link.metrics.errors.labels(link.spec.name, append_error.code.name).inc()
-            loop.remove(rep.tp)
+            self.detach(rep)
+            if isinstance(append_error, KafkaStorageError):
+                # The shadow's own disk: the partition waits until it is online again (umbra storage recover).
+                rep.set_state(TaskState.FAULTED, f"storage offline: {append_error}")
+                rep.waiting_for_storage = True
+                link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: {append_error}; replication resumes once the "
+                                  f"partition is back online", logging.ERROR)
+                self.request_reroute()
+            else:
+                rep.set_state(TaskState.FAULTED, f"cannot append fetched batches: {append_error}")
             return
         if planned is not None and rep.appended:
             rep.appended = False

@@ -95,7 +95,7 @@ class LogCleaner:
         """Clean ``log`` if its policy compacts and it is dirty enough (``force`` ignores the dirty ratio).
         Returns what was done, or None when nothing was due."""
         with self._busy:
-            if self._stop.is_set():
+            if self._stop.is_set() or log.offline_reason is not None:
                 return None
             view = log.cleaning_view()
             if not view.config.compacts:

@@ -48,6 +48,13 @@ class _IndexFile:
             os.fsync(self._fd)
             self._dirty = False
 
+    def take_unsynced(self) -> list[int]:
+        """A duplicate of the fd if it has unsynced writes (see ``Segment.unsynced_fds``)."""
+        if not self._dirty or self._fd < 0:
+            return []
+        self._dirty = False
+        return [os.dup(self._fd)]
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

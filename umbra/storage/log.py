@@ -7,15 +7,24 @@ All public methods take an internal lock, so reads may run on a worker thread wh
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, overload
 
-from umbra.errors import DuplicateSequence, InvalidRecord, KafkaError, MessageTooLarge, OffsetOutOfRange
+from umbra.errors import (
+    DuplicateSequence,
+    InvalidRecord,
+    KafkaError,
+    KafkaStorageError,
+    MessageTooLarge,
+    OffsetOutOfRange,
+)
 from umbra.records.batch import (
     BatchHeader,
     check_client_batch,
@@ -27,7 +36,7 @@ from umbra.records.batch import (
 )
 from umbra.records.crc import Buffer
 from umbra.records.records import Record, decode_batch
-from umbra.storage.checkpoint import read_offset, write_offset
+from umbra.storage.checkpoint import fsync_directory, read_offset, write_offset
 from umbra.storage.compaction import CleaningView, require_keys
 from umbra.storage.config import LogConfig
 from umbra.storage.leader_epoch import LeaderEpochCache
@@ -82,16 +91,22 @@ class Log:
         self._last_flush_ms: int | None = None  # on the caller's clock; None = baseline at next maybe_flush
         self._lock = threading.RLock()
         self._closed = False
+        self._offline: str | None = None  # why the partition is offline after a storage error
+        # Directory entries not yet fsynced: a new segment's (this directory), a new partition's (its parent).
+        self._unsynced_directories: set[Path] = set()
 
     # ---- opening and recovery ----------------------------------------------------------------------------
     @classmethod
     def open(cls, directory: Path, topic: str, partition: int, config: LogConfig) -> Log:
+        created = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in list(directory.glob("*" + DELETED_SUFFIX)) + list(directory.glob("*.tmp")):
             leftover.unlink(missing_ok=True)
         finish_interrupted_swaps(directory)
         log = cls(directory, topic, partition, config)
         log._load()
+        if created:
+            log._unsynced_directories.update((directory.parent, directory))
         return log
 
     def _load(self) -> None:
@@ -172,6 +187,7 @@ class Log:
     def append_as_leader(self, record_set: Buffer, *, leader_epoch: int, now_ms: int) -> AppendResult:
         """Append producer batches, assigning offsets from the log end offset."""
         with self._lock:
+            self._require_online()
             buf = _writable(record_set)
             headers = validate_record_set(buf)
             for header in headers:
@@ -200,9 +216,10 @@ class Log:
                 stamped_header = parse_header(buf, header.position)
                 stamped.append(stamped_header)
                 next_offset = stamped_header.next_offset
-            self._write(buf, stamped, now_ms)
-            if self.epoch_cache.assign(leader_epoch, stamped[0].base_offset):
-                self.epoch_cache.persist()
+            with self._storage_guard():
+                self._write(buf, stamped, now_ms)
+                if self.epoch_cache.assign(leader_epoch, stamped[0].base_offset):
+                    self.epoch_cache.persist()
             return AppendResult(stamped[0].base_offset, stamped[-1].last_offset,
                                 now_ms if log_append_time else -1, self._log_start_offset)
 
@@ -214,6 +231,7 @@ class Log:
         ``leader_epoch`` is stamped on every batch (shadow links); ``None`` keeps the stamped epochs (followers).
         """
         with self._lock:
+            self._require_online()
             leo = self.log_end_offset
             if expected_start_offset != leo:
                 raise LogEndOffsetMismatch(f"{self.name}: append expected at {expected_start_offset}, "
@@ -232,12 +250,13 @@ class Log:
                 for header in headers:
                     write_partition_leader_epoch(buf, header.position, leader_epoch)
                 headers = [header._replace(partition_leader_epoch=leader_epoch) for header in headers]
-            self._write(buf, headers, now_ms if now_ms is not None else int(time.time() * 1000))
-            changed = False
-            for header in headers:
-                changed |= self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
-            if changed:
-                self.epoch_cache.persist()
+            with self._storage_guard():
+                self._write(buf, headers, now_ms if now_ms is not None else int(time.time() * 1000))
+                changed = False
+                for header in headers:
+                    changed |= self.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
+                if changed:
+                    self.epoch_cache.persist()
             return AppendResult(headers[0].base_offset, headers[-1].last_offset, -1, self._log_start_offset)
 
     def _write(self, buf: bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> None:
@@ -267,6 +286,70 @@ class Log:
         relative = [header._replace(position=header.position - start) for header in group]
         segment.append(view[start : group[-1].end_position], relative, self.config.index_interval_bytes)
 
+    @contextmanager
+    def _storage_guard(self) -> Iterator[None]:
+        """Run an append's writes. On any storage error (disk full, I/O error) undo all of them, data and index
+        files alike, and take the partition offline: a retry can never land beside a half-written copy."""
+        active, count, end = self._segments[-1], len(self._segments), self.log_end_offset
+        mark, epochs, unflushed = active.mark(), list(self.epoch_cache.entries), self._unflushed_messages
+        try:
+            yield
+        except (OSError, KafkaStorageError) as exc:
+            cause = exc.__cause__ if isinstance(exc, KafkaStorageError) and exc.__cause__ is not None else exc
+            keep = self._segments.index(active) + 1 if active in self._segments else count - 1
+            for segment in self._segments[keep:]:  # segments this append rolled to
+                with suppress(OSError):
+                    segment.delete()
+            del self._segments[keep:]
+            del self._bases[keep:]
+            try:
+                if active in self._segments:
+                    active.restore(mark)
+                else:  # the append rolled away from an empty active segment: put an empty one back
+                    self._add_segment(Segment(self.directory, active.base_offset, fresh=True))
+            except OSError as undo_error:
+                logger.error("%s: could not undo a failed append (%s); recovery will cut it on restart",
+                             self.name, undo_error)
+            self.producer_state.truncate_to(end)
+            self.epoch_cache.entries = epochs
+            self._unflushed_messages = unflushed
+            self._go_offline(f"an append failed: {cause}")
+            raise KafkaStorageError(f"{self.name} is offline: an append failed: {cause}") from exc
+
+    def _go_offline(self, reason: str) -> None:
+        if self._offline is None:
+            logger.error("%s is offline: %s", self.name, reason)
+        self._offline = reason
+
+    def _require_online(self) -> None:
+        if self._offline is not None:
+            raise KafkaStorageError(f"{self.name} is offline: {self._offline}")
+
+    @property
+    def offline_reason(self) -> str | None:
+        """Why the partition is offline (a storage error), or None while it serves."""
+        return self._offline
+
+    def bring_online(self) -> None:
+        """Re-open an offline partition from its files, recovery cutting whatever a failed write left (the
+        operator freed space, or the disk came back). Raises KafkaStorageError if it still cannot be."""
+        with self._lock:
+            if self._offline is None:
+                return
+            for segment in self._segments:
+                with suppress(OSError):
+                    segment.close()
+            self._segments, self._bases = [], []
+            self.producer_state = ProducerStateManager()
+            self.epoch_cache = LeaderEpochCache(self.directory)
+            try:
+                self._load()
+            except OSError as exc:
+                self._offline = f"recovery failed: {exc}"
+                raise KafkaStorageError(f"{self.name} is still offline: {self._offline}") from exc
+            logger.warning("%s is online again at log end offset %d", self.name, self.log_end_offset)
+            self._offline = None
+
     def _should_roll(self, header: BatchHeader, pending_bytes: int, now_ms: int) -> bool:
         segment = self._segments[-1]
         if header.last_offset - segment.base_offset > _MAX_RELATIVE_OFFSET:
@@ -291,6 +374,7 @@ class Log:
     def _add_segment(self, segment: Segment) -> None:
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
+        self._unsynced_directories.add(self.directory)
 
     # ---- reads -------------------------------------------------------------------------------------------
     @overload
@@ -310,6 +394,7 @@ class Log:
         ``os.sendfile``, and a read that crosses segments as a list of parts; the caller closes the regions
         (``region.close_regions``). Without it, the result is always bytes or a memoryview."""
         with self._lock:
+            self._require_online()
             leo = self.log_end_offset
             if fetch_offset < self._log_start_offset or fetch_offset > leo:
                 raise OffsetOutOfRange(f"{self.name}: offset {fetch_offset} is outside "
@@ -354,6 +439,7 @@ class Log:
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``log_start_offset`` with timestamp >= target."""
         with self._lock:
+            self._require_online()
             for index, segment in enumerate(self._segments):
                 if segment.max_timestamp < timestamp_ms:
                     continue
@@ -371,6 +457,7 @@ class Log:
     def max_timestamp(self) -> tuple[int, int]:
         """(offset, timestamp) of the record with the largest timestamp; (-1, -1) for an empty log."""
         with self._lock:
+            self._require_online()
             best: Segment | None = None
             for segment in self._segments:
                 if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
@@ -390,6 +477,7 @@ class Log:
         ``current_epoch`` is the epoch this log is led at now, which ends at the log end offset even before
         anything was appended in it."""
         with self._lock:
+            self._require_online()
             if 0 <= current_epoch <= epoch and current_epoch >= self.epoch_cache.latest_epoch:
                 return current_epoch, self.log_end_offset
             return self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
@@ -398,6 +486,7 @@ class Log:
     def truncate_to(self, offset: int) -> None:
         """Drop every batch holding offsets >= ``offset``; the log end offset becomes <= ``offset``."""
         with self._lock:
+            self._require_online()
             if offset >= self.log_end_offset:
                 return
             index = bisect_right(self._bases, offset) - 1
@@ -422,6 +511,7 @@ class Log:
     def restart_at(self, offset: int) -> None:
         """Drop everything and continue, empty, at ``offset`` (a new shadow partition adopting its source's start)."""
         with self._lock:
+            self._require_online()
             self._truncate_fully(offset)
             # Nothing is below the new start, so everything up to it counts as replicated.
             self._high_watermark = offset
@@ -448,6 +538,7 @@ class Log:
         """DeleteRecords / prefix truncation: offsets below ``offset`` become unreadable; whole segments below
         it are deleted. Persisted atomically."""
         with self._lock:
+            self._require_online()
             if offset > self._high_watermark:
                 raise OffsetOutOfRange(f"{self.name}: cannot move log start offset to {offset}, "
                                        f"above the high watermark {self._high_watermark}")
@@ -467,7 +558,7 @@ class Log:
     def enforce_retention(self, now_ms: int) -> int:
         """Delete whole non-active segments past retention.ms / retention.bytes; returns bytes deleted."""
         with self._lock:
-            if not self.config.deletes:
+            if not self.config.deletes or self._offline is not None:
                 return 0
             deleted = 0
             retention_ms = self.config.retention_ms
@@ -536,12 +627,30 @@ class Log:
             self.config = config
 
     def flush(self) -> None:
-        """fsync data and index files of every segment with unsynced writes."""
+        """fsync data and index files with unsynced writes, and the directory entries of new segments and of
+        a new partition. The fsyncs run without the log lock (on duplicates of the fds), so appends on the
+        event loop never wait for the disk. A failed fsync takes the partition offline."""
         with self._lock:
-            for segment in self._segments:
-                segment.flush()
-            self.recovery_point = self.log_end_offset
-            self._unflushed_messages = 0
+            if self._offline is not None or self._closed:
+                return
+            end, unflushed = self.log_end_offset, self._unflushed_messages
+            fds = [fd for segment in self._segments for fd in segment.unsynced_fds()]
+            directories, self._unsynced_directories = self._unsynced_directories, set()
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+                fsync_directory(directory)
+        except OSError as exc:
+            with self._lock:
+                self._go_offline(f"fsync failed: {exc}")
+            raise KafkaStorageError(f"{self.name} is offline: fsync failed: {exc}") from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
+        with self._lock:
+            self.recovery_point = max(self.recovery_point, end)
+            self._unflushed_messages = max(self._unflushed_messages - unflushed, 0)
             self._last_flush_ms = None
 
     def maybe_flush(self, now_ms: int) -> bool:
@@ -549,20 +658,22 @@ class Log:
         with self._lock:
             if self._last_flush_ms is None or self.recovery_point == self.log_end_offset:
                 self._last_flush_ms = now_ms
-            if self.recovery_point == self.log_end_offset:
+            if self.recovery_point == self.log_end_offset or self._offline is not None:
                 return False
             by_count = self.config.flush_messages is not None and self._unflushed_messages >= self.config.flush_messages
             by_time = self.config.flush_ms is not None and now_ms - self._last_flush_ms >= self.config.flush_ms
             if not (by_count or by_time):
                 return False
-            self.flush()
+        self.flush()
+        with self._lock:
             self._last_flush_ms = now_ms
-            return True
+        return True
 
     def close(self) -> None:
+        with suppress(KafkaStorageError):  # an offline partition has nothing more to keep
+            self.flush()
         with self._lock:
             self._closed = True
-            self.flush()
             for segment in self._segments:
                 segment.close()
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from umbra.errors import KafkaStorageError
 from umbra.storage.config import LogConfig
 from umbra.storage.log import Log
 
@@ -90,7 +91,10 @@ class LogManager:
 
     def flush_all(self) -> None:
         for log in self.all_logs():
-            log.flush()
+            try:
+                log.flush()
+            except KafkaStorageError:
+                pass  # that partition went offline, and said so; the others are flushed
 
     def close_all(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from umbra.errors import KafkaStorageError
@@ -112,6 +113,19 @@ class SegmentScan:
             self.valid_bytes = position
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentMark:
+    """A segment's state before an append, to undo that append with :meth:`Segment.restore`."""
+
+    size: int
+    next_offset: int
+    max_timestamp: int
+    offset_of_max_timestamp: int
+    rolling_base_ms: int | None
+    bytes_since_index_entry: int
+    record_count_unflushed: int
+
+
 class Segment:
     """A segment's files and the in-memory facts about them (size, next offset, max timestamp)."""
 
@@ -196,6 +210,31 @@ class Segment:
         for header in headers:
             self.track(header, start + header.position, index_interval_bytes)
             self.record_count_unflushed += header.record_count
+
+    def mark(self) -> SegmentMark:
+        return SegmentMark(self.size, self.next_offset, self.max_timestamp, self.offset_of_max_timestamp,
+                           self.rolling_base_ms, self._bytes_since_index_entry, self.record_count_unflushed)
+
+    def restore(self, mark: SegmentMark) -> None:
+        """Undo every append after ``mark``: the file and both indexes are cut back (raises OSError if the
+        file cannot be; recovery on the next open then cuts what is left)."""
+        self.size, self.next_offset = mark.size, mark.next_offset
+        self.max_timestamp, self.offset_of_max_timestamp = mark.max_timestamp, mark.offset_of_max_timestamp
+        self.rolling_base_ms = mark.rolling_base_ms
+        self._bytes_since_index_entry = mark.bytes_since_index_entry
+        self.record_count_unflushed = mark.record_count_unflushed
+        self.truncate_to_position(mark.size, mark.next_offset)
+
+    def unsynced_fds(self) -> list[int]:
+        """Duplicates of the fds with writes not yet fsynced (the caller fsyncs and closes them, without the
+        log lock: a dup stays valid if the segment is closed or deleted meanwhile). Marks them synced."""
+        fds = []
+        if self._dirty and self._fd >= 0:
+            fds.append(os.dup(self._fd))
+            self._dirty = False
+        fds += self.offset_index.take_unsynced() + self.time_index.take_unsynced()
+        self.record_count_unflushed = 0
+        return fds
 
     def _undo_partial_write(self, size: int) -> None:
         try:

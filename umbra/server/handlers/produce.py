@@ -13,8 +13,16 @@ import time
 from typing import Any
 
 from umbra.cluster.configs import min_insync_replicas
-from umbra.errors import ErrorCode, InvalidRecord, InvalidRequiredAcks, KafkaError, UnknownTopicOrPartition
+from umbra.errors import (
+    ErrorCode,
+    InvalidRecord,
+    InvalidRequiredAcks,
+    KafkaError,
+    KafkaStorageError,
+    UnknownTopicOrPartition,
+)
 from umbra.server.handlers import RequestContext, handles
+from umbra.storage.log import Log
 
 # A single broker: every partition has one replica, always in sync.
 IN_SYNC_REPLICAS = 1
@@ -31,7 +39,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
     acks = request.acks
     now_ms = int(time.time() * 1000)
     responses = []
-    to_flush = []
+    to_flush: list[tuple[Log, dict[str, Any]]] = []
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions = []
@@ -57,18 +65,24 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                 log.high_watermark = log.log_end_offset
                 broker.notifier.notify((name, pdata.index))
                 broker.metrics.produced_bytes.inc(len(pdata.records))
+                entry = {"index": pdata.index, "error_code": 0, "base_offset": result.base_offset,
+                         "log_append_time_ms": result.log_append_time_ms, "log_start_offset": result.log_start_offset,
+                         "record_errors": [], "error_message": None}
                 if acks == -1 and broker.config.fsync_before_ack:
-                    to_flush.append(log)
-                partitions.append({"index": pdata.index, "error_code": 0, "base_offset": result.base_offset,
-                                   "log_append_time_ms": result.log_append_time_ms,
-                                   "log_start_offset": result.log_start_offset, "record_errors": [],
-                                   "error_message": None})
+                    to_flush.append((log, entry))
+                partitions.append(entry)
             except KafkaError as exc:
                 partitions.append(_partition_error(pdata.index, exc))
         responses.append({"name": name, "partition_responses": partitions})
     if to_flush:
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, log.flush) for log in to_flush))
+        outcomes = await asyncio.gather(*(loop.run_in_executor(None, log.flush) for log, _ in to_flush),
+                                        return_exceptions=True)
+        for (_, entry), outcome in zip(to_flush, outcomes, strict=True):
+            if isinstance(outcome, KafkaStorageError):  # written, but not made durable: not acknowledged
+                entry.update(_partition_error(entry["index"], outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
     if acks == 0:
         return None
     return {"responses": responses, "throttle_time_ms": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +13,16 @@ DEFAULT_ADMIN_URL = "http://127.0.0.1:9644"
 
 class AdminError(Exception):
     """An admin API call failed; the message is one line."""
+
+
+def admin_command(sub: Any, name: str, help_text: str, whose: str,
+                  parser_class: type[argparse.ArgumentParser]) -> Any:
+    """Add the subcommand ``name`` that talks to a broker's admin API; returns its own subcommand parsers
+    (the chosen one lands in ``<name>_command``)."""
+    command = sub.add_parser(name, help=help_text)
+    command.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
+                         help=f"{whose} admin API (default {DEFAULT_ADMIN_URL})")
+    return command.add_subparsers(dest=f"{name}_command", required=True, parser_class=parser_class)
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> Any:

@@ -14,17 +14,15 @@ from typing import Any
 
 import yaml
 
-from umbra.cli.adminapi import DEFAULT_ADMIN_URL, AdminError
+from umbra.cli.adminapi import AdminError, admin_command
 from umbra.cli.adminapi import call as _call
 
 STATUS_TEXT_EVENTS = 8  # the most recent link events that `status` prints
 
 
 def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    shadow = sub.add_parser("shadow", help="shadow links (run against the shadow cluster)")
-    shadow.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
-                        help=f"the shadow cluster's admin API (default {DEFAULT_ADMIN_URL})")
-    cmds = shadow.add_subparsers(dest="shadow_command", required=True, parser_class=parser_class)
+    cmds = admin_command(sub, "shadow", "shadow links (run against the shadow cluster)", "the shadow cluster's",
+                         parser_class)
     create = cmds.add_parser("create", help="create a link from a YAML spec")
     create.add_argument("--config", required=True, help="the link spec (YAML)")
     cmds.add_parser("list", help="list links")

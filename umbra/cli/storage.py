@@ -6,14 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from umbra.cli.adminapi import DEFAULT_ADMIN_URL, call
+from umbra.cli.adminapi import admin_command, call
 
 
 def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    storage = sub.add_parser("storage", help="offline partitions (disk full, I/O errors) and their recovery")
-    storage.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
-                         help=f"the broker's admin API (default {DEFAULT_ADMIN_URL})")
-    cmds = storage.add_subparsers(dest="storage_command", required=True, parser_class=parser_class)
+    cmds = admin_command(sub, "storage", "offline partitions (disk full, I/O errors) and their recovery",
+                         "the broker's", parser_class)
     status = cmds.add_parser("status", help="list offline partitions and why")
     status.add_argument("--format", choices=("text", "json"), default="text")
     cmds.add_parser("recover", help="bring offline partitions back from their files (after freeing space)")

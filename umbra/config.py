@@ -55,6 +55,11 @@ class BrokerConfig:
     cluster_id: str | None = None
     # Requests larger than this close the connection (Kafka: socket.request.max.bytes).
     max_request_bytes: int = 104857600
+    # Request bytes buffered before they are handled, over every connection; a connection that needs more
+    # stops reading until there is room (Kafka: queued.max.request.bytes). At least max_request_bytes.
+    queued_max_request_bytes: int = 268435456
+    max_connections: int = 10000  # [max.connections]: a connection over it is closed at once
+    max_connections_per_ip: int = 1000  # [max.connections.per.ip]
     auto_create_topics: bool = True
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -134,13 +139,17 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "log_segment_ms", "log_retention_check_interval_ms", "message_max_bytes",
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
-                "offsets_topic_segment_bytes")
+                "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
+                "max_connections_per_ip")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")
     for key in ("log_retention_ms", "log_retention_bytes"):
         if getattr(config, key) < -1:
             raise ConfigError(f"{key}: must be -1 (unlimited) or >= 0, got {getattr(config, key)}")
+    if config.queued_max_request_bytes < config.max_request_bytes:
+        raise ConfigError(f"queued_max_request_bytes: must be at least max_request_bytes ({config.max_request_bytes}), "
+                          f"got {config.queued_max_request_bytes}")
     if config.node_id < 0:
         raise ConfigError(f"node_id: must be >= 0, got {config.node_id}")
     if config.group_initial_rebalance_delay_ms < 0:

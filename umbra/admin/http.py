@@ -74,6 +74,9 @@ class AdminServer:
         metrics.partitions.set(len(self.broker.logs.all_logs()))
         metrics.offline_partitions.set(sum(log_.offline_reason is not None for log_ in self.broker.logs.all_logs()))
         metrics.connections.set(self.broker.connection_count)
+        metrics.connections_refused.set(self.broker.connection_limits.refused)
+        metrics.request_memory.set(self.broker.request_memory.used)
+        metrics.request_memory_waits.set(self.broker.request_memory.waits)
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
         if self.broker.shadow is not None:

@@ -20,6 +20,15 @@ class BrokerMetrics:
                                             "Record bytes sent to fetchers from segment files with os.sendfile",
                                             registry=self.registry)
         self.connections = Gauge("umbra_connections", "Open client connections", registry=self.registry)
+        self.connections_refused = Gauge("umbra_connections_refused",
+                                         "Connections closed at once for max_connections / max_connections_per_ip",
+                                         registry=self.registry)
+        self.request_memory = Gauge("umbra_request_memory_bytes",
+                                    "Request bytes buffered and not yet handled (queued_max_request_bytes bounds it)",
+                                    registry=self.registry)
+        self.request_memory_waits = Gauge("umbra_request_memory_waits",
+                                          "Times a connection stopped reading to wait for request memory",
+                                          registry=self.registry)
         self.partitions = Gauge("umbra_partitions", "Partitions hosted", registry=self.registry)
         self.offline_partitions = Gauge("umbra_offline_partitions",
                                         "Partitions a storage error took offline (see GET /v1/storage)",

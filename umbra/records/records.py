@@ -141,8 +141,10 @@ def build_batch(
     return bytes(batch)
 
 
-def decode_batch(buf: Buffer, position: int = 0) -> tuple[BatchHeader, list[Record]]:
-    """Decode the batch at ``position`` into its header and records (decompressing as needed).
+def decode_batch(buf: Buffer, position: int = 0, *, max_decompressed: int = codecs.DEFAULT_DECOMPRESSED_LIMIT
+                 ) -> tuple[BatchHeader, list[Record]]:
+    """Decode the batch at ``position`` into its header and records (decompressing as needed, to at most
+    ``max_decompressed`` bytes).
 
     The CRC is not checked here (use ``validate_record_set`` for untrusted input); malformed record
     bytes raise :class:`CorruptMessage`. LogAppendTime batches report maxTimestamp for every record.
@@ -156,7 +158,7 @@ def decode_batch(buf: Buffer, position: int = 0) -> tuple[BatchHeader, list[Reco
         raise CorruptMessage("batch length overruns the buffer")
     body: Buffer = view[position + HEADER_SIZE : end]
     if header.compression:
-        body = codecs.decompress(header.compression, body)
+        body = codecs.decompress(header.compression, body, max_decompressed)
     log_append_time = header.timestamp_type == LOG_APPEND_TIME
     records: list[Record] = []
     cursor = 0
@@ -187,6 +189,8 @@ def decode_batch(buf: Buffer, position: int = 0) -> tuple[BatchHeader, list[Reco
             records.append(Record(header.base_offset + offset_delta, timestamp, key, value, record_headers))
     except UnicodeDecodeError as exc:
         raise CorruptMessage(f"header key is not UTF-8: {exc}") from exc
+    if cursor != len(body):
+        raise CorruptMessage(f"{len(body) - cursor} bytes after the batch's {header.record_count} records")
     return header, records
 
 

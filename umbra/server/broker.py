@@ -13,9 +13,10 @@ from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
-from umbra.errors import InvalidTopic, KafkaStorageError, PolicyViolation, UnknownTopicOrPartition
+from umbra.errors import CorruptMessage, InvalidTopic, KafkaStorageError, PolicyViolation, UnknownTopicOrPartition
 from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
+from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.producer_ids import ProducerIdManager
 from umbra.server.sendfile import shutdown_executor as shutdown_sendfile_executor
@@ -42,6 +43,8 @@ class Broker:
         self.producer_ids = ProducerIdManager(config.data_dir)
         self.acls = AclStore(config.data_dir)
         self.notifier = AppendNotifier()
+        self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
+        self.connection_limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.leader_epoch = self.metadata.bump_leader_epoch()
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
@@ -55,6 +58,7 @@ class Broker:
         self.fetch_sessions: Any = None
         self.metrics = BrokerMetrics()
         self.cleaner = LogCleaner()
+        self._uncleanable: dict[str, int] = {}  # log -> its end offset when the cleaner could not decode it
         self._housekeeping_busy = threading.Lock()  # held while flushes/retention run on a worker thread
         self._closing_logs = False
         self.listen_port = config.listen.port
@@ -266,9 +270,15 @@ class Broker:
             for log_ in self.logs.all_logs():
                 if not log_.config.compacts:
                     continue
+                if self._uncleanable.get(log_.name) == log_.log_end_offset:
+                    continue
                 try:
                     result = await asyncio.to_thread(self.cleaner.clean_log, log_, now_ms())
-                except Exception:
+                except CorruptMessage as exc:  # a stored batch it cannot decode (a bomb, damaged bytes)
+                    self._uncleanable[log_.name] = log_.log_end_offset
+                    log.error("log cleaner cannot clean %s: %s; it tries again once the log changes", log_.name, exc)
+                    continue
+                except Exception:  # a bug: said with its traceback, and the cleaner goes on with the next log
                     log.exception("log cleaner failed on %s", log_.name)
                     continue
                 if result is not None and result.segments_written:

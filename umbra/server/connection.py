@@ -53,7 +53,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.broker = broker
         self.id = next(_ids)
         self.peer = "?"
-        self._frames = FrameDecoder(broker.config.max_request_bytes)
+        self._memory = broker.request_memory
+        self._frames = FrameDecoder(broker.config.max_request_bytes, budget=self._memory)
+        self._ip: str | None = None  # counted in the broker's connection limits
         self._queue: deque[bytearray] = deque()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
@@ -69,6 +71,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._transport = stream = cast(asyncio.Transport, transport)  # uvloop's TCPTransport
         peer = stream.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        ip = peer[0] if peer else "?"
+        if not self.broker.connection_limits.admit(ip):
+            self._closing = True
+            stream.abort()
+            return
+        self._ip = ip
         stream.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._task = self.broker.spawn_connection_task(self._run(), self)
 
@@ -86,18 +94,52 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
             return
+        self._take(frames)
+
+    def _take(self, frames: list[bytearray]) -> None:
         if frames:
             self._queue.extend(frames)
             self._wakeup.set()
-            if len(self._queue) >= _MAX_QUEUED and not self._paused and self._transport is not None:
-                self._paused = True
-                self._transport.pause_reading()
+        if self._frames.blocked:  # no room in the request memory pool: read on once requests are handled
+            self._pause()
+            self._memory.wait(self._memory_available)
+        elif len(self._queue) >= _MAX_QUEUED:
+            self._pause()
+
+    def _pause(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused and not self._frames.blocked and len(self._queue) < _MAX_QUEUED // 2 \
+                and self._transport is not None and not self._closing:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def _memory_available(self) -> None:
+        if self._closing:
+            return
+        try:
+            self._take(self._frames.resume())
+        except FrameError as exc:
+            log.warning("closing connection %s: %s", self.peer, exc)
+            self.close()
+            return
+        self._resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._abort_send.set()
         self._drained.set()
         self._wakeup.set()
+        self._memory.forget(self._memory_available)
+        self._frames.discard()
+        self._memory.release(sum(len(frame) for frame in self._queue))
+        self._queue.clear()
+        if self._ip is not None:
+            self.broker.connection_limits.leave(self._ip)
+            self._ip = None
 
     def pause_writing(self) -> None:
         self._drained.clear()
@@ -121,10 +163,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     await self._wakeup.wait()
                     continue
                 frame = self._queue.popleft()
-                if self._paused and len(self._queue) < _MAX_QUEUED // 2 and self._transport is not None:
-                    self._paused = False
-                    self._transport.resume_reading()
-                response = await self._handle_frame(frame)
+                self._resume()
+                try:
+                    response = await self._handle_frame(frame)
+                finally:
+                    self._memory.release(len(frame))
                 if response is None:
                     continue
                 if self._closing or self._transport is None:

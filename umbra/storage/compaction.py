@@ -54,10 +54,10 @@ class FilteredBatch:
     records_removed: int
 
 
-def require_keys(buf: Buffer, headers: Sequence[BatchHeader], log_name: str) -> None:
+def require_keys(buf: Buffer, headers: Sequence[BatchHeader], log_name: str, max_decompressed: int) -> None:
     """Producer batches for a compacted topic: every record needs a key (Kafka: INVALID_RECORD)."""
     for header in headers:
-        _, records = decode_batch(buf, header.position)
+        _, records = decode_batch(buf, header.position, max_decompressed=max_decompressed)
         if any(record.key is None for record in records):
             raise InvalidRecord(f"Compacted topic cannot accept message without key in topic partition {log_name}")
 

@@ -12,6 +12,10 @@ CREATE_TIME = "CreateTime"
 LOG_APPEND_TIME = "LogAppendTime"
 
 
+# How many times max.message.bytes (at least 1 MiB) a batch may decompress to. Real data compresses 3-20 times.
+DECOMPRESSION_RATIO_LIMIT = 64
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     """Kafka topic-level log settings.
@@ -55,6 +59,13 @@ class LogConfig:
             raise InvalidConfig("delete.retention.ms and min.compaction.lag.ms must not be negative")
         if self.max_compaction_lag_ms < 1 or self.max_compaction_lag_ms < self.min_compaction_lag_ms:
             raise InvalidConfig("max.compaction.lag.ms must be at least 1 and at least min.compaction.lag.ms")
+
+    @property
+    def max_decompressed_bytes(self) -> int:
+        """The most a batch of this log may decompress to when the broker decodes it (producing to a compacted
+        topic, validating produced records, compaction, ListOffsets by time): anything bigger is a
+        decompression bomb and fails with CORRUPT_MESSAGE."""
+        return max(self.max_message_bytes, 1 << 20) * DECOMPRESSION_RATIO_LIMIT
 
     @property
     def roll_ms(self) -> int:

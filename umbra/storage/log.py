@@ -36,6 +36,7 @@ from umbra.records.batch import (
 )
 from umbra.records.crc import Buffer
 from umbra.records.records import Record, decode_batch
+from umbra.records.validation import validate_records
 from umbra.storage.checkpoint import fsync_directory, read_offset, write_offset
 from umbra.storage.compaction import CleaningView, require_keys
 from umbra.storage.config import LogConfig
@@ -195,8 +196,9 @@ class Log:
                 if header.size_in_bytes > self.config.max_message_bytes:
                     raise MessageTooLarge(f"batch of {header.size_in_bytes} bytes exceeds max.message.bytes "
                                           f"{self.config.max_message_bytes}")
+            validate_records(buf, headers, self.config.max_decompressed_bytes)
             if self.config.compacts:
-                require_keys(buf, headers, self.name)
+                require_keys(buf, headers, self.name, self.config.max_decompressed_bytes)
             pending: dict[int, tuple[int, int]] = {}
             for header in headers:
                 duplicate = self.producer_state.check(header, pending)
@@ -434,7 +436,8 @@ class Log:
                 yield segment, header
 
     def _decode(self, segment: Segment, header: BatchHeader) -> list[Record]:
-        return decode_batch(segment.read(header.position, header.size_in_bytes))[1]
+        return decode_batch(segment.read(header.position, header.size_in_bytes),
+                            max_decompressed=self.config.max_decompressed_bytes)[1]
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``log_start_offset`` with timestamp >= target."""

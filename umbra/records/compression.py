@@ -16,6 +16,7 @@ import lz4.frame
 import zstandard
 
 from umbra.errors import CorruptMessage, UnsupportedCompressionType
+from umbra.protocol.varint import VarintError, read_uvarint
 from umbra.records.crc import Buffer
 
 NONE = 0
@@ -137,16 +138,10 @@ def _check_framed_snappy_size(data: bytes, limit: int) -> None:
 
 
 def _uvarint(data: bytes, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if position >= len(data) or shift > 35:
-            raise CorruptMessage("truncated snappy length")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
+    try:
+        return read_uvarint(data, position)
+    except VarintError as exc:
+        raise CorruptMessage(f"snappy length: {exc}") from None
 
 
 def _xerial_snappy_decompress(data: bytes, limit: int) -> bytes:

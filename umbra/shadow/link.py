@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from umbra.client import versions as api
@@ -104,7 +105,7 @@ class SyncTask:
                 pass
 
     def status(self) -> dict[str, Any]:
-        return {"task": self.name, "state": str(self.state), "reason": self.reason}
+        return {"task": self.name, "state": str(self.state), "reason": self.reason, "last_run_ms": self.last_run_ms}
 
 
 class ShadowLink:
@@ -348,6 +349,8 @@ class ShadowLink:
         return False
 
     async def sync_acls_now(self) -> None:
+        """Create here the source's ACLs the link selects; delete those this syncer created that the source no
+        longer has. ACLs this cluster has of its own are never deleted, even when the source had the same."""
         assert self.source is not None
         if not await self.source.supports(api.DESCRIBE_ACLS):
             raise SyncUnsupported("the source has no DescribeAcls: ACLs are not synced")
@@ -357,22 +360,20 @@ class ShadowLink:
             if self._acl_selected(acl.resource_type, acl.resource_name, acl.pattern_type):
                 wanted.add(AclBinding.from_codes(acl.resource_type, acl.resource_name, acl.pattern_type,
                                                  acl.principal, acl.host, acl.operation, acl.permission_type))
+        record = self.manager.record(self.spec.name)
+        if record is None:
+            return  # deleted meanwhile
         store = self.broker.acls
-        entry = self.broker.metadata.shadow_links().get(self.spec.name, {})
-        previously = {AclBinding.from_codes(*b) for b in entry.get("synced_acls", [])}
         existing = set(store.all())
         to_add = sorted(wanted - existing, key=str)
-        to_remove = sorted(previously - wanted, key=str)
+        to_remove = sorted(record.created_acls - wanted, key=str)
         if to_add:
             store.add(to_add)
         if to_remove:
             store.delete([AclFilter.exactly(b) for b in to_remove])
-        if to_add or to_remove or previously != wanted:
-            entry["synced_acls"] = [[int(b.resource_type), b.resource_name, int(b.pattern_type), b.principal, b.host,
-                                     int(b.operation), int(b.permission_type)] for b in sorted(wanted, key=str)]
-            entry.setdefault("spec", self.spec.to_json())
-            entry["state"] = str(self.state)
-            self.broker.metadata.put_shadow_link(self.spec.name, entry)
+        created = (record.created_acls - set(to_remove)) | set(to_add)
+        if created != record.created_acls:
+            self.manager.save_record(replace(record, created_acls=frozenset(created)))
             log.info("link %s: ACLs +%d -%d", self.spec.name, len(to_add), len(to_remove))
 
     # --- the source's capabilities, events ---------------------------------

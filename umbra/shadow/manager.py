@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from umbra.cluster.configs import TopicMutation
 from umbra.cluster.metadata import TopicMetadata
 from umbra.errors import ErrorCode, KafkaError, PolicyViolation
 from umbra.shadow.link import ShadowLink
+from umbra.shadow.records import LinkRecord
 from umbra.shadow.spec import LinkSpec, SpecError, parse_link_spec
 from umbra.shadow.state import LinkState, ShadowTopicState
 
@@ -48,13 +50,14 @@ class ShadowLinkManager:
 
     # --- lifecycle -----------------------------------------------------
     async def start(self) -> None:
-        for name, entry in self.broker.metadata.shadow_links().items():
+        for name in self.broker.metadata.shadow_links():
             try:
-                spec = parse_link_spec(entry["spec"])
-            except SpecError as exc:
+                record = self.record(name)
+            except (SpecError, ValueError, KeyError) as exc:
                 log.error("stored shadow link %s is invalid and stays stopped: %s", name, exc)
                 continue
-            link = ShadowLink(self, spec, LinkState(entry.get("state", "ACTIVE")))
+            assert record is not None
+            link = ShadowLink(self, record.spec, record.state)
             self.links[name] = link
             await link.start()
 
@@ -114,8 +117,21 @@ class ShadowLinkManager:
             raise LinkError(404, f"shadow link {name!r} does not exist")
         return link
 
+    # --- link records ----------------------------------------------------
+    def record(self, name: str) -> LinkRecord | None:
+        """The link's stored record (None if there is none)."""
+        doc = self.broker.metadata.shadow_links().get(name)
+        return LinkRecord.from_json(doc) if doc is not None else None
+
+    def save_record(self, record: LinkRecord) -> None:
+        self.broker.metadata.put_shadow_link(record.name, record.to_json())
+
     def _persist(self, link: ShadowLink) -> None:
-        self.broker.metadata.put_shadow_link(link.spec.name, {"spec": link.spec.to_json(), "state": str(link.state)})
+        """Store the link's spec and state; the rest of its record (what its syncers created) is kept."""
+        current = self.record(link.spec.name)
+        if current is None:
+            current = LinkRecord(link.spec, link.state)
+        self.save_record(replace(current, spec=link.spec, state=link.state))
 
     def list_links(self) -> list[dict[str, Any]]:
         return [{"name": name, "state": str(link.state), "source": list(link.spec.source.bootstrap_servers),

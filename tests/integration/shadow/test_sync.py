@@ -9,6 +9,7 @@ DescribeAcls, Fetch) or the link's status.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -202,3 +203,65 @@ def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its
     assert reports and reports[0] is not None and reports[0].code() == KafkaError.TOPIC_EXCEPTION, reports
     assert {t: st[0] for t, st in topic_states(shadow).items()} == {"gone": "FAULTED", "reborn": "FAULTED",
                                                                      "kept": "ACTIVE"}
+
+
+def test_acl_revocations_follow_across_pause_update_and_restart(clusters) -> None:
+    """The link remembers which ACLs it created: a revocation on the source while the link is paused, updated or
+    restarted still reaches the shadow, and an ACL the shadow had of its own is never deleted."""
+    source, shadow = clusters
+    create_topic(source.bootstrap, "acl-a", partitions=1)
+    source_admin, shadow_admin = admin(source), admin(shadow)
+    own = _acl("acl-a", principal="User:carol")  # the shadow's own, and the source's too
+    for future in shadow_admin.create_acls([own], request_timeout=TIMEOUT).values():
+        future.result(timeout=TIMEOUT)
+    revocable = [_acl("acl-a", principal=f"User:{who}") for who in ("pause", "update", "restart")]
+    for future in source_admin.create_acls([own, *revocable], request_timeout=TIMEOUT).values():
+        future.result(timeout=TIMEOUT)
+    create_link(shadow, link_spec(source, prefixes=("acl-",)))
+    everything = {_key(b) for b in (own, *revocable)}
+    wait_until(lambda: _acl_keys(shadow) == everything, timeout=TIMEOUT,
+               message=lambda: f"the source's ACLs on the shadow: {_acl_keys(shadow)}")
+
+    def revoke(binding: AclBinding) -> None:
+        acl_filter = AclBindingFilter(binding.restype, binding.name, binding.resource_pattern_type,
+                                      binding.principal, binding.host, binding.operation, binding.permission_type)
+        for future in source_admin.delete_acls([acl_filter], request_timeout=TIMEOUT).values():
+            assert len(future.result(timeout=TIMEOUT)) == 1
+
+    # Paused: the revocation waits, then lands on resume.
+    assert admin_call(shadow, "POST", "/v1/shadow-links/dr/pause")[0] == 200
+    revoke(revocable[0])
+    assert admin_call(shadow, "POST", "/v1/shadow-links/dr/resume")[0] == 200
+    expected = everything - {_key(revocable[0])}
+    wait_until(lambda: _acl_keys(shadow) == expected, timeout=TIMEOUT,
+               message=lambda: f"revoked while paused: {_acl_keys(shadow)}")
+
+    # Updated (the spec replaced): what the link created is still known.
+    revoke(revocable[1])
+    spec = link_spec(source, prefixes=("acl-",))
+    spec["topics"]["sync_interval"] = "400ms"
+    assert admin_call(shadow, "PUT", "/v1/shadow-links/dr", spec)[0] == 200
+    expected -= {_key(revocable[1])}
+    wait_until(lambda: _acl_keys(shadow) == expected, timeout=TIMEOUT,
+               message=lambda: f"revoked across an update: {_acl_keys(shadow)}")
+
+    # Restarted with the revocation made while the shadow was down.
+    shadow.stop()
+    revoke(revocable[2])
+    shadow.start()
+    expected -= {_key(revocable[2])}
+    wait_until(lambda: _acl_keys(shadow) == expected, timeout=TIMEOUT,
+               message=lambda: f"revoked across a restart: {_acl_keys(shadow)}")
+
+    # The source drops the ACL the shadow had of its own: the shadow keeps it (two ACL syncs later).
+    revoked_ms = int(time.time() * 1000)
+    revoke(own)
+
+    def acl_sync_ran_since(ms: int) -> bool:
+        task = next(t for t in link_status(shadow)["tasks"] if t["task"] == "acl-sync")
+        return task["state"] == "ACTIVE" and (task["last_run_ms"] or 0) > ms
+
+    wait_until(lambda: acl_sync_ran_since(revoked_ms), timeout=TIMEOUT, message="an ACL sync after the revocation")
+    second = int(time.time() * 1000)
+    wait_until(lambda: acl_sync_ran_since(second), timeout=TIMEOUT, message="another ACL sync")
+    assert _acl_keys(shadow) == {_key(own)}

@@ -32,10 +32,16 @@ async def _body(request: web.Request) -> Any:
 def routes(app: web.Application, manager_of: Callable[[], ShadowLinkManager]) -> None:
     def guarded(fn: Callable[[web.Request, ShadowLinkManager], Awaitable[Any]], status: int = 200) -> Handler:
         async def handler(request: web.Request) -> web.Response:
+            manager = manager_of()
+            metadata = manager.broker.metadata
+            version = metadata.version
             try:
-                return web.json_response(await fn(request, manager_of()), status=status)
+                result = await fn(request, manager)
             except LinkError as exc:
                 return _error(exc.status, str(exc))
+            if metadata.version != version:
+                await metadata.persisted()  # no answer before the change is on disk
+            return web.json_response(result, status=status)
 
         return handler
 

@@ -1,17 +1,25 @@
 """The local metadata store: the single-node control-plane backend.
 
-Topics (name, id, partition count, config overrides) and dynamic broker
-configs live in ``<data_dir>/cluster-metadata.json``, replaced atomically
-(write, fsync, rename) on every change. Readers get frozen snapshots.
+Topics (name, id, partition count, config overrides), dynamic broker configs and shadow links live in
+``<data_dir>/cluster-metadata.json``, replaced atomically (write, fsync, rename). Readers get frozen snapshots.
+
+A change is visible at once; the file is written by one writer thread, never on the caller's (the event loop
+must not wait for a disk). Changes made together inside :meth:`MetadataStore.batch` are one write, and writes
+that queue up while one is under way are merged into the next. A caller that must not answer before its
+change is durable awaits :meth:`MetadataStore.persisted`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -72,10 +80,20 @@ class MetadataStore:
         self._listeners: list[Listener] = []
         self._leader_epoch = -1  # the epoch this node last led its partitions at (see bump_leader_epoch)
         self.cluster_id = cluster_id or ""
+        # Writing: changes are numbered; the writer thread writes the newest snapshot and says which number
+        # it covers, so persisted() knows when a change is on disk.
+        self._batch_depth = 0
+        self._batched = False
+        self._version = 0
+        self._written = 0
+        self._snapshot: tuple[int, str] | None = None  # the newest (version, JSON) not yet written
+        self._write_lock = threading.Lock()
+        self._writing: Future[None] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata-writer")
         self._load()
         if not self.cluster_id:
             self.cluster_id = uuid.uuid4().hex[:22]
-            self._save()
+            self._save_now()
 
     # --- persistence -------------------------------------------------
     def _load(self) -> None:
@@ -95,13 +113,16 @@ class MetadataStore:
         self._shadow_topics = dict(data.get("shadow_topics", {}))
         self._leader_epoch = int(data.get("leader_epoch", -1))
 
-    def _save(self) -> None:
+    def _serialize(self) -> str:
         data = {"cluster_id": self.cluster_id, "topics": [t.to_json() for t in self._topics.values()],
                 "broker_configs": self._broker_configs, "shadow_links": self._shadow_links,
                 "shadow_topics": self._shadow_topics, "leader_epoch": self._leader_epoch}
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    def _write_file(self, text: str) -> None:
         tmp = self._path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._path)
@@ -111,10 +132,78 @@ class MetadataStore:
         finally:
             os.close(dir_fd)
 
+    def _save_now(self) -> None:
+        """Write on the caller's thread (start-up only, before anything else uses the store)."""
+        self._version += 1
+        self._write_file(self._serialize())
+        self._written = self._version
+
+    def _save(self) -> None:
+        """Hand the current state to the writer thread."""
+        self._version += 1
+        with self._write_lock:
+            self._snapshot = (self._version, self._serialize())
+            if self._writing is None or self._writing.done():
+                self._writing = self._writer.submit(self._write_pending)
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._write_lock:
+                pending, self._snapshot = self._snapshot, None
+                if pending is None:
+                    return
+            version, text = pending
+            self._write_file(text)
+            self._written = version
+
     def _changed(self) -> None:
+        if self._batch_depth:
+            self._batched = True
+            return
         self._save()
         for listener in list(self._listeners):
             listener()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Changes made inside are written (and announced to subscribers) once, when the outermost ends."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if not self._batch_depth and self._batched:
+                self._batched = False
+                self._changed()
+
+    @property
+    def version(self) -> int:
+        """How many changes were made: compare before and after an operation to know whether it changed anything."""
+        return self._version
+
+    async def persisted(self) -> None:
+        """Wait until every change made so far is on disk (raises the writer's OSError if it failed)."""
+        target = self._version
+        while self._written < target:
+            with self._write_lock:
+                writing = self._writing
+            if writing is None:
+                return
+            await asyncio.wrap_future(writing)
+
+    def flush(self) -> None:
+        """Block until every change made so far is on disk (shutdown, tests)."""
+        target = self._version
+        while self._written < target:
+            with self._write_lock:
+                writing = self._writing
+            if writing is None:
+                return
+            writing.result()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.shutdown(wait=True)
 
     def bump_leader_epoch(self) -> int:
         """A new leader epoch for every partition of this (single) node, persisted before it is used.
@@ -124,7 +213,7 @@ class MetadataStore:
         KIP-595), which is how a tail lost in a crash is told from data still to come.
         """
         self._leader_epoch += 1
-        self._save()
+        self._save_now()  # before any partition is led at it
         return self._leader_epoch
 
     def subscribe(self, listener: Listener) -> None:

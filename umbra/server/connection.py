@@ -267,8 +267,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return None
         ctx = RequestContext(self.broker, header, self.peer, self.id)
+        metadata_version = self.broker.metadata.version
         try:
             result = await handler.handle(ctx, body)
+            if self.broker.metadata.version != metadata_version:
+                await self.broker.metadata.persisted()  # no answer before the change it made is on disk
         except KafkaError as exc:
             log.info("%s v%d from %s failed: %s %s", handler.name, header.api_version, self.peer, exc.code.name, exc)
             result = error_response(header.api_key, header.api_version, int(exc.code))

@@ -67,7 +67,7 @@ class ReplicationEngine:
         self._router: asyncio.Task[None] | None = None
         # One writer thread per link: appends stay in order, and the event loop keeps receiving meanwhile.
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
-        self._writes: set[asyncio.Future[dict[TopicPartition, KafkaError]]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()  # work on the writer thread, awaited by drain_writes
         self._side_tasks: set[asyncio.Task[None]] = set()  # short jobs (out-of-range handling), owned here
         self.start_point_checks: Counter[str] = Counter()  # outcome -> count, since the link started here
         self._missing_leaders: set[int] = set()  # source leaders absent from the source's metadata
@@ -301,17 +301,18 @@ class ReplicationEngine:
                 rep.set_state(TaskState.LINK_UNAVAILABLE, "ListOffsets on the source failed: "
                                                           f"{ErrorCode(first.error_code or last.error_code).name}")
                 continue
-            self._position(rep, first.offset, last.offset, by_time.get(rep.tp))
+            await self._position(rep, first.offset, last.offset, by_time.get(rep.tp))
 
-    def _position(self, rep: PartitionReplicator, earliest: int, latest: int, found: ListedOffset | None) -> None:
+    async def _position(self, rep: PartitionReplicator, earliest: int, latest: int, found: ListedOffset | None
+                        ) -> None:
         log_ = rep.log
         start_at = self.link.spec.topics.start_at
         rep.source_log_start_offset, rep.source_high_watermark = earliest, latest
         if start_at.kind == "latest" or earliest == latest:
             # Nothing at or above the source's high watermark exists yet, so no batch can straddle it.
             start = latest
-            if start > 0:
-                log_.restart_at(start)
+            if start > 0:  # files are deleted and a checkpoint written: on the writer thread
+                await asyncio.get_running_loop().run_in_executor(self.writer, log_.restart_at, start)
                 self.link.broker.notifier.notify(rep.tp)
         elif start_at.kind == "timestamp":
             start = found.offset if found is not None and found.offset >= 0 else latest
@@ -365,6 +366,10 @@ class ReplicationEngine:
                 errors[rep.tp] = exc
         return errors
 
+    def _track(self, write: asyncio.Future[Any]) -> None:
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
     async def drain_writes(self) -> None:
         """Wait for appends already on the writer thread (after fencing, so that none can follow)."""
         while self._writes:
@@ -400,15 +405,15 @@ class ReplicationEngine:
             rep.last_batch_monotonic = time.monotonic()
             link.metrics.bytes.labels(link.spec.name).inc(planned.end)
             link.metrics.batches.labels(link.spec.name).inc(planned.batches)
-            if rep.fresh:
-                # A new shadow partition starts where the source's data does, mid-batch or not.
-                rep.fresh = False
-                start = max(planned.first_base_offset, rep.source_log_start_offset)
-                if log_.log_start_offset < start <= log_.high_watermark:
-                    log_.advance_log_start_offset(start)
-        source_start = rep.source_log_start_offset
-        if log_.log_start_offset < source_start <= log_.high_watermark:
-            log_.advance_log_start_offset(source_start)  # follow the source's retention and DeleteRecords
+        # Follow the source's log start (retention, DeleteRecords); a new shadow partition starts where the
+        # source's data does, mid-batch or not. Moving it deletes files: on the writer thread, after the appends.
+        start = rep.source_log_start_offset
+        if rep.fresh and planned is not None:
+            rep.fresh = False
+            start = max(planned.first_base_offset, start)
+        if log_.log_start_offset < start <= log_.high_watermark and start > rep.start_requested:
+            rep.start_requested = start
+            self._track(asyncio.get_running_loop().run_in_executor(self.writer, _advance_start, rep, start))
         if rep.state is not TaskState.ACTIVE:
             rep.set_state(TaskState.ACTIVE)
 
@@ -464,3 +469,13 @@ class ReplicationEngine:
         if rep.tp in self.replicators and self.replicators[rep.tp] is rep:
             rep.source_broker = None
             self.request_reroute()
+
+
+def _advance_start(rep: PartitionReplicator, offset: int) -> None:
+    """On the writer thread: move the shadow partition's log start offset (never after failover fencing)."""
+    if rep.stopped:
+        return
+    try:
+        rep.log.advance_log_start_offset(offset)
+    except KafkaError as exc:  # moved below it meanwhile (a truncation), or the partition went offline
+        log.info("%s-%d: log start offset not moved to %d: %s", rep.tp[0], rep.tp[1], offset, exc)

@@ -204,24 +204,27 @@ class ShadowLinkManager:
                 if unknown:
                     raise LinkError(404, f"not shadow topics of link {name!r}: {', '.join(unknown)}")
                 targets = sorted(set(topics))
-            for topic in targets:
-                if self.topic_state(topic) is not ShadowTopicState.FAILED_OVER:
-                    self.set_topic_state(topic, ShadowTopicState.FAILING_OVER, "failover requested")
+            with self.broker.metadata.batch():  # one write for the whole failover, however many topics
+                for topic in targets:
+                    if self.topic_state(topic) is not ShadowTopicState.FAILED_OVER:
+                        self.set_topic_state(topic, ShadowTopicState.FAILING_OVER, "failover requested")
         link.schedule_failover(targets)
         return {"link": name, "topics": targets}
 
     def finish_failover(self, link: ShadowLink, topics: list[str]) -> None:
         """Called by the link once replication of ``topics`` has stopped: they become ordinary topics."""
-        for topic in topics:
-            for log_ in self.broker.logs.all_logs():
-                if log_.topic == topic:
-                    # A new idempotent producer must never collide with a replicated producer id.
-                    self.broker.producer_ids.ensure_above(log_.max_producer_id)
-            self.set_topic_state(topic, ShadowTopicState.FAILED_OVER, "")
-        own = self.topics_of(link.spec.name)
-        if own and all(e["state"] == ShadowTopicState.FAILED_OVER for e in own.values()):
-            link.state = LinkState.FAILED_OVER
-            self._persist(link)
+        wanted = set(topics)
+        highest = max((log_.max_producer_id for log_ in self.broker.logs.all_logs() if log_.topic in wanted),
+                      default=-1)
+        # A new idempotent producer must never collide with a replicated producer id.
+        self.broker.producer_ids.ensure_above(highest)
+        with self.broker.metadata.batch():
+            for topic in topics:
+                self.set_topic_state(topic, ShadowTopicState.FAILED_OVER, "")
+            own = self.topics_of(link.spec.name)
+            if own and all(e["state"] == ShadowTopicState.FAILED_OVER for e in own.values()):
+                link.state = LinkState.FAILED_OVER
+                self._persist(link)
 
     async def delete(self, name: str, force: bool) -> dict[str, Any]:
         link = self._require(name)
@@ -239,9 +242,10 @@ class ShadowLinkManager:
         async with self._lock:
             await link.stop()
             del self.links[name]
-            for topic in self.topics_of(name):
-                self.broker.metadata.delete_shadow_topic(topic)
-            self.broker.metadata.delete_shadow_link(name)
+            with self.broker.metadata.batch():
+                for topic in self.topics_of(name):
+                    self.broker.metadata.delete_shadow_topic(topic)
+                self.broker.metadata.delete_shadow_link(name)
         return {"deleted": name}
 
     def status(self, name: str) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class PartitionReplicator:
         self.suspect = False
         self.start_point_check: str | None = None  # the last check's outcome (see umbra.shadow.startpoint)
         self.source_epochs = open_source_epochs(log_)  # the source's leader epochs of the batches held
+        self.start_requested = -1  # the log start offset last handed to the writer thread
         self.waiting_for_storage = False  # FAULTED by a storage error of the shadow's own: resumes when online
         self.truncations = 0
         self.truncated_records = 0

@@ -93,6 +93,10 @@ class Log:
         self._lock = threading.RLock()
         self._closed = False
         self._offline: str | None = None  # why the partition is offline after a storage error
+        # Segments dropped from the log whose files are not deleted yet: deleting (renames, unlinks) happens
+        # after the log lock is released, under _files_lock, which the event loop never takes.
+        self._doomed: list[Segment] = []
+        self._files_lock = threading.Lock()
         # Directory entries not yet fsynced: a new segment's (this directory), a new partition's (its parent).
         self._unsynced_directories: set[Path] = set()
 
@@ -133,7 +137,8 @@ class Log:
         self._high_watermark = leo
         self.recovery_point = leo
         while len(self._segments) > 1 and self._bases[1] <= self._log_start_offset:
-            self._delete_oldest_segment()  # a crash came between the checkpoint and the deletion
+            self._segments.pop(0).delete()  # a crash came between the checkpoint and the deletion
+            self._bases.pop(0)
         if self.epoch_cache.truncate_from_end(leo) or rebuild_epochs or self.epoch_cache.entries != loaded_epochs:
             self.epoch_cache.persist()
 
@@ -503,13 +508,14 @@ class Log:
                     segment.recompute_stats()
             if index < 0 or new_end < self._log_start_offset:
                 self._truncate_fully(offset)
-                return
-            for doomed in self._segments[index + 1 :]:
-                doomed.delete()
-            del self._segments[index + 1 :]
-            del self._bases[index + 1 :]
-            self._segments[-1].next_offset = max(self._segments[-1].next_offset, new_end)
-            self._after_truncation(self.log_end_offset)
+            else:
+                self._doomed += self._segments[index + 1 :]
+                del self._segments[index + 1 :]
+                del self._bases[index + 1 :]
+                self._segments[-1].next_offset = max(self._segments[-1].next_offset, new_end)
+                self._after_truncation(self.log_end_offset)
+        self._reap()
+        self._write_log_start_checkpoint()
 
     def restart_at(self, offset: int) -> None:
         """Drop everything and continue, empty, at ``offset`` (a new shadow partition adopting its source's start)."""
@@ -518,14 +524,17 @@ class Log:
             self._truncate_fully(offset)
             # Nothing is below the new start, so everything up to it counts as replicated.
             self._high_watermark = offset
+        self._reap()
+        self._write_log_start_checkpoint()
 
     def _truncate_fully(self, offset: int) -> None:
+        self._doomed += [segment for segment in self._segments if segment.base_offset != offset]
         for segment in self._segments:
-            segment.delete()
+            if segment.base_offset == offset:  # the fresh segment takes its files' names: gone at once
+                segment.delete()
         self._segments, self._bases = [], []
         self._add_segment(Segment(self.directory, offset, fresh=True))
         self._log_start_offset = offset
-        self._persist_log_start_offset()
         self.producer_state.clear()
         self.epoch_cache.clear()
         self._after_truncation(offset)
@@ -548,7 +557,6 @@ class Log:
             if offset <= self._log_start_offset:
                 return
             self._log_start_offset = offset
-            self._persist_log_start_offset()
             while len(self._segments) > 1 and self._bases[1] <= offset:
                 self._delete_oldest_segment()
             active = self._segments[-1]
@@ -557,6 +565,8 @@ class Log:
                 self._delete_oldest_segment()
             if self.epoch_cache.truncate_from_start(offset):
                 self.epoch_cache.persist()
+        self._reap()
+        self._write_log_start_checkpoint()
 
     def enforce_retention(self, now_ms: int) -> int:
         """Delete whole non-active segments past retention.ms / retention.bytes; returns bytes deleted."""
@@ -578,12 +588,15 @@ class Log:
                     freed = self._delete_oldest_segment()
                     size -= freed
                     deleted += freed
-            if self._bases[0] > self._log_start_offset:
+            moved = self._bases[0] > self._log_start_offset
+            if moved:
                 self._log_start_offset = self._bases[0]
-                self._persist_log_start_offset()
                 if self.epoch_cache.truncate_from_start(self._log_start_offset):
                     self.epoch_cache.persist()
-            return deleted
+        self._reap()
+        if moved:
+            self._write_log_start_checkpoint()
+        return deleted
 
     def _deletable_oldest(self) -> bool:
         return len(self._segments) > 1 and self._bases[1] <= self._high_watermark
@@ -591,11 +604,22 @@ class Log:
     def _delete_oldest_segment(self) -> int:
         segment = self._segments.pop(0)
         self._bases.pop(0)
-        segment.delete()
+        self._doomed.append(segment)
         return segment.size
 
-    def _persist_log_start_offset(self) -> None:
-        write_offset(self.directory / LOG_START_OFFSET_FILE, self._log_start_offset)
+    def _reap(self) -> None:
+        """Delete the files of segments the log dropped (outside the log lock)."""
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        if doomed:
+            with self._files_lock:
+                for segment in doomed:
+                    segment.delete()
+
+    def _write_log_start_checkpoint(self) -> None:
+        """Write the log start offset (durably) outside the log lock; the newest value always lands last."""
+        with self._files_lock:
+            write_offset(self.directory / LOG_START_OFFSET_FILE, self._log_start_offset)
 
     # ---- compaction (the cleaner in cleaner.py does the work off the lock) -------------------------------
     def cleaning_view(self) -> CleaningView:
@@ -619,10 +643,16 @@ class Log:
             if (self._segments[first : first + len(old)] != old or self._bases[first + len(old)] != end_offset
                     or [segment.size for segment in old] != sizes):
                 return False
-            commit_swap(new, old, end_offset)
             self._segments[first : first + len(old)] = [new]
             self._bases[first : first + len(old)] = [new.base_offset]
-            return True
+            # The files are swapped under _files_lock, not the log lock: the log already reads ``new`` (its fds
+            # stay valid through the renames), and a crash before the swap commits keeps the old segments.
+            self._files_lock.acquire()
+        try:
+            commit_swap(new, old, end_offset)
+        finally:
+            self._files_lock.release()
+        return True
 
     # ---- configuration, durability, lifecycle ------------------------------------------------------------
     def update_config(self, config: LogConfig) -> None:
@@ -672,9 +702,10 @@ class Log:
             self._last_flush_ms = now_ms
         return True
 
-    def close(self) -> None:
-        with suppress(KafkaStorageError):  # an offline partition has nothing more to keep
-            self.flush()
+    def close(self, *, flush: bool = True) -> None:
+        if flush:
+            with suppress(KafkaStorageError):  # an offline partition has nothing more to keep
+                self.flush()
         with self._lock:
             self._closed = True
             for segment in self._segments:

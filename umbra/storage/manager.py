@@ -68,6 +68,23 @@ class LogManager:
             self._logs[(topic, partition)] = log
             return log
 
+    def detach_partition(self, topic: str, partition: int) -> Path | None:
+        """Forget a deleted partition's log (closed without a flush: its data is going) and rename its directory
+        ``.deleted``, so the name is free for a new topic at once; returns the renamed directory, whose removal
+        (:func:`remove_directories`, slow for big logs) belongs on a worker thread."""
+        with self._lock:
+            log = self._logs.pop((topic, partition), None)
+        if log is not None:
+            log.close(flush=False)
+        path = self.data_dir / partition_dir_name(topic, partition)
+        if not path.exists():
+            return None
+        doomed = path.with_name(path.name + DELETED_DIR_SUFFIX)
+        if doomed.exists():
+            shutil.rmtree(doomed, ignore_errors=True)
+        path.rename(doomed)
+        return doomed
+
     def delete_partition(self, topic: str, partition: int) -> bool:
         """Close and remove a partition's log; the directory is renamed ``.deleted`` first so a crash mid-removal
         is finished at the next start. Returns whether anything was deleted."""
@@ -115,3 +132,9 @@ class LogManager:
     def maybe_flush_all(self, now_ms: int) -> None:
         for log in self.all_logs():
             log.maybe_flush(now_ms)
+
+
+def remove_directories(paths: list[Path]) -> None:
+    """Remove directories that ``detach_partition`` renamed (a crash meanwhile: removed at the next start)."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)

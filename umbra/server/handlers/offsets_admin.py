@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from umbra.errors import KafkaError, OffsetOutOfRange
@@ -86,8 +87,8 @@ async def handle_delete_records(ctx: RequestContext, request: Any) -> dict[str, 
                 offset = log.high_watermark if p.offset == -1 else p.offset
                 if offset < 0 or offset > log.high_watermark:
                     raise OffsetOutOfRange(f"offset {offset} is outside 0..{log.high_watermark} (high watermark)")
-                if offset > log.log_start_offset:
-                    log.advance_log_start_offset(offset)
+                if offset > log.log_start_offset:  # deletes segment files and writes a checkpoint: off the loop
+                    await asyncio.to_thread(log.advance_log_start_offset, offset)
                 entry["low_watermark"] = log.log_start_offset
             except KafkaError as exc:
                 entry["error_code"] = int(exc.code)

@@ -159,7 +159,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> dict[str, A
             result.update(name=topic.name, topic_id=topic.topic_id)
             refuse_if_internal(topic, "deleted")
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.DELETE)
-            ctx.broker.delete_topic(topic.name)
+            await ctx.broker.delete_topic(topic.name)
             log.info("deleted topic %r (%s)", topic.name, topic.topic_id)
         except Exception as exc:
             result["error_code"], result["error_message"] = error_fields(exc, f"deleting topic {name or topic_id}")

@@ -6,9 +6,11 @@ ApiVersions back to back (one request in flight, answered from memory): a probe 
 loop took to get to it. It prints, per case, the longest probe wait next to the median one.
 
 Cases:
-- flushes: 200 MB produced while a flush runs every 50 ms (log_flush_interval_ms), fsyncing segments;
+- produce: 10-KiB records at 25 MB/s for 8 s with acks=all, no flush (the baseline for the next case);
+- flushes: the same while a flush runs every 50 ms (log_flush_interval_ms), fsyncing segments;
 - retention: a topic of 400 small segments whose retention.ms is then cut, so retention deletes them;
-- compaction: 200 MB of keyed records in a compacted topic of small segments, cleaned;
+- compaction: 200 MB of keyed records (5,000 keys) in 4 MiB segments, then made compacted and cleaned
+  (probed while the cleaner runs, not while loading);
 - failover: a shadow link over 1,000 one-partition topics, failed over with --all;
 - delete: a 1,000-partition topic with data in every partition, deleted.
 
@@ -111,14 +113,27 @@ def admin(broker: BrokerProcess, method: str, path: str, body: Any = None) -> An
 
 # -- cases: each gets fresh brokers and returns the callable the probe watches ------------------------------
 
-def case_flushes(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
-    broker = start("broker", config={"log_flush_interval_ms": 50})
-    create_topic(broker.bootstrap, "flushed", partitions=3)
+def _produce_case(config: dict[str, Any]) -> Callable[[Callable[..., BrokerProcess]], Callable[[], None]]:
+    def case(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
+        broker = start("broker", config=config)
+        create_topic(broker.bootstrap, "flushed", partitions=3)
 
-    def run() -> None:
-        produce_values(broker.bootstrap, "flushed", 3, 10240, 200 * MIB // 10240,
-                       {"acks": "all", "linger.ms": 5, "batch.size": MIB})
-    return run
+        def run() -> None:  # 25 MB/s for 8 s: well below what the disk takes, so writeback does not throttle
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
+            value = os.urandom(10240)
+            started = time.monotonic()
+            for i in range(8 * 2500):
+                producer.produce("flushed", value, partition=i % 3)
+                if i % 250 == 0:
+                    producer.poll(0)
+                    time.sleep(max(0.0, started + i / 2500 - time.monotonic()))
+            assert producer.flush(60) == 0
+        return run
+    return case
+
+
+case_produce = _produce_case({})  # the baseline: the same load with no flush at all
+case_flushes = _produce_case({"log_flush_interval_ms": 50})
 
 
 def case_retention(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
@@ -140,21 +155,28 @@ def case_retention(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
 
 def case_compaction(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
     broker = start("broker", config={"log_cleaner_interval_ms": 100})
-    create_topic(broker.bootstrap, "compacted", partitions=1,
-                 config={"cleanup.policy": "compact", "segment.bytes": str(4 * MIB),
-                         "min.cleanable.dirty.ratio": "0.01"})
+    # Loaded as an ordinary topic; the case makes it compacted, and the cleaner goes.
+    configs = {"cleanup.policy": "delete", "segment.bytes": str(4 * MIB), "min.cleanable.dirty.ratio": "0.01",
+               "retention.ms": "-1"}
+    create_topic(broker.bootstrap, "compacted", partitions=1, config=configs)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "1", "linger.ms": 5})
+    value = os.urandom(1000)
+    for i in range(200 * 1000):
+        while True:
+            try:
+                producer.produce("compacted", value, b"key-%d" % (i % 5000), partition=0)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    assert producer.flush(300) == 0
+    del producer
 
     def run() -> None:
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "1", "linger.ms": 5})
-        value = os.urandom(1000)
-        for i in range(200 * 1000):
-            while True:
-                try:
-                    producer.produce("compacted", value, b"key-%d" % (i % 5000), partition=0)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-        assert producer.flush(300) == 0
+        client = AdminClient({"bootstrap.servers": broker.bootstrap})
+        resource = ConfigResource("topic", "compacted", set_config={**configs, "cleanup.policy": "compact"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.alter_configs([resource])[resource].result(30)
         metrics = broker.admin_url + "/metrics"
         wait_until(lambda: b"umbra_log_cleaner_passes_total{topic=\"compacted\"}" in
                    urllib.request.urlopen(metrics, timeout=10).read(), timeout=300, message="a cleaner pass")
@@ -199,7 +221,7 @@ def case_delete(start: Callable[..., BrokerProcess]) -> Callable[[], None]:
     return run
 
 
-CASES = {"flushes": case_flushes, "retention": case_retention, "compaction": case_compaction,
+CASES = {"produce": case_produce, "flushes": case_flushes, "retention": case_retention, "compaction": case_compaction,
          "failover": case_failover, "delete": case_delete}
 
 

@@ -18,6 +18,9 @@ from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
 
+SWITCH_INTERVAL_S = 0.001
+
+
 class CliError(Exception):
     pass
 
@@ -83,6 +86,11 @@ def run_broker(config: BrokerConfig) -> int:
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         pass
     from umbra.server.broker import Broker
+
+    # Worker threads (the log cleaner decoding records, the shadow writer) hold the GIL for up to the switch
+    # interval at a time; 5 ms by default is 5 ms the event loop, and every client, waits. 1 ms is measured
+    # in benchmarks/loop_stalls.py.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     async def serve() -> None:
         broker = Broker(config)

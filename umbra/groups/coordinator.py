@@ -173,7 +173,7 @@ class GroupCoordinator:
             try:
                 self._store.append([(records.offset_key(group_id, topic, partition), records.offset_value(value))
                                     for (topic, partition), value in accepted.items()], now)
-            except Exception as exc:
+            except (KafkaError, OSError) as exc:
                 log.warning("group %s: could not store %d offsets: %s", group_id, len(accepted), exc)
                 code = storage_error_code(exc)
                 results.update(dict.fromkeys(accepted, code))
@@ -238,7 +238,7 @@ class GroupCoordinator:
                 entries.append((records.group_key(group.group_id), None))
             try:
                 self._store.append(entries, now)
-            except Exception as exc:
+            except (KafkaError, OSError) as exc:
                 log.warning("group %s: could not expire offsets: %s", group.group_id, exc)
                 continue
             for tp in old:
@@ -268,7 +268,7 @@ class GroupCoordinator:
         now = self._clock()
         try:
             self._store.append([(records.offset_key(group_id, t, p), None) for t, p in doomed], now)
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             log.warning("group %s: could not delete offsets: %s", group_id, exc)
             return storage_error_code(exc), {}
         for tp in doomed:
@@ -305,7 +305,7 @@ class GroupCoordinator:
             entries.append((records.group_key(group_id), None))
             try:
                 self._store.append(entries, now)
-            except Exception as exc:
+            except (KafkaError, OSError) as exc:
                 log.warning("group %s: could not delete: %s", group_id, exc)
                 results[group_id] = storage_error_code(exc)
                 continue

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from umbra.errors import ErrorCode
+from umbra.errors import ErrorCode, KafkaError
 from umbra.groups.model import Group, GroupState, Member
 
 log = logging.getLogger("umbra.groups")
@@ -174,7 +174,7 @@ class Membership:
         if group.is_(GroupState.STABLE) and old.protocols == member.protocols:
             try:
                 self._persist_group(group)
-            except Exception as exc:
+            except (KafkaError, OSError) as exc:
                 log.warning("group %s: could not store the new member id of %s: %s", group.group_id,
                             req.group_instance_id, exc)
                 self._swap_member(group, member, old)
@@ -272,7 +272,7 @@ class Membership:
     def _persist_quietly(self, group: Group) -> None:
         try:
             self._persist_group(group)
-        except Exception as exc:  # the in-memory state stays right; only a restart would see the older record
+        except (KafkaError, OSError) as exc:  # the in-memory state stays right; only a restart would see the older record
             log.warning("group %s: could not store group metadata: %s", group.group_id, exc)
 
     # --- SyncGroup ---------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class Membership:
             member.assignment = assignments.get(member.member_id, b"")
         try:
             self._persist_group(group)
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             log.warning("group %s: could not store the assignment: %s", group.group_id, exc)
             for member in group.members.values():
                 member.assignment = b""

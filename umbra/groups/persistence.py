@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from umbra.errors import KafkaError
 from umbra.groups.model import Group, OffsetAndMetadata
 from umbra.records.batch import iter_batch_headers
 from umbra.records.records import build_batch, decode_batch
@@ -221,7 +222,7 @@ class GroupLog:
                     continue
                 try:
                     _, records = decode_batch(view, header.position)
-                except Exception as exc:  # a batch we cannot read must not stop the broker
+                except KafkaError as exc:  # a batch we cannot read (CorruptMessage) must not stop the broker
                     log.error("skipping unreadable batch at offset %d of the offsets log: %s", header.base_offset, exc)
                     continue
                 for record in records:

@@ -128,7 +128,40 @@ def decode_body(schema: ApiSchema, header: RequestHeader, frame: bytes | bytearr
         raise
     except Exception as exc:  # the codec raises many types on bad input
         raise ProtocolDecodeError(f"malformed {schema.name} v{header.api_version} request: {exc!r}", header) from None
+    problem = _null_where_forbidden(body, schema.request._struct.fields, header.api_version)
+    if problem is not None:
+        raise ProtocolDecodeError(f"malformed {schema.name} v{header.api_version} request: {problem} is null", header)
     return body
+
+
+_NULLABLE_KINDS = ("string", "bytes", "records")
+
+
+def _null_where_forbidden(value: Any, fields: dict[str, Any], version: int, path: str = "") -> str | None:
+    """The first field that holds a null its schema forbids at ``version``, or None.
+
+    The schema codec decodes a length of -1 as None for any array, string or bytes field, nullable or not, and
+    handlers iterate such fields: a forbidden null must be refused here, like any other malformed request."""
+    for name, field in fields.items():
+        if not field.for_version_q(version) or field.tagged_field_q(version):
+            continue
+        item = getattr(value, name, None)
+        where = f"{path}{name}"
+        if item is None:
+            kind = getattr(field, "_type_str", "")
+            if (field.is_array() or kind in _NULLABLE_KINDS) and not field.nullable_for_version_q(version):
+                return where
+            continue
+        if field.is_struct_array():
+            for element in item:
+                problem = _null_where_forbidden(element, field.fields, version, f"{where}[].")
+                if problem is not None:
+                    return problem
+        elif field.is_struct():
+            problem = _null_where_forbidden(item, field.fields, version, f"{where}.")
+            if problem is not None:
+                return problem
+    return None
 
 
 def decode_request(frame: bytes) -> tuple[RequestHeader, Any]:

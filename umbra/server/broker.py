@@ -13,7 +13,14 @@ from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
-from umbra.errors import CorruptMessage, InvalidTopic, KafkaStorageError, PolicyViolation, UnknownTopicOrPartition
+from umbra.errors import (
+    CorruptMessage,
+    InvalidTopic,
+    KafkaError,
+    KafkaStorageError,
+    PolicyViolation,
+    UnknownTopicOrPartition,
+)
 from umbra.security.acls import AclStore
 from umbra.server.handlers import load_all
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
@@ -162,7 +169,7 @@ class Broker:
             return None
         try:
             return self.create_topic(name, self.config.num_partitions)
-        except Exception as exc:  # an invalid name, or a race with another creator
+        except (KafkaError, OSError) as exc:  # an invalid name, or a race with another creator
             log.info("auto-creating topic %r failed: %s", name, exc)
             return self.metadata.topic(name)
 

@@ -306,8 +306,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                                                     "api_keys": supported_versions()})
             return encode_response(API_VERSIONS, 0, header.correlation_id, body)
         schema = SCHEMAS[header.api_key]
-        if header.api_version > schema.response.max_version:
-            self.close()
+        if not schema.response.min_version <= header.api_version <= schema.response.max_version:
+            self.close()  # no response can be encoded at a version the schema does not have
             return None
         response = error_response(header.api_key, header.api_version, int(ErrorCode.UNSUPPORTED_VERSION))
         return encode_response(header.api_key, header.api_version, header.correlation_id, response)

@@ -158,15 +158,12 @@ class ReplicationEngine:
             self._reroute.clear()
             try:
                 unrouted = await self._route()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # unreachable source, or anything unexpected: report, back off, go on
-                if not isinstance(exc, (ClientError, OSError, TimeoutError)):
-                    log.exception("link %s: routing failed", self.link.spec.name)
-                reason = f"source metadata unavailable: {exc or type(exc).__name__}"
-                for rep in self.replicators.values():
-                    if rep.source_broker is None and rep.state is not TaskState.FAULTED:
-                        rep.set_state(TaskState.LINK_UNAVAILABLE, reason)
+            except (ClientError, OSError, TimeoutError) as exc:  # the source cannot be asked: back off, retry
+                self._route_failed(exc)
+                unrouted = True
+            except Exception as exc:  # a bug: the one place it is logged with its traceback; routing goes on
+                log.exception("link %s: routing failed", self.link.spec.name)
+                self._route_failed(exc)
                 unrouted = True
             self.link.note_capabilities()
             if unrouted:
@@ -176,6 +173,12 @@ class ReplicationEngine:
                 backoff.reset()
                 retry_at = None
             await asyncio.sleep(0.5)  # at most two metadata refreshes a second
+
+    def _route_failed(self, exc: Exception) -> None:
+        reason = f"source metadata unavailable: {exc or type(exc).__name__}"
+        for rep in self.replicators.values():
+            if rep.source_broker is None and rep.state is not TaskState.FAULTED:
+                rep.set_state(TaskState.LINK_UNAVAILABLE, reason)
 
     async def _probe_source_offsets(self) -> None:
         """Ask the source for its high watermarks (and, where Fetch does not say, its log start offsets), so

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from umbra.client.errors import ClientError
 from umbra.cluster.configs import TopicMutation
 from umbra.cluster.metadata import TopicMetadata
 from umbra.errors import ErrorCode, KafkaError, PolicyViolation
@@ -155,7 +156,7 @@ class ShadowLinkManager:
             await link.start()
         try:
             await link.sync_topics_now()
-        except Exception as exc:  # discovery keeps retrying in the background
+        except (ClientError, OSError, TimeoutError, KafkaError) as exc:  # discovery keeps retrying in the background
             log.warning("initial topic discovery for link %s failed: %s", spec.name, exc)
         return self.describe(spec.name)
 
@@ -264,6 +265,6 @@ class ShadowLinkManager:
 
         try:
             await probe_source(spec)
-        except Exception as exc:
+        except (ClientError, OSError, TimeoutError) as exc:
             raise LinkError(400, f"source.bootstrap_servers: cannot reach the source cluster at "
                                  f"{', '.join(spec.source.bootstrap_servers)}: {exc}") from None

@@ -196,20 +196,15 @@ class SourceFetchLoop:
                     pending = asyncio.ensure_future(self.fetcher.fetch())
                 try:
                     result = await pending
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # unreachable source, or anything unexpected: report, back off, go on
+                except (ClientError, OSError, TimeoutError) as exc:  # an unreachable or refusing source
                     pending = None
-                    if not isinstance(exc, (ClientError, OSError, TimeoutError)):
-                        log.exception("link %s: fetch from source broker %d failed", self.engine.link.spec.name,
-                                      self.broker_id)
-                    code = exc.code.name if isinstance(exc, ClientResponseError) and isinstance(exc.code, ErrorCode) \
-                        else type(exc).__name__
-                    self.errors[code] += 1
-                    self._unavailable(f"source broker {self.broker_id}: {exc or type(exc).__name__}")
-                    await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
-                    self._backoff = min(self._backoff * 2, 5.0)
-                    self.engine.request_reroute()
+                    await self._fetch_failed(exc)
+                    continue
+                except Exception as exc:  # a bug: the one place it is logged with its traceback; the loop goes on
+                    pending = None
+                    log.exception("link %s: fetch from source broker %d failed", self.engine.link.spec.name,
+                                  self.broker_id)
+                    await self._fetch_failed(exc)
                     continue
                 self._backoff = 0.1
                 if self.state is TaskState.LINK_UNAVAILABLE:
@@ -242,7 +237,8 @@ class SourceFetchLoop:
                     for rep, fetched, planned in work:
                         if not rep.stopped and self.replicators.get(rep.tp) is rep:
                             self.engine.on_fetched(self, rep, fetched, planned, errors.get(rep.tp))
-                except Exception as exc:  # a bug or a failing disk: never kill the loop; re-route from the logs
+                except Exception as exc:  # a bug (storage errors come back per partition): logged with its
+                    # traceback, here only; the loop goes on, its partitions re-routed from the shadow's logs
                     log.exception("link %s: appending a response from source broker %d failed",
                                   self.engine.link.spec.name, self.broker_id)
                     for rep, _, _ in work:
@@ -255,6 +251,16 @@ class SourceFetchLoop:
         finally:
             if pending is not None:
                 pending.cancel()
+
+    async def _fetch_failed(self, exc: Exception) -> None:
+        """Report, back off (0.1 s doubling to 5 s, jittered), and have the partitions re-routed."""
+        code = exc.code.name if isinstance(exc, ClientResponseError) and isinstance(exc.code, ErrorCode) \
+            else type(exc).__name__
+        self.errors[code] += 1
+        self._unavailable(f"source broker {self.broker_id}: {exc or type(exc).__name__}")
+        await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
+        self._backoff = min(self._backoff * 2, 5.0)
+        self.engine.request_reroute()
 
     def _unavailable(self, reason: str) -> None:
         if self.state is not TaskState.LINK_UNAVAILABLE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from umbra.errors import KafkaError
 from umbra.security.acls import AclBinding, AclFilter, AclStore
 from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.topics import error_fields
@@ -50,7 +51,7 @@ def _matching_acl(b: AclBinding) -> dict[str, Any]:
 async def handle_describe_acls(ctx: RequestContext, request: Any) -> dict[str, Any]:
     try:
         bindings = _store(ctx).describe(_filter(request))
-    except Exception as exc:
+    except (KafkaError, OSError) as exc:
         code, message = error_fields(exc, "DescribeAcls")
         return {"throttle_time_ms": 0, "error_code": code, "error_message": message, "resources": []}
     return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "resources": _resources(bindings)}
@@ -75,13 +76,13 @@ async def handle_delete_acls(ctx: RequestContext, request: Any) -> dict[str, Any
     for index, acl_filter in enumerate(filters):
         try:
             acl_filter.validate()
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             problems[index] = error_fields(exc, "DeleteAcls")
     valid = [index for index in range(len(filters)) if index not in problems]
     matched: dict[int, list[AclBinding]] = {}
     try:
         matched = dict(zip(valid, _store(ctx).delete([filters[i] for i in valid]), strict=True))
-    except Exception as exc:  # nothing was deleted: every valid filter reports why
+    except (KafkaError, OSError) as exc:  # nothing was deleted: every valid filter reports why
         problems.update(dict.fromkeys(valid, error_fields(exc, "DeleteAcls")))
     filter_results = []
     for index in range(len(filters)):

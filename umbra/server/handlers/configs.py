@@ -41,7 +41,7 @@ def _unsupported(resource_type: int) -> KafkaError:
                           f"and BROKER ({BROKER}) configs")
 
 
-def _resource_result(resource: Any, exc: BaseException | None, what: str) -> dict[str, Any]:
+def _resource_result(resource: Any, exc: KafkaError | OSError | None, what: str) -> dict[str, Any]:
     code, message = (0, None) if exc is None else error_fields(exc, what)
     return {"error_code": code, "error_message": message, "resource_type": resource.resource_type,
             "resource_name": resource.resource_name}
@@ -88,7 +88,7 @@ async def handle_describe_configs(ctx: RequestContext, request: Any) -> dict[str
     for resource in request.resources:
         try:
             entries = _describe(ctx, resource)
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             result = _resource_result(resource, exc, f"describing configs of {resource.resource_name!r}")
             result["configs"] = []
         else:
@@ -160,7 +160,7 @@ def _alter_resources(ctx: RequestContext, request: Any, new_configs_of: Callable
                 raise _unsupported(resource.resource_type)
             apply(ctx, resource.resource_name, new_configs_of(resource), bool(request.validate_only))
             results.append(_resource_result(resource, None, ""))
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             results.append(_resource_result(resource, exc, f"altering configs of {resource.resource_name!r}"))
     return {"throttle_time_ms": 0, "responses": results}
 

@@ -34,12 +34,13 @@ ZERO_UUID = uuid.UUID(int=0)
 MAX_PARTITIONS_PER_TOPIC = 10_000
 
 
-def error_fields(exc: BaseException, what: str) -> tuple[int, str]:
-    """(error code, message) for a per-item failure; unexpected exceptions are logged, not raised."""
+def error_fields(exc: KafkaError | OSError, what: str) -> tuple[int, str]:
+    """(error code, message) for one item of a batched request that failed. A storage error is the disk's:
+    KAFKA_STORAGE_ERROR. Anything else is a bug, and reaches the connection, which logs it with its traceback."""
     if isinstance(exc, KafkaError):
         return int(exc.code), exc.message
-    log.error("%s failed", what, exc_info=exc)
-    return int(ErrorCode.UNKNOWN_SERVER_ERROR), f"{what} failed: {type(exc).__name__}: {exc}"
+    log.error("%s failed: %s", what, exc)
+    return int(ErrorCode.KAFKA_STORAGE_ERROR), f"{what} failed: {exc}"
 
 
 def topic_policy(ctx: RequestContext) -> Any:
@@ -125,7 +126,7 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
                 topic_id = meta.topic_id
                 log.info("created topic %r: %d partitions, configs %s", topic.name, partitions, configs)
             results.append(_created_result(ctx, topic.name, topic_id, partitions, replication, configs))
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             results.append(_failed_result(topic.name, *error_fields(exc, f"creating topic {topic.name!r}")))
     return {"throttle_time_ms": 0, "topics": results}
 
@@ -161,7 +162,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> dict[str, A
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.DELETE)
             await ctx.broker.delete_topic(topic.name)
             log.info("deleted topic %r (%s)", topic.name, topic.topic_id)
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             result["error_code"], result["error_message"] = error_fields(exc, f"deleting topic {name or topic_id}")
         results.append(result)
     return {"throttle_time_ms": 0, "responses": results}
@@ -199,7 +200,7 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[st
             if not request.validate_only:
                 await ctx.broker.open_topic_logs(ctx.broker.add_partitions(item.name, item.count, open_logs=False))
                 log.info("topic %r now has %d partitions", item.name, item.count)
-        except Exception as exc:
+        except (KafkaError, OSError) as exc:
             result["error_code"], result["error_message"] = error_fields(exc, f"adding partitions to {item.name!r}")
         results.append(result)
     return {"throttle_time_ms": 0, "results": results}

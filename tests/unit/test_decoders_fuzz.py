@@ -18,6 +18,15 @@ _BATCHES = [build_batch([(b"key-%d" % i, b"value %d" % i * (i + 1), [("h", b"x")
                          for i in range(4)], compression=codec) for codec in sorted(compression.CODEC_NAMES)]
 
 
+def _mutated(original: bytes, data: st.DataObject) -> bytes:
+    """A few bytes changed, then cut somewhere and maybe followed by junk."""
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    return bytes(mutated[:cut]) + data.draw(st.binary(max_size=16))
+
+
 def _decode(data: bytes) -> None:
     try:
         header, records = decode_batch(data, max_decompressed=1 << 20)
@@ -35,12 +44,7 @@ def test_decode_batch_on_arbitrary_bytes(data: bytes) -> None:
 @settings(max_examples=800, deadline=None)
 @given(st.integers(0, len(_BATCHES) - 1), st.data())
 def test_decode_batch_on_mutated_batches(which: int, data: st.DataObject) -> None:
-    batch = bytearray(_BATCHES[which])
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(batch) - 1))
-        batch[position] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(batch)))
-    _decode(bytes(batch[:cut]) + data.draw(st.binary(max_size=16)))
+    _decode(_mutated(_BATCHES[which], data))
 
 
 def _fetch_response(version: int) -> bytes:
@@ -74,9 +78,4 @@ def test_fetch_response_decoder_on_arbitrary_bytes(version: int, body: bytes) ->
 @settings(max_examples=800, deadline=None)
 @given(st.integers(4, 18), st.data())
 def test_fetch_response_decoder_on_mutated_responses(version: int, data: st.DataObject) -> None:
-    body = bytearray(_RESPONSES[version])
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(body) - 1))
-        body[position] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(body)))
-    _decode_fetch(bytes(body[:cut]) + data.draw(st.binary(max_size=16)), version)
+    _decode_fetch(_mutated(_RESPONSES[version], data), version)

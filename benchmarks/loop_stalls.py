@@ -249,7 +249,9 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--umbra-src", help="run the brokers from this checkout instead of this one")
     args = parser.parse_args()
-    env = {"PYTHONPATH": str(Path(args.umbra_src).resolve())} if args.umbra_src else {}
+    env: dict[str, str] = {}
+    if args.umbra_src:  # the same as UMBRA_BROKER_SOURCE for any benchmark
+        os.environ["UMBRA_BROKER_SOURCE"] = str(Path(args.umbra_src).resolve())
     print(f"brokers from {args.umbra_src or REPO_ROOT}; probe: ApiVersions v0 round trips, one in flight")
     print(f"{'case':<12} {'longest wait':>13} {'median':>9} {'p99':>9} {'probes':>8}")
     with tempfile.TemporaryDirectory(prefix="umbra-loop-stalls-") as temp:

@@ -34,6 +34,8 @@ START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
 POLL_INTERVAL_SECONDS = 0.05
 PORT_CLASH_MARKERS = ("address already in use", "errno 98")
+# Set to a checkout's root, brokers run that checkout's umbra (benchmarks compare commits with it).
+BROKER_SOURCE_ENV = "UMBRA_BROKER_SOURCE"
 
 T = TypeVar("T")
 
@@ -313,6 +315,8 @@ class BrokerProcess:
         banner = f"\n===== harness: start #{self.start_count} of {self.name}: {' '.join(command)}\n"
         self._log_file.write(banner.encode())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **self.extra_env}
+        if os.environ.get(BROKER_SOURCE_ENV):  # benchmarks: brokers from another checkout (an older commit)
+            env["PYTHONPATH"] = os.environ[BROKER_SOURCE_ENV]
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -69,6 +69,7 @@ class BrokerConfig:
     log_retention_ms: int = 604800000  # [log.retention.ms]
     log_retention_bytes: int = -1  # [log.retention.bytes]
     log_retention_check_interval_ms: int = 300000  # [log.retention.check.interval.ms]
+    log_flush_offset_checkpoint_interval_ms: int = 60000  # [log.flush.offset.checkpoint.interval.ms]
     message_max_bytes: int = 1048588  # [message.max.bytes]
     log_message_timestamp_type: str = "CreateTime"  # [log.message.timestamp.type]
     # Compaction of topics with cleanup.policy=compact (and __consumer_offsets).
@@ -136,7 +137,8 @@ def _coerce(key: str, value: Any) -> Any:
 
 def _check_ranges(config: BrokerConfig) -> None:
     positive = ("max_request_bytes", "num_partitions", "default_replication_factor", "log_segment_bytes",
-                "log_segment_ms", "log_retention_check_interval_ms", "message_max_bytes",
+                "log_segment_ms", "log_retention_check_interval_ms", "log_flush_offset_checkpoint_interval_ms",
+                "message_max_bytes",
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",

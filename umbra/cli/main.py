@@ -17,7 +17,6 @@ from umbra.cli.adminapi import AdminError
 from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
-
 SWITCH_INTERVAL_S = 0.001
 
 

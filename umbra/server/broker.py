@@ -247,28 +247,33 @@ class Broker:
     async def _housekeeping(self) -> None:
         """Retention and time-based flushes, on a worker thread: fsyncs and deleting segment files can take
         long enough to stall every client if they ran on the event loop (logs take their own locks)."""
-        last_retention = 0.0
+        last_retention, last_checkpoint = 0.0, now_ms()
         while True:
             await asyncio.sleep(0.5)
             now = now_ms()
             retention_due = now - last_retention >= self.config.log_retention_check_interval_ms
             if retention_due:
                 last_retention = now
-            await asyncio.to_thread(self._flush_and_retain, now, retention_due)
+            checkpoint_due = now - last_checkpoint >= self.config.log_flush_offset_checkpoint_interval_ms
+            if checkpoint_due:
+                last_checkpoint = now
+            await asyncio.to_thread(self._flush_and_retain, now, retention_due, checkpoint_due)
             if self.groups is not None:
                 await self.groups.tick(now)
 
-    def _flush_and_retain(self, now: int, retention_due: bool) -> None:
+    def _flush_and_retain(self, now: int, retention_due: bool, checkpoint_due: bool) -> None:
         with self._housekeeping_busy:  # shutdown waits for it before closing the logs
             if not self._closing_logs:
-                self._flush_and_retain_locked(now, retention_due)
+                self._flush_and_retain_locked(now, retention_due, checkpoint_due)
 
-    def _flush_and_retain_locked(self, now: int, retention_due: bool) -> None:
+    def _flush_and_retain_locked(self, now: int, retention_due: bool, checkpoint_due: bool) -> None:
         for log_ in self.logs.all_logs():
             try:
                 log_.maybe_flush(now)
             except KafkaStorageError:
                 pass  # the partition went offline, and said so
+            if checkpoint_due:
+                log_.checkpoint_recovery_point()
         if retention_due:
             self.logs.enforce_retention_all(now)
 

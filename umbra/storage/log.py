@@ -42,13 +42,20 @@ from umbra.storage.compaction import CleaningView, require_keys
 from umbra.storage.config import LogConfig
 from umbra.storage.leader_epoch import LeaderEpochCache
 from umbra.storage.producer_state import ProducerStateManager
-from umbra.storage.recovery import commit_swap, finish_interrupted_swaps, recover_segment, segment_bases
+from umbra.storage.recovery import (
+    Recovered,
+    commit_swap,
+    finish_interrupted_swaps,
+    recover_segment,
+    segment_bases,
+)
 from umbra.storage.region import FileRegion, RecordSetPart, close_regions
 from umbra.storage.segment import DELETED_SUFFIX, Segment
 
 logger = logging.getLogger(__name__)
 
 LOG_START_OFFSET_FILE = "log-start-offset"
+RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"  # every offset below it was fsynced
 _MAX_RELATIVE_OFFSET = 2**31 - 1
 
 
@@ -86,6 +93,8 @@ class Log:
         self._log_start_offset = 0
         self._high_watermark = 0
         self.recovery_point = 0  # everything below this offset has been fsynced
+        self._checkpointed_recovery_point: int | None = None  # what RECOVERY_POINT_FILE says
+        self._flush_requested = False  # a segment rolled: flush it (Kafka flushes rolled segments too)
         self.producer_state = ProducerStateManager()
         self.epoch_cache = LeaderEpochCache(directory)
         self._unflushed_messages = 0
@@ -117,6 +126,9 @@ class Log:
     def _load(self) -> None:
         bases = segment_bases(self.directory)
         checkpointed_start = read_offset(self.directory / LOG_START_OFFSET_FILE)
+        checkpointed_recovery = read_offset(self.directory / RECOVERY_POINT_FILE)
+        # Without a checkpoint, only the active segment can be torn (what was assumed before there was one).
+        recovery_point = checkpointed_recovery if checkpointed_recovery is not None else (bases[-1] if bases else 0)
         rebuild_epochs = not self.epoch_cache.loaded
         if rebuild_epochs:
             self.epoch_cache.clear()
@@ -125,9 +137,21 @@ class Log:
             segment = Segment(self.directory, base, fresh=False)
             self._segments.append(segment)
             self._bases.append(base)
-            if not recover_segment(self, segment, is_last=i == len(bases) - 1, rebuild_epochs=rebuild_epochs):
-                for doomed in bases[i + 1 :]:
-                    logger.warning("%s: deleting segment %d after a damaged one", self.name, doomed)
+            is_last = i == len(bases) - 1
+            may_be_torn = is_last or bases[i + 1] > recovery_point
+            result = recover_segment(self, segment, may_be_torn=may_be_torn, is_last=is_last,
+                                     rebuild_epochs=rebuild_epochs)
+            if result.outcome is Recovered.DAMAGED:
+                self._offline = (f"segment {base} is damaged at offset {result.offset} (file position "
+                                 f"{result.position}), below the recovery point {recovery_point}: "
+                                 f"{result.problem}; no data was deleted")
+                logger.error("%s is offline: %s. Restore the segment's files (or move them and every later "
+                             "segment aside), then run `umbra storage recover` or restart", self.name, self._offline)
+                return
+            if result.outcome is Recovered.TRUNCATED and not is_last:
+                for doomed in bases[i + 1 :]:  # past the recovery point too: never fsynced, and a log has no holes
+                    logger.warning("%s: deleting segment %d, written after the torn one and never fsynced",
+                                   self.name, doomed)
                     Segment(self.directory, doomed, fresh=False).delete()
                 break
         if not self._segments:
@@ -135,7 +159,8 @@ class Log:
         leo = self.log_end_offset
         self._log_start_offset = min(max(checkpointed_start or 0, self._bases[0]), leo)
         self._high_watermark = leo
-        self.recovery_point = leo
+        self.recovery_point = min(recovery_point, leo)
+        self._checkpointed_recovery_point = checkpointed_recovery
         while len(self._segments) > 1 and self._bases[1] <= self._log_start_offset:
             self._segments.pop(0).delete()  # a crash came between the checkpoint and the deletion
             self._bases.pop(0)
@@ -349,13 +374,14 @@ class Log:
             self._segments, self._bases = [], []
             self.producer_state = ProducerStateManager()
             self.epoch_cache = LeaderEpochCache(self.directory)
+            self._offline = None
             try:
-                self._load()
+                self._load()  # goes offline again if it finds damage below the recovery point
             except OSError as exc:
                 self._offline = f"recovery failed: {exc}"
-                raise KafkaStorageError(f"{self.name} is still offline: {self._offline}") from exc
+            if self._offline is not None:
+                raise KafkaStorageError(f"{self.name} is still offline: {self._offline}")
             logger.warning("%s is online again at log end offset %d", self.name, self.log_end_offset)
-            self._offline = None
 
     def _should_roll(self, header: BatchHeader, pending_bytes: int, now_ms: int) -> bool:
         segment = self._segments[-1]
@@ -376,6 +402,7 @@ class Log:
             active.delete()
         else:
             active.seal()
+            self._flush_requested = True  # the next housekeeping run flushes it and moves the recovery point
         self._add_segment(Segment(self.directory, base_offset, fresh=True))
 
     def _add_segment(self, segment: Segment) -> None:
@@ -516,6 +543,7 @@ class Log:
                 self._after_truncation(self.log_end_offset)
         self._reap()
         self._write_log_start_checkpoint()
+        self._lower_recovery_checkpoint()
 
     def restart_at(self, offset: int) -> None:
         """Drop everything and continue, empty, at ``offset`` (a new shadow partition adopting its source's start)."""
@@ -526,6 +554,7 @@ class Log:
             self._high_watermark = offset
         self._reap()
         self._write_log_start_checkpoint()
+        self._lower_recovery_checkpoint()
 
     def _truncate_fully(self, offset: int) -> None:
         self._doomed += [segment for segment in self._segments if segment.base_offset != offset]
@@ -616,6 +645,13 @@ class Log:
                 for segment in doomed:
                     segment.delete()
 
+    def _lower_recovery_checkpoint(self) -> None:
+        """After a truncation: a checkpointed recovery point past the new end would let the next start-up
+        trust segments rewritten since, unflushed. Written at once (outside the log lock)."""
+        checkpointed = self._checkpointed_recovery_point
+        if checkpointed is not None and checkpointed > self.recovery_point:
+            self.checkpoint_recovery_point()
+
     def _write_log_start_checkpoint(self) -> None:
         """Write the log start offset (durably) outside the log lock; the newest value always lands last."""
         with self._files_lock:
@@ -685,9 +721,27 @@ class Log:
             self.recovery_point = max(self.recovery_point, end)
             self._unflushed_messages = max(self._unflushed_messages - unflushed, 0)
             self._last_flush_ms = None
+            self._flush_requested = False
+
+    def checkpoint_recovery_point(self) -> bool:
+        """Write the recovery point (durably) if it changed: the next start-up CRC-checks only the segments
+        at or past it. Runs outside the log lock (the housekeeping worker, a truncation, close); returns
+        whether it wrote."""
+        with self._files_lock:
+            with self._lock:
+                point = self.recovery_point
+            if point == self._checkpointed_recovery_point or self._offline is not None:
+                return False
+            try:
+                write_offset(self.directory / RECOVERY_POINT_FILE, point)
+            except OSError as exc:  # the old checkpoint stays: the next start-up only re-scans more
+                logger.warning("%s: could not write the recovery point checkpoint: %s", self.name, exc)
+                return False
+            self._checkpointed_recovery_point = point
+            return True
 
     def maybe_flush(self, now_ms: int) -> bool:
-        """Flush if flush.messages or flush.ms says so; returns whether it did."""
+        """Flush if flush.messages or flush.ms says so, or a segment rolled; returns whether it did."""
         with self._lock:
             if self._last_flush_ms is None or self.recovery_point == self.log_end_offset:
                 self._last_flush_ms = now_ms
@@ -695,17 +749,21 @@ class Log:
                 return False
             by_count = self.config.flush_messages is not None and self._unflushed_messages >= self.config.flush_messages
             by_time = self.config.flush_ms is not None and now_ms - self._last_flush_ms >= self.config.flush_ms
-            if not (by_count or by_time):
+            if not (by_count or by_time or self._flush_requested):
                 return False
+            rolled = self._flush_requested
         self.flush()
         with self._lock:
             self._last_flush_ms = now_ms
+        if rolled:
+            self.checkpoint_recovery_point()
         return True
 
     def close(self, *, flush: bool = True) -> None:
         if flush:
             with suppress(KafkaStorageError):  # an offline partition has nothing more to keep
                 self.flush()
+                self.checkpoint_recovery_point()  # a clean shutdown: the next start re-scans nothing
         with self._lock:
             self._closed = True
             for segment in self._segments:

@@ -12,6 +12,15 @@ The log cleaner replaces a run of segments ``[base, end)`` by one segment of the
 On open, a ``.swap`` marker means the swap committed: step 3 is finished (every part of it is idempotent).
 ``.cleaned`` files without a marker are an interrupted clean: they are deleted and the old segments stay. So
 after a crash at any point the log holds either the old segments or the new one, never both or neither.
+
+Segment recovery trusts the partition's recovery point (``recovery-point-offset-checkpoint``: every offset
+below it was fsynced). Only segments holding offsets at or past it can hold a torn write: they are CRC-checked
+and cut at the first bad batch (later segments then go too: they were not fsynced either, and a log has no
+holes). A segment wholly below it that turns out damaged is not a torn write but a damaged disk or a stray
+write: nothing is cut or deleted, the partition goes offline with the reason, and the operator restores or
+moves the files and brings it back (``umbra storage recover``). Without a checkpoint (a log never flushed,
+or written before checkpoints existed), the recovery point is taken to be the last segment's base, which is
+what was assumed before: only the active segment could be torn.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,18 +94,43 @@ def finish_interrupted_swaps(directory: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def recover_segment(log: Log, segment: Segment, *, is_last: bool, rebuild_epochs: bool) -> bool:
-    """Walk a segment (CRC-checking the last one), rebuilding state; False if it had to be cut short."""
-    rebuild_indexes = is_last or not segment.load_indexes()
+class Recovered(Enum):
+    """What recovering one segment found."""
+
+    INTACT = "intact"
+    TRUNCATED = "truncated"  # a torn or damaged tail past the recovery point was cut
+    DAMAGED = "damaged"  # damage below the recovery point: nothing was cut, the partition goes offline
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecovery:
+    outcome: Recovered
+    problem: str | None = None
+    offset: int = -1  # the first offset not recovered, when there was a problem
+    position: int = -1  # and its file position
+
+
+def recover_segment(log: Log, segment: Segment, *, may_be_torn: bool, is_last: bool,
+                    rebuild_epochs: bool) -> SegmentRecovery:
+    """Walk a segment, rebuilding indexes, producer state and (where needed) leader epochs.
+
+    A segment that may be torn (it holds offsets at or past the recovery point: writes not known to be
+    fsynced) is CRC-checked batch by batch and cut at the first bad one. A segment wholly below the recovery
+    point was fsynced: it is walked header by header, and damage in it is reported, never cut (it is not a
+    torn write, and what follows it is durable data)."""
+    rebuild_indexes = may_be_torn or not segment.load_indexes()
     if rebuild_indexes:
         segment.reset_indexes()
-    scan = segment.scan(check_crc=is_last)
+    scan = segment.scan(check_crc=may_be_torn)
     for header in scan:
         segment.track(header, header.position, log.config.index_interval_bytes, index=rebuild_indexes)
         log.producer_state.update(header)
-        if rebuild_epochs or is_last:
-            # The checkpoint is not fsynced: epochs that began in the last segment are re-derived here.
+        if rebuild_epochs or may_be_torn:
+            # The checkpoint is not fsynced with the data: epochs that began past the recovery point are
+            # re-derived here.
             log.epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
+    if scan.problem is not None and not may_be_torn:
+        return SegmentRecovery(Recovered.DAMAGED, scan.problem, segment.next_offset, scan.valid_bytes)
     if not rebuild_indexes and not _index_matches(segment):
         logger.warning("%s: rebuilding inconsistent indexes of segment %d", log.name, segment.base_offset)
         segment.reset_indexes()
@@ -103,12 +139,13 @@ def recover_segment(log: Log, segment: Segment, *, is_last: bool, rebuild_epochs
     if scan.problem is None:
         if not is_last:
             segment.seal()
-        return True
+        return SegmentRecovery(Recovered.INTACT)
     truncated = segment.size - scan.valid_bytes
     logger.warning("%s: recovery truncated %d bytes at offset %d (file position %d): %s",
                    log.name, truncated, segment.next_offset, scan.valid_bytes, scan.problem)
+    offset = segment.next_offset
     segment.truncate_to_position(scan.valid_bytes, segment.next_offset)
-    return is_last
+    return SegmentRecovery(Recovered.TRUNCATED, scan.problem, offset, scan.valid_bytes)
 
 
 def _index_matches(segment: Segment) -> bool:

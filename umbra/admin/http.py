@@ -13,31 +13,33 @@ from umbra.admin import shadow_api
 from umbra.errors import KafkaStorageError
 
 if TYPE_CHECKING:
-    from umbra.server.broker import Broker
+    from umbra.admin.ports import AdminHost
+    from umbra.shadow.manager import ShadowLinkManager
 
 log = logging.getLogger("umbra.admin")
 
 
 class AdminServer:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: AdminHost, shadow: ShadowLinkManager, host: str, port: int) -> None:
         self.broker = broker
+        self.shadow = shadow
+        self.host, self.port = host, port  # the port actually bound once started (for port 0)
         self.app = web.Application()
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/v1/storage", self.storage)
         self.app.router.add_post("/v1/storage/recover", self.recover_storage)
-        shadow_api.routes(self.app, lambda: self.broker.shadow)
+        shadow_api.routes(self.app, shadow, broker.metadata)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        cfg = self.broker.config.admin_listen
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         server: Any = site._server  # the bound socket, for port 0 (an asyncio.Server)
         if server is not None and server.sockets:
-            self.broker.admin_port = server.sockets[0].getsockname()[1]
+            self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -79,8 +81,7 @@ class AdminServer:
         metrics.request_memory_waits.set(self.broker.request_memory.waits)
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
-        if self.broker.shadow is not None:
-            for link in list(self.broker.shadow.links.values()):
-                link.refresh_metrics()
+        for link in list(self.shadow.links.values()):
+            link.refresh_metrics()
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -12,6 +12,7 @@ from aiohttp import web
 from umbra.shadow.manager import LinkError
 
 if TYPE_CHECKING:
+    from umbra.cluster.metadata import MetadataStore
     from umbra.shadow.manager import ShadowLinkManager
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")
@@ -29,11 +30,10 @@ async def _body(request: web.Request) -> Any:
         raise LinkError(400, "the request body is not valid JSON") from None
 
 
-def routes(app: web.Application, manager_of: Callable[[], ShadowLinkManager]) -> None:
+def routes(app: web.Application, manager: ShadowLinkManager, metadata: MetadataStore) -> None:
+    """Every answer that changed metadata waits until the change is durable."""
     def guarded(fn: Callable[[web.Request, ShadowLinkManager], Awaitable[Any]], status: int = 200) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            manager = manager_of()
-            metadata = manager.broker.metadata
             version = metadata.version
             try:
                 result = await fn(request, manager)

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from umbra import __version__
 from umbra.cli import shadow as shadow_cli
 from umbra.cli import storage as storage_cli
-from umbra.cli.adminapi import AdminError
+from umbra.cli.adminapi import AdminError, resolve_admin_url
 from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
 
@@ -84,7 +84,7 @@ def run_broker(config: BrokerConfig) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         pass
-    from umbra.server.broker import Broker
+    from umbra.app import BrokerApp
 
     # Worker threads (the log cleaner decoding records, the shadow writer) hold the GIL for up to the switch
     # interval at a time; 5 ms by default is 5 ms the event loop, and every client, waits. 1 ms is measured
@@ -92,16 +92,16 @@ def run_broker(config: BrokerConfig) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     async def serve() -> None:
-        broker = Broker(config)
+        app = BrokerApp(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await broker.start()
+        await app.start()
         try:
             await stop.wait()
         finally:
-            await broker.shutdown()
+            await app.stop()
 
     asyncio.run(serve())
     return 0
@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "broker":
             return run_broker(broker_config_from_args(args))
         if args.command == "shadow":
+            resolve_admin_url(args)
             return shadow_cli.run(args)
         if args.command == "storage":
+            resolve_admin_url(args)
             return storage_cli.run(args)
     except (CliError, ConfigError, AdminError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""The broker: owns storage, metadata, groups and the listeners, and runs their background tasks."""
+"""The broker core: storage, metadata, the Kafka listener and their background tasks.
+
+It is built, together with the group coordinator, the shadow-link manager and the admin server, in one place:
+:mod:`umbra.app`. It never imports those layers; they reach it through the small Protocols they declare.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
-from umbra.cluster.configs import log_config_for
+from umbra.cluster.configs import TopicMutation, log_config_for
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import (
@@ -22,14 +26,20 @@ from umbra.errors import (
     UnknownTopicOrPartition,
 )
 from umbra.security.acls import AclStore
+from umbra.server.fetch_sessions import FetchSessionCache
 from umbra.server.handlers import load_all
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
+from umbra.server.ports import TopicGuard
 from umbra.server.producer_ids import ProducerIdManager
 from umbra.server.sendfile import shutdown_executor as shutdown_sendfile_executor
 from umbra.storage.cleaner import CleanResult, LogCleaner
+from umbra.storage.config import LogConfig
 from umbra.storage.log import Log
 from umbra.storage.manager import LogManager, remove_directories
+
+if TYPE_CHECKING:
+    from umbra.groups.coordinator import GroupCoordinator
 
 log = logging.getLogger("umbra.broker")
 
@@ -38,6 +48,10 @@ OFFSETS_TOPIC = "__consumer_offsets"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class Broker:
@@ -56,20 +70,17 @@ class Broker:
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
-        self._connections: set[Any] = set()
+        self._connections: set[Closable] = set()
         self._background: list[asyncio.Task[None]] = []
-        self.groups: Any = None
-        self.shadow: Any = None
-        self.topic_policy: Any = None
-        self.admin: Any = None
-        self.fetch_sessions: Any = None
+        self.groups: GroupCoordinator | None = None  # set by the composition root once it has loaded
+        self.topic_guard: TopicGuard | None = None  # the shadow-link layer's rules for its topics
+        self.fetch_sessions = FetchSessionCache()
         self.metrics = BrokerMetrics()
         self.cleaner = LogCleaner()
         self._uncleanable: dict[str, int] = {}  # log -> its end offset when the cleaner could not decode it
         self._housekeeping_busy = threading.Lock()  # held while flushes/retention run on a worker thread
         self._closing_logs = False
         self.listen_port = config.listen.port
-        self.admin_port = config.admin_listen.port
         load_all()
 
     @property
@@ -83,7 +94,7 @@ class Broker:
         return self.config.listen.host, self.listen_port
 
     # --- topics and partitions ---------------------------------------
-    def log_config(self, topic: TopicMetadata) -> Any:
+    def log_config(self, topic: TopicMetadata) -> LogConfig:
         return log_config_for(self.config, topic.configs, self.metadata.broker_configs())
 
     def get_log(self, topic: str, partition: int) -> Log:
@@ -150,19 +161,19 @@ class Broker:
         for meta in self.metadata.topics():
             self.topic_configs_changed(meta.name)
 
-    def _topic_policy(self, topic: TopicMetadata, mutation: Any, changed: frozenset[str]) -> None:
+    def topic_policy(self, topic: TopicMetadata, mutation: TopicMutation, changed: frozenset[str]) -> None:
         """Admin changes to a topic: internal topics refuse them all; shadow topics have their own rules."""
         if topic.internal:
             raise PolicyViolation(f"topic {topic.name!r} is internal: its configs and partitions are managed by umbra")
-        if self.shadow is not None:
-            self.shadow.topic_policy(topic, mutation, changed)
+        if self.topic_guard is not None:
+            self.topic_guard.topic_policy(topic, mutation, changed)
 
     def check_writable(self, topic: TopicMetadata) -> None:
         """Raise if producers may not write to ``topic`` (internal topics, and shadow topics until failed over)."""
         if topic.internal:
             raise InvalidTopic(f"topic {topic.name!r} is internal and cannot be written by clients")
-        if self.shadow is not None:
-            self.shadow.check_produce(topic)
+        if self.topic_guard is not None:
+            self.topic_guard.check_produce(topic)
 
     def auto_create(self, name: str) -> TopicMetadata | None:
         if not self.config.auto_create_topics or name.startswith("__"):
@@ -173,8 +184,9 @@ class Broker:
             log.info("auto-creating topic %r failed: %s", name, exc)
             return self.metadata.topic(name)
 
-    # --- lifecycle ---------------------------------------------------
-    def _open_logs(self) -> None:
+    # --- lifecycle (driven by umbra.app, in this order) ---------------
+    def open_logs(self) -> None:
+        """Open every partition log (start-up: nothing is served yet, so this may block)."""
         configs = {t.name: self.log_config(t) for t in self.metadata.topics()}
         default = log_config_for(self.config, {}, self.metadata.broker_configs())
         self.logs.open_all(lambda topic: configs.get(topic, default))
@@ -184,53 +196,29 @@ class Broker:
         for log_ in self.logs.all_logs():
             self.producer_ids.ensure_above(log_.max_producer_id)
 
-    async def start(self) -> None:
-        self._open_logs()
-        from umbra.groups.coordinator import GroupCoordinator
-        from umbra.server.fetch_sessions import FetchSessionCache
+    def offsets_log(self, offsets_topic_configs: dict[str, str]) -> Log:
+        """The ``__consumer_offsets`` log: created (compacted), or its configs brought up to date (data dirs
+        from before compaction have it as ``cleanup.policy=delete``; its records replay the same either way)."""
+        meta = self.metadata.topic(OFFSETS_TOPIC)
+        if meta is None:
+            self.create_topic(OFFSETS_TOPIC, 1, offsets_topic_configs, internal=True)
+        elif dict(meta.configs) != offsets_topic_configs:
+            log.info("%s configs %s -> %s", OFFSETS_TOPIC, dict(meta.configs), offsets_topic_configs)
+            self.metadata.set_topic_configs(OFFSETS_TOPIC, offsets_topic_configs)
+            self.topic_configs_changed(OFFSETS_TOPIC)
+        return self.get_log(OFFSETS_TOPIC, 0)
 
-        self.fetch_sessions = FetchSessionCache()
-        self._ensure_offsets_topic()
-        self.groups = GroupCoordinator(self.get_log(OFFSETS_TOPIC, 0), self.config, self.notifier)
-        await self.groups.start()
-        from umbra.shadow.manager import ShadowLinkManager
-
-        self.shadow = ShadowLinkManager(self)
-        self.topic_policy = self._topic_policy
-        await self.shadow.start()
+    async def serve(self, connection_factory: Callable[[], asyncio.BaseProtocol]) -> None:
+        """Listen for Kafka clients, and start the housekeeping and the log cleaner."""
         loop = asyncio.get_running_loop()
-        from umbra.server.connection import KafkaConnection
-
         self._server = await loop.create_server(
-            lambda: KafkaConnection(self), self.config.listen.host, self.config.listen.port,
-            reuse_address=True, backlog=1024)
-        sock = self._server.sockets[0]
-        self.listen_port = sock.getsockname()[1]
-        from umbra.admin.http import AdminServer
-
-        self.admin = AdminServer(self)
-        await self.admin.start()
+            connection_factory, self.config.listen.host, self.config.listen.port, reuse_address=True, backlog=1024)
+        self.listen_port = self._server.sockets[0].getsockname()[1]
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.config.log_cleaner_enabled:
             self._background.append(asyncio.create_task(self._log_cleaner(), name="log-cleaner"))
-        log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", self.node_id, self.config.listen.host,
-                 self.listen_port, self.config.admin_listen.host, self.admin_port, self.config.data_dir)
 
-    def _ensure_offsets_topic(self) -> None:
-        """Create ``__consumer_offsets`` (compacted), or bring an existing one's configs up to date: data dirs
-        from before compaction have it as ``cleanup.policy=delete``; its records replay the same either way."""
-        from umbra.groups.persistence import offsets_topic_configs
-
-        wanted = offsets_topic_configs(self.config.offsets_topic_segment_bytes)
-        meta = self.metadata.topic(OFFSETS_TOPIC)
-        if meta is None:
-            self.create_topic(OFFSETS_TOPIC, 1, wanted, internal=True)
-        elif dict(meta.configs) != wanted:
-            log.info("%s configs %s -> %s", OFFSETS_TOPIC, dict(meta.configs), wanted)
-            self.metadata.set_topic_configs(OFFSETS_TOPIC, wanted)
-            self.topic_configs_changed(OFFSETS_TOPIC)
-
-    def spawn_connection_task(self, coro: Coroutine[Any, Any, None], connection: Any) -> asyncio.Task[None]:
+    def spawn_connection_task(self, coro: Coroutine[Any, Any, None], connection: Closable) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._connection_tasks.add(task)
         self._connections.add(connection)
@@ -309,8 +297,8 @@ class Broker:
         with self._housekeeping_busy:
             self._closing_logs = True
 
-    async def shutdown(self) -> None:
-        log.info("shutting down")
+    async def stop_serving(self) -> None:
+        """Close the listener and every connection, and stop the background tasks (storage stays open)."""
         self.cleaner.stop()
         if self._server is not None:
             self._server.close()
@@ -324,13 +312,8 @@ class Broker:
         await asyncio.to_thread(self.cleaner.wait_idle)  # a pass on its worker thread stops at its next batch
         shutdown_sendfile_executor()  # its workers gave up when their connections closed
         await asyncio.to_thread(self._stop_housekeeping)
-        if self.shadow is not None:
-            await self.shadow.stop()
-        if self.groups is not None:
-            await self.groups.stop()
-        if self.admin is not None:
-            await self.admin.stop()
+
+    def close_storage(self) -> None:
         self.logs.flush_all()
         self.logs.close_all()
         self.metadata.close()
-        log.info("shutdown complete")

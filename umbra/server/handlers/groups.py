@@ -26,7 +26,7 @@ def coordinator(ctx: RequestContext) -> GroupCoordinator:
     groups = ctx.broker.groups
     if groups is None:
         raise CoordinatorNotAvailable("the group coordinator is not running")
-    return groups  # type: ignore[no-any-return]
+    return groups
 
 
 def client_host(ctx: RequestContext) -> str:

@@ -12,7 +12,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from umbra.cluster.configs import TopicMutation, check_topic_mutation, describe_topic, validate_topic_configs
+from umbra.cluster.configs import (
+    TopicMutation,
+    TopicPolicy,
+    check_topic_mutation,
+    describe_topic,
+    validate_topic_configs,
+)
 from umbra.cluster.metadata import TopicMetadata, validate_topic_name
 from umbra.errors import (
     ErrorCode,
@@ -43,8 +49,8 @@ def error_fields(exc: KafkaError | OSError, what: str) -> tuple[int, str]:
     return int(ErrorCode.KAFKA_STORAGE_ERROR), f"{what} failed: {exc}"
 
 
-def topic_policy(ctx: RequestContext) -> Any:
-    return getattr(ctx.broker, "topic_policy", None)
+def topic_policy(ctx: RequestContext) -> TopicPolicy:
+    return ctx.broker.topic_policy
 
 
 def live_broker_count(ctx: RequestContext) -> int:

@@ -1,0 +1,56 @@
+"""The composition root: every part of a broker process is built and wired here, and nowhere else.
+
+The broker core (storage, metadata, the Kafka listener) knows nothing of the layers around it. The group
+coordinator, the shadow-link manager and the admin server are built here, each handed what it needs; the
+broker reaches the shadow layer only through :class:`umbra.server.ports.TopicGuard`. Start-up and shutdown
+run in one order, written once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from umbra.admin.http import AdminServer
+from umbra.config import BrokerConfig
+from umbra.groups.coordinator import GroupCoordinator
+from umbra.groups.persistence import offsets_topic_configs
+from umbra.server.broker import Broker
+from umbra.server.connection import KafkaConnection
+from umbra.shadow.manager import ShadowLinkManager
+
+log = logging.getLogger("umbra.broker")
+
+
+class BrokerApp:
+    """One broker process: built by the constructor, run by :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.broker = Broker(config)
+        self.shadow = ShadowLinkManager(self.broker)
+        self.admin = AdminServer(self.broker, self.shadow, config.admin_listen.host, config.admin_listen.port)
+        self.groups: GroupCoordinator | None = None  # needs the offsets log, opened by start()
+
+    async def start(self) -> None:
+        broker = self.broker
+        broker.open_logs()
+        offsets = broker.offsets_log(offsets_topic_configs(self.config.offsets_topic_segment_bytes))
+        self.groups = GroupCoordinator(offsets, self.config, broker.notifier)
+        await self.groups.start()
+        broker.groups = self.groups
+        broker.topic_guard = self.shadow
+        await self.shadow.start()
+        await broker.serve(lambda: KafkaConnection(broker))
+        await self.admin.start()
+        log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
+                 broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
+
+    async def stop(self) -> None:
+        log.info("shutting down")
+        await self.broker.stop_serving()
+        await self.shadow.stop()
+        if self.groups is not None:
+            await self.groups.stop()
+        await self.admin.stop()
+        self.broker.close_storage()
+        log.info("shutdown complete")

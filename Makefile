@@ -23,9 +23,8 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfEs --tb=short --timeout=$(PY
 
 # Debian packages the tests use, as COMMAND=PACKAGE; each is installed only
 # when its command is missing (a node already on PATH, of any origin, is kept).
-# etcd (for the clustered control plane) will be added here as etcd=etcd-server
-# once a test needs it.
-DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm
+# etcd-server is the clustered control plane's store (tests start their own on free ports).
+DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server
 
 MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=

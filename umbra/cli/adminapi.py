@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
@@ -15,14 +16,42 @@ class AdminError(Exception):
     """An admin API call failed; the message is one line."""
 
 
+ADMIN_URL_ENV = "UMBRA_ADMIN_URL"
+
+
+class _AdminSubcommands:
+    """Subcommand parsers that each accept ``--admin-url`` too, so it works before or after the subcommand."""
+
+    def __init__(self, action: Any, whose: str) -> None:
+        self._action = action
+        self._whose = whose
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
+        _add_admin_url(parser, self._whose)
+        return parser
+
+
+def _add_admin_url(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument("--admin-url", default=argparse.SUPPRESS,
+                        help=f"{whose} admin API (default ${ADMIN_URL_ENV}, else {DEFAULT_ADMIN_URL})")
+
+
 def admin_command(sub: Any, name: str, help_text: str, whose: str,
-                  parser_class: type[argparse.ArgumentParser]) -> Any:
+                  parser_class: type[argparse.ArgumentParser]) -> _AdminSubcommands:
     """Add the subcommand ``name`` that talks to a broker's admin API; returns its own subcommand parsers
-    (the chosen one lands in ``<name>_command``)."""
+    (the chosen one lands in ``<name>_command``). ``--admin-url`` is accepted before or after the
+    subcommand; without it, ``$UMBRA_ADMIN_URL``, then the default."""
     command = sub.add_parser(name, help=help_text)
-    command.add_argument("--admin-url", default=DEFAULT_ADMIN_URL,
-                         help=f"{whose} admin API (default {DEFAULT_ADMIN_URL})")
-    return command.add_subparsers(dest=f"{name}_command", required=True, parser_class=parser_class)
+    _add_admin_url(command, whose)
+    return _AdminSubcommands(command.add_subparsers(dest=f"{name}_command", required=True,
+                                                    parser_class=parser_class), whose)
+
+
+def resolve_admin_url(args: argparse.Namespace) -> None:
+    """Fill ``args.admin_url`` from the flag, the environment or the default."""
+    url = getattr(args, "admin_url", None) or os.environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL
+    args.admin_url = url
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> Any:

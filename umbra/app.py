@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from umbra.admin.http import AdminServer
+from umbra.cluster.control import BrokerInfo, ControlPlane, LocalControlPlane, parse_endpoints
 from umbra.config import BrokerConfig
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.persistence import offsets_topic_configs
@@ -27,8 +28,10 @@ class BrokerApp:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.broker = Broker(config)
+        self.control = control_plane(config, self.broker.metadata.cluster_id)
         self.shadow = ShadowLinkManager(self.broker)
-        self.admin = AdminServer(self.broker, self.shadow, config.admin_listen.host, config.admin_listen.port)
+        self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
+                                 config.admin_listen.port)
         self.groups: GroupCoordinator | None = None  # needs the offsets log, opened by start()
 
     async def start(self) -> None:
@@ -42,11 +45,16 @@ class BrokerApp:
         await self.shadow.start()
         await broker.serve(lambda: KafkaConnection(broker))
         await self.admin.start()
+        advertised = self.config.advertise
+        kafka = f"{advertised.host}:{advertised.port}" if advertised else f"{self.config.listen.host}:{broker.listen_port}"
+        await self.control.start(BrokerInfo(broker.node_id, self.config.rack, kafka,
+                                            f"http://{self.admin.host}:{self.admin.port}"))
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
                  broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
 
     async def stop(self) -> None:
         log.info("shutting down")
+        await self.control.stop()  # first: the controllership moves on while this broker winds down
         await self.broker.stop_serving()
         await self.shadow.stop()
         if self.groups is not None:
@@ -54,3 +62,14 @@ class BrokerApp:
         await self.admin.stop()
         self.broker.close_storage()
         log.info("shutdown complete")
+
+
+def control_plane(config: BrokerConfig, cluster_id: str) -> ControlPlane:
+    """etcd with ``--etcd``, else this broker alone."""
+    if config.etcd is None:
+        return LocalControlPlane(cluster_id, config.node_id)
+    # Imported only here: the etcd client loads grpc, which a single broker never needs.
+    from umbra.cluster.etcd import EtcdControlPlane
+
+    return EtcdControlPlane(parse_endpoints(config.etcd), cluster_id, config.node_id,
+                            config.broker_session_timeout_ms)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from umbra.cluster.control import parse_endpoints
+
 
 class ConfigError(Exception):
     """A bad configuration value; the message is one line naming the key."""
@@ -53,6 +55,11 @@ class BrokerConfig:
     advertise: HostPort | None = None
     admin_listen: HostPort = HostPort("127.0.0.1", 9644)
     cluster_id: str | None = None
+    # The control plane: etcd endpoints (http://HOST:PORT, comma-separated or a YAML list); none = this broker
+    # alone, with its local metadata store. With etcd, cluster_id is required.
+    etcd: str | None = None
+    rack: str | None = None  # [broker.rack]
+    broker_session_timeout_ms: int = 9000  # [broker.session.timeout.ms]: a broker silent this long is dead
     # Requests larger than this close the connection (Kafka: socket.request.max.bytes).
     max_request_bytes: int = 104857600
     # Request bytes buffered before they are handled, over every connection; a connection that needs more
@@ -142,7 +149,7 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
-                "max_connections_per_ip")
+                "max_connections_per_ip", "broker_session_timeout_ms")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")
@@ -188,10 +195,24 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Br
             key = str(raw_key).replace("-", "_").replace(".", "_")
             if key not in _FIELDS:
                 raise ConfigError(f"unknown setting {raw_key!r}")
+            if key == "etcd" and isinstance(value, list):
+                value = ",".join(str(v) for v in value)
             values[key] = _coerce(key, value)
     config = BrokerConfig(**values)
     _check_ranges(config)
+    _check_control_plane(config)
     return config
+
+
+def _check_control_plane(config: BrokerConfig) -> None:
+    if config.etcd is None:
+        return
+    try:
+        parse_endpoints(config.etcd)
+    except ValueError as exc:
+        raise ConfigError(f"etcd: {exc}") from None
+    if not config.cluster_id:
+        raise ConfigError("cluster_id: required with etcd (every broker of a cluster gives the same one)")
 
 
 def setting_names() -> list[str]:

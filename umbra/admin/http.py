@@ -14,20 +14,24 @@ from umbra.errors import KafkaStorageError
 
 if TYPE_CHECKING:
     from umbra.admin.ports import AdminHost
+    from umbra.cluster.control import ControlPlane
     from umbra.shadow.manager import ShadowLinkManager
 
 log = logging.getLogger("umbra.admin")
 
 
 class AdminServer:
-    def __init__(self, broker: AdminHost, shadow: ShadowLinkManager, host: str, port: int) -> None:
+    def __init__(self, broker: AdminHost, shadow: ShadowLinkManager, control: ControlPlane, host: str,
+                 port: int) -> None:
         self.broker = broker
         self.shadow = shadow
+        self.control = control
         self.host, self.port = host, port  # the port actually bound once started (for port 0)
         self.app = web.Application()
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/v1/storage", self.storage)
+        self.app.router.add_get("/v1/cluster", self.cluster)
         self.app.router.add_post("/v1/storage/recover", self.recover_storage)
         shadow_api.routes(self.app, shadow, broker.metadata)
         self._runner: web.AppRunner | None = None
@@ -49,6 +53,20 @@ class AdminServer:
         b = self.broker
         return web.json_response({"status": "ok", "node_id": b.node_id, "cluster_id": b.metadata.cluster_id,
                                   "topics": len(b.metadata.topics())})
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        """The cluster as this broker sees it: members, the controller, and the partitions' health."""
+        view = self.control.view()
+        offline = self._offline()
+        total = sum(topic.partitions for topic in self.broker.metadata.topics())
+        # Every partition has one replica, its leader, until partitions are replicated: none is under-replicated.
+        under_replicated: list[dict[str, Any]] = []
+        return web.json_response({
+            "cluster_id": view.cluster_id, "controller": view.controller, "controller_epoch": view.controller_epoch,
+            "control_plane_reachable": view.reachable, "node_id": self.broker.node_id,
+            "brokers": [b.to_json() for b in view.brokers],
+            "partitions": {"total": total, "under_replicated": len(under_replicated), "offline": len(offline)},
+            "under_replicated": under_replicated})
 
     def _offline(self) -> list[dict[str, Any]]:
         return [{"topic": log_.topic, "partition": log_.partition, "reason": log_.offline_reason}

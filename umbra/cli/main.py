@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from umbra import __version__
+from umbra.cli import cluster as cluster_cli
+from umbra.cli import dev as dev_cli
 from umbra.cli import shadow as shadow_cli
 from umbra.cli import storage as storage_cli
 from umbra.cli.adminapi import AdminError, resolve_admin_url
+from umbra.cluster.control import ControlPlaneError
 from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
+from umbra.devcluster import DevClusterError
 
 SWITCH_INTERVAL_S = 0.001
 
@@ -40,17 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--advertise", help="HOST:PORT clients are told to connect to (default: --listen)")
     broker.add_argument("--admin-listen", help="admin HTTP listener HOST:PORT (default 127.0.0.1:9644)")
     broker.add_argument("--node-id", help="broker id (default 1)")
+    broker.add_argument("--etcd", help="the control plane: http://HOST:PORT[,http://HOST:PORT...] (default: none, "
+                                       "this broker alone)")
+    broker.add_argument("--cluster-id", help="the cluster's id (required with --etcd; keys live under it)")
+    broker.add_argument("--rack", help="this broker's rack (broker.rack)")
     broker.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other setting, e.g. --set fsync_before_ack=true (repeatable)")
     shadow_cli.add_parser(sub, _Parser)
     storage_cli.add_parser(sub, _Parser)
+    cluster_cli.add_parser(sub, _Parser)
+    dev_cli.add_parser(sub, _Parser)
     return parser
 
 
 def broker_config_from_args(args: argparse.Namespace) -> BrokerConfig:
     file_values: dict[str, Any] = load_yaml(Path(args.config)) if args.config else {}
     flags: dict[str, Any] = {}
-    for name in ("data_dir", "listen", "advertise", "admin_listen", "node_id"):
+    for name in ("data_dir", "listen", "advertise", "admin_listen", "node_id", "etcd", "cluster_id", "rack"):
         value = getattr(args, name)
         if value is not None:
             flags[name] = value
@@ -97,8 +107,8 @@ def run_broker(config: BrokerConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await app.start()
         try:
+            await app.start()
             await stop.wait()
         finally:
             await app.stop()
@@ -118,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "storage":
             resolve_admin_url(args)
             return storage_cli.run(args)
-    except (CliError, ConfigError, AdminError) as exc:
+        if args.command == "cluster":
+            resolve_admin_url(args)
+            return cluster_cli.run(args)
+        if args.command == "dev":
+            return dev_cli.run(args)
+    except (CliError, ConfigError, AdminError, ControlPlaneError, DevClusterError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)
         return 2
     except DataDirError as exc:

@@ -48,9 +48,18 @@ def _metrics_for(registry: Any) -> ShadowMetrics:
     return _metrics[key]
 
 
-async def probe_source(spec: LinkSpec, timeout_s: float = 10.0) -> None:
+# Builds the client a link talks to its source with. The broker uses ``connect_source``; unit tests pass a fake.
+SourceFactory = Callable[[LinkSpec], SourceCluster]
+
+
+def connect_source(spec: LinkSpec) -> SourceCluster:
+    """The client for ``spec``'s source cluster (it connects on first use)."""
+    return SourceCluster(list(spec.source.bootstrap_servers), client_id=f"umbra-shadow-{spec.name}")
+
+
+async def probe_source(spec: LinkSpec, timeout_s: float = 10.0, connect: SourceFactory = connect_source) -> None:
     """Raise unless the source answers Metadata within ``timeout_s``."""
-    source = SourceCluster(list(spec.source.bootstrap_servers), client_id=f"umbra-shadow-{spec.name}")
+    source = connect(spec)
     try:
         await asyncio.wait_for(source.refresh_metadata(), timeout_s)
     except TimeoutError:
@@ -140,7 +149,7 @@ class ShadowLink:
             self._set_topics_paused(self.state is LinkState.PAUSED)
             return
         self._set_topics_paused(False)
-        self.source = SourceCluster(list(self.spec.source.bootstrap_servers), client_id=f"umbra-shadow-{self.spec.name}")
+        self.source = self.manager.connect_source(self.spec)
         self.engine = ReplicationEngine(self, self.source)
         await self.engine.start()
         self.syncers = [SyncTask("topic-sync", self.spec.topics.sync_interval_ms, self.sync_topics_now)]

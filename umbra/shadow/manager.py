@@ -19,7 +19,7 @@ from umbra.client.errors import ClientError
 from umbra.cluster.configs import TopicMutation
 from umbra.cluster.metadata import TopicMetadata
 from umbra.errors import ErrorCode, KafkaError, PolicyViolation
-from umbra.shadow.link import ShadowLink
+from umbra.shadow.link import ShadowLink, SourceFactory, connect_source
 from umbra.shadow.records import LinkRecord
 from umbra.shadow.spec import LinkSpec, SpecError, parse_link_spec
 from umbra.shadow.state import LinkState, ShadowTopicState
@@ -44,8 +44,9 @@ class ShadowTopicReadOnly(KafkaError):
 
 
 class ShadowLinkManager:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, connect_source: SourceFactory = connect_source) -> None:
         self.broker = broker
+        self.connect_source = connect_source  # how each link builds its source client (tests pass a fake)
         self.links: dict[str, ShadowLink] = {}
         self._lock = asyncio.Lock()
 
@@ -264,7 +265,7 @@ class ShadowLinkManager:
         from umbra.shadow.link import probe_source
 
         try:
-            await probe_source(spec)
+            await probe_source(spec, connect=self.connect_source)
         except (ClientError, OSError, TimeoutError) as exc:
             raise LinkError(400, f"source.bootstrap_servers: cannot reach the source cluster at "
                                  f"{', '.join(spec.source.bootstrap_servers)}: {exc}") from None

@@ -1,0 +1,180 @@
+"""Brokers on etcd: registration under leases, one controller elected, failover of the controller, several
+clusters on one etcd, and `umbra cluster status` / `umbra dev cluster`. A real etcd (Debian's etcd-server)
+runs on free loopback ports; every process is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import BrokerProcess, create_topic, require_command, wait_until
+
+from umbra.devcluster import EtcdServer
+
+SESSION_MS = 3000  # short leases, so that a dead broker drops out within seconds
+BrokerFactory = Callable[..., BrokerProcess]
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    require_command("etcd", "make install installs Debian's etcd-server as root")
+    server = EtcdServer(tmp_path / "etcd").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def cluster_broker(factory: BrokerFactory, etcd: EtcdServer, cluster_id: str, node_id: int, **kw: Any) -> BrokerProcess:
+    return factory(f"{cluster_id}-{node_id}", node_id=node_id,
+                   config={"broker_session_timeout_ms": SESSION_MS, "group_initial_rebalance_delay_ms": 0},
+                   extra_args=["--etcd", etcd.url, "--cluster-id", cluster_id, *kw.pop("extra_args", [])], **kw)
+
+
+def umbra(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "umbra", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def status(broker: BrokerProcess) -> dict[str, Any]:
+    done = umbra("cluster", "status", "--format", "json", "--admin-url", broker.admin_url)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def alive(doc: dict[str, Any]) -> dict[int, bool]:
+    return {b["node_id"]: b["alive"] for b in doc["brokers"]}
+
+
+def status_when(broker: BrokerProcess, predicate: Callable[[dict[str, Any]], bool], message: str,
+                timeout: float = 30) -> dict[str, Any]:
+    """Poll the broker's cluster status until ``predicate`` holds; that status."""
+    return dict(wait_until(lambda: doc if predicate(doc := status(broker)) else None, timeout=timeout,
+                           message=message))
+
+
+def test_brokers_register_and_elect_one_controller(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    brokers = [cluster_broker(broker_factory, etcd, "east", n) for n in (1, 2, 3)]
+    docs = {}
+    for b in brokers:
+        docs[b.node_id] = status_when(b, lambda d: alive(d) == {1: True, 2: True, 3: True},
+                                      "every broker sees three live brokers")
+    controllers = {doc["controller"] for doc in docs.values()}
+    assert len(controllers) == 1 and controllers <= {1, 2, 3}, docs
+    doc = docs[1]
+    assert doc["cluster_id"] == "east" and doc["control_plane_reachable"] is True
+    for entry in doc["brokers"]:
+        broker = brokers[entry["node_id"] - 1]
+        assert entry["kafka_address"] == f"127.0.0.1:{broker.port}"
+        assert entry["admin_address"] == broker.admin_url
+    assert set(doc["partitions"]) == {"total", "under_replicated", "offline"} and doc["under_replicated"] == []
+
+    # The text form names the controller and every broker; UMBRA_ADMIN_URL is the default admin URL.
+    text = umbra("cluster", "status", env={"UMBRA_ADMIN_URL": brokers[1].admin_url})
+    assert text.returncode == 0 and f"controller {doc['controller']}" in text.stdout, text
+    assert all(f"127.0.0.1:{b.port}" in text.stdout for b in brokers)
+
+
+def test_a_killed_controller_is_replaced_within_the_session_timeout(broker_factory: BrokerFactory,
+                                                                    etcd: EtcdServer) -> None:
+    brokers = {n: cluster_broker(broker_factory, etcd, "east", n) for n in (1, 2, 3)}
+    first = status_when(brokers[2], lambda d: bool(d["controller"]) and alive(d) == {1: True, 2: True, 3: True},
+                        "a controller")["controller"]
+    brokers[first].kill9()
+    survivor = brokers[next(n for n in brokers if n != first)]
+    after = status_when(survivor, lambda d: d["controller"] not in (None, first), "a new controller",
+                        timeout=SESSION_MS / 1000 + 15)
+    assert alive(after)[first] is False and sum(alive(after).values()) == 2
+    assert after["controller_epoch"] > 0
+    for n, broker in brokers.items():
+        if n != first:
+            assert status(broker)["controller"] == after["controller"]
+
+    brokers[first].start()  # it comes back as a member, and the controller stays where it is
+    back = status_when(brokers[first], lambda d: all(alive(d).values()), "the restarted broker registered again")
+    assert back["controller"] == after["controller"]
+
+
+def test_two_clusters_share_one_etcd_and_node_ids_are_unique(broker_factory: BrokerFactory, etcd: EtcdServer,
+                                                              tmp_path: Path) -> None:
+    east = cluster_broker(broker_factory, etcd, "east", 1)
+    west = cluster_broker(broker_factory, etcd, "west", 1)  # the same node id, in another cluster
+    assert [b["node_id"] for b in status(east)["brokers"]] == [1]
+    west_doc = status(west)
+    assert west_doc["cluster_id"] == "west" and [b["admin_address"] for b in west_doc["brokers"]] == [west.admin_url]
+
+    # A second live broker with node id 1 in "east" is refused, with one line.
+    done = umbra("broker", "--etcd", etcd.url, "--cluster-id", "east", "--node-id", "1", "--data-dir",
+                 str(tmp_path / "twin"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("umbra: error:") and "node id 1 is already registered and alive" in last, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_configuration_errors_are_one_line(tmp_path: Path) -> None:
+    missing_id = umbra("broker", "--etcd", "http://127.0.0.1:1", "--data-dir", str(tmp_path / "d"))
+    assert missing_id.returncode == 2 and missing_id.stderr.strip() == \
+        "umbra: error: cluster_id: required with etcd (every broker of a cluster gives the same one)"
+    bad_url = umbra("broker", "--etcd", "127.0.0.1:2379", "--cluster-id", "x", "--data-dir", str(tmp_path / "d"))
+    assert bad_url.returncode == 2 and "etcd: '127.0.0.1:2379' is not http://HOST:PORT" in bad_url.stderr
+    unreachable = umbra("broker", "--etcd", "http://127.0.0.1:1", "--cluster-id", "x", "--data-dir",
+                        str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+    lines = unreachable.stderr.strip().splitlines()
+    assert unreachable.returncode != 0 and lines[-1].startswith("umbra: error: cannot register with etcd at "
+                                                                "http://127.0.0.1:1"), unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+
+
+def test_brokers_serve_through_an_etcd_outage_and_converge_after(broker_factory: BrokerFactory,
+                                                                 etcd: EtcdServer) -> None:
+    brokers = [cluster_broker(broker_factory, etcd, "east", n) for n in (1, 2)]
+    status_when(brokers[0], lambda d: alive(d) == {1: True, 2: True}, "both registered")
+    etcd.stop()
+    doc = status_when(brokers[0], lambda d: not d["control_plane_reachable"], "the broker notices etcd is gone")
+    assert len(doc["brokers"]) == 2  # the last view is kept
+    create_topic(brokers[0].bootstrap, "during-outage", partitions=1)  # the broker keeps serving clients
+    etcd.start()
+    wait_until(lambda: all((d := status(b))["control_plane_reachable"] and d["controller"] in (1, 2)
+                           and all(alive(d).values()) for b in brokers), timeout=60,
+               message="the cluster converges once etcd is back")
+
+
+def test_dev_cluster_starts_and_stops_everything(tmp_path: Path) -> None:
+    require_command("etcd", "make install installs Debian's etcd-server as root")
+    process = subprocess.Popen([sys.executable, "-m", "umbra", "dev", "cluster", "--brokers", "2", "--data-dir",
+                                str(tmp_path / "dev")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        output = "".join(lines)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        admin = re.findall(r"admin (http://127\.0\.0\.1:\d+)", output)
+        assert len(pids) == 2 and len(admin) == 2 and "bootstrap servers: 127.0.0.1:" in output, output
+        def dev_status() -> dict[str, Any] | None:
+            doc = json.loads(umbra("cluster", "status", "--format", "json", "--admin-url", admin[0]).stdout)
+            return dict(doc) if len(doc["brokers"]) == 2 else None
+
+        doc = wait_until(dev_status, timeout=30, message="two brokers in the dev cluster")
+        assert doc["cluster_id"] == "dev" and doc["controller"] in (1, 2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,117 @@
+"""The control plane: which brokers form the cluster, which of them are alive, and which one is the controller.
+
+Two implementations sit behind :class:`ControlPlane`: :class:`LocalControlPlane`, the single-node embedded
+default (this broker is the cluster and its controller), and :class:`umbra.cluster.etcd.EtcdControlPlane`,
+where brokers register in etcd under leases and elect the controller there. Readers take a frozen
+:class:`ClusterView`; nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """A broker as it registered: where clients and operators reach it."""
+
+    node_id: int
+    rack: str | None
+    kafka_address: str  # HOST:PORT
+    admin_address: str  # http://HOST:PORT
+    alive: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "rack": self.rack, "kafka_address": self.kafka_address,
+                "admin_address": self.admin_address, "alive": self.alive}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, alive: bool) -> BrokerInfo:
+        rack = data.get("rack")
+        return cls(int(data["node_id"]), str(rack) if rack is not None else None, str(data["kafka_address"]),
+                   str(data["admin_address"]), alive)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What this broker last knew of the cluster. ``controller`` is None while none is elected (or while
+    the control plane cannot be reached: ``reachable`` is then False and the rest is the last view)."""
+
+    cluster_id: str
+    controller: int | None
+    controller_epoch: int
+    brokers: tuple[BrokerInfo, ...]
+    reachable: bool = True
+
+    def alive_brokers(self) -> list[BrokerInfo]:
+        return [b for b in self.brokers if b.alive]
+
+
+class ControlPlane(Protocol):
+    """Membership and controller election (the metadata image and its proposals come next)."""
+
+    @property
+    def node_id(self) -> int: ...
+
+    def view(self) -> ClusterView: ...
+
+    def is_controller(self) -> bool: ...
+
+    async def start(self, me: BrokerInfo) -> None:
+        """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
+
+    async def stop(self) -> None:
+        """Leave the cluster: give up the controllership and the registration's lease."""
+
+
+def parse_endpoints(text: str) -> list[tuple[str, int]]:
+    """``http://HOST:PORT[,http://HOST:PORT...]`` as (host, port) pairs; ValueError names a bad one."""
+    endpoints = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        rest = item.removeprefix("http://")
+        if rest == item or "/" in rest.rstrip("/") or ":" not in rest:
+            raise ValueError(f"{item!r} is not http://HOST:PORT")
+        host, _, port_text = rest.rstrip("/").rpartition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"{item!r}: port {port_text!r} is not a number") from None
+        if not host or not 0 < port < 65536:
+            raise ValueError(f"{item!r} is not http://HOST:PORT")
+        endpoints.append((host.strip("[]"), port))
+    if not endpoints:
+        raise ValueError("no etcd endpoint given")
+    return endpoints
+
+
+class ControlPlaneError(Exception):
+    """The control plane refused this broker, or could not be reached at start-up; one line."""
+
+
+class LocalControlPlane:
+    """The single-node default: this broker is the whole cluster, and its controller."""
+
+    def __init__(self, cluster_id: str, node_id: int) -> None:
+        self._cluster_id = cluster_id
+        self._node_id = node_id
+        self._me: BrokerInfo | None = None
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    def view(self) -> ClusterView:
+        brokers = (self._me,) if self._me is not None else ()
+        return ClusterView(self._cluster_id, self._node_id, 1, brokers)
+
+    def is_controller(self) -> bool:
+        return True
+
+    async def start(self, me: BrokerInfo) -> None:
+        self._me = me
+
+    async def stop(self) -> None:
+        return None

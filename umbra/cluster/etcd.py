@@ -1,0 +1,210 @@
+"""The control plane in etcd: broker registrations under leases, and the controller elected there.
+
+Keys live under ``/umbra/clusters/<cluster id>/``, so one etcd holds several clusters:
+
+- ``brokers/<node id>``: the broker's registration (JSON of :class:`BrokerInfo`), kept after it dies, so
+  status can show a registered broker as not alive;
+- ``alive/<node id>``: the same, attached to the broker's lease: it disappears when the lease expires
+  (``broker_session_timeout_ms`` without a keep-alive). Created with a compare-and-swap, so two live
+  brokers cannot share a node id;
+- ``controller``: the node id of the controller, attached to its lease and created only where none
+  exists (compare-and-swap on the key's version). Its create revision is the controller epoch: it only grows.
+
+Every broker keeps its lease alive and re-reads the cluster every third of the session timeout; a broker
+whose lease expired (etcd was unreachable longer than the timeout) registers again with a new lease. While
+etcd cannot be reached, the broker keeps serving; its view says ``reachable: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aetcd
+import aetcd.exceptions
+
+from umbra.cluster.control import BrokerInfo, ClusterView, ControlPlaneError
+
+log = logging.getLogger("umbra.cluster.etcd")
+
+# What a call to etcd can raise when etcd is down, slow or refuses: the client's errors, and a timeout.
+_ETCD_ERRORS = (aetcd.exceptions.ClientError, asyncio.TimeoutError, OSError)
+
+
+def cluster_prefix(cluster_id: str) -> bytes:
+    return f"/umbra/clusters/{cluster_id}/".encode()
+
+
+class EtcdControlPlane:
+    def __init__(self, endpoints: list[tuple[str, int]], cluster_id: str, node_id: int,
+                 session_timeout_ms: int, *, request_timeout_s: float = 5.0) -> None:
+        self._endpoints = endpoints
+        self._cluster_id = cluster_id
+        self._node_id = node_id
+        self._ttl = max(1, round(session_timeout_ms / 1000))
+        self._interval = max(0.2, self._ttl / 3)
+        self._timeout = request_timeout_s
+        self._prefix = cluster_prefix(cluster_id)
+        self._client: aetcd.Client | None = None
+        self._lease: Any = None  # aetcd.leases.Lease (untyped library)
+        self._me: BrokerInfo | None = None
+        self._view = ClusterView(cluster_id, None, 0, (), reachable=False)
+        self._task: asyncio.Task[None] | None = None
+        self._endpoint_index = 0
+
+    # --- the ControlPlane protocol -------------------------------------
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    def view(self) -> ClusterView:
+        return self._view
+
+    def is_controller(self) -> bool:
+        return self._view.reachable and self._view.controller == self._node_id
+
+    async def start(self, me: BrokerInfo) -> None:
+        self._me = me
+        try:
+            await self._connect()
+            await self._register()
+            await self._elect_and_read()
+        except _ETCD_ERRORS as exc:
+            await self._close_client()
+            endpoints = ",".join(f"http://{h}:{p}" for h, p in self._endpoints)
+            raise ControlPlaneError(f"cannot register with etcd at {endpoints}: {describe(exc)}") from None
+        log.info("registered in cluster %s (etcd); controller: %s", self._cluster_id, self._view.controller)
+        self._task = asyncio.create_task(self._run(), name="control-plane")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._client is not None and self._lease is not None:
+            try:  # leave at once: the controllership and the alive key go with the lease
+                await asyncio.wait_for(self._lease.revoke(), self._timeout)
+            except _ETCD_ERRORS as exc:
+                log.warning("could not revoke the lease in etcd (it expires by itself): %s", describe(exc))
+        await self._close_client()
+
+    # --- etcd ----------------------------------------------------------
+    async def _connect(self) -> None:
+        errors = []
+        for attempt in range(len(self._endpoints)):
+            host, port = self._endpoints[(self._endpoint_index + attempt) % len(self._endpoints)]
+            client = aetcd.Client(host=host, port=port, timeout=int(self._timeout) or 1)
+            try:
+                await asyncio.wait_for(client.connect(), self._timeout)
+                await asyncio.wait_for(client.status(), self._timeout)
+            except _ETCD_ERRORS as exc:
+                errors.append(f"{host}:{port}: {describe(exc)}")
+                await _close_quietly(client)
+                continue
+            self._client = client
+            self._endpoint_index = (self._endpoint_index + attempt) % len(self._endpoints)
+            return
+        raise aetcd.exceptions.ConnectionFailedError("; ".join(errors))
+
+    async def _close_client(self) -> None:
+        if self._client is not None:
+            await _close_quietly(self._client)
+            self._client = None
+
+    def _key(self, *parts: object) -> bytes:
+        return self._prefix + "/".join(str(p) for p in parts).encode()
+
+    async def _call(self, coro: Any) -> Any:
+        return await asyncio.wait_for(coro, self._timeout)
+
+    async def _register(self) -> None:
+        client, me = self._client, self._me
+        assert client is not None and me is not None
+        self._lease = await self._call(client.lease(self._ttl))
+        body = json.dumps(me.to_json()).encode()
+        alive = self._key("alive", me.node_id)
+        ok, _ = await self._call(client.transaction(
+            compare=[client.transactions.version(alive) == 0],
+            success=[client.transactions.put(alive, body, lease=self._lease.id),
+                     client.transactions.put(self._key("brokers", me.node_id), body)],
+            failure=[]))
+        if not ok:
+            await _revoke_quietly(self._lease)
+            raise ControlPlaneError(f"node id {me.node_id} is already registered and alive in cluster "
+                                    f"{self._cluster_id!r}: give each broker its own --node-id")
+
+    async def _elect_and_read(self) -> None:
+        client = self._client
+        assert client is not None
+        controller_key = self._key("controller")
+        won, _ = await self._call(client.transaction(
+            compare=[client.transactions.version(controller_key) == 0],
+            success=[client.transactions.put(controller_key, str(self._node_id).encode(), lease=self._lease.id)],
+            failure=[]))
+        if won:
+            log.info("this broker (node %d) is the controller of cluster %s", self._node_id, self._cluster_id)
+        registered = await self._call(client.get_prefix(self._key("brokers", "")))
+        alive = await self._call(client.get_prefix(self._key("alive", "")))
+        current = await self._call(client.get(controller_key))
+        alive_ids = {int(kv.key.rsplit(b"/", 1)[1]) for kv in alive}
+        brokers = []
+        for kv in registered:
+            try:
+                brokers.append(BrokerInfo.from_json(json.loads(kv.value), alive=False))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring an unreadable broker registration at %s", kv.key.decode(errors="replace"))
+        brokers = [BrokerInfo(b.node_id, b.rack, b.kafka_address, b.admin_address, b.node_id in alive_ids)
+                   for b in sorted(brokers, key=lambda b: b.node_id)]
+        controller, epoch = None, self._view.controller_epoch
+        if current is not None:
+            controller, epoch = int(current.value), int(current.create_revision)
+        previous = self._view.controller
+        self._view = ClusterView(self._cluster_id, controller, epoch, tuple(brokers))
+        if controller != previous and previous is not None:
+            log.info("controller of cluster %s: %s -> %s (epoch %d)", self._cluster_id, previous, controller, epoch)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                if self._client is None:
+                    await self._connect()
+                reply = await self._call(self._lease.refresh())
+                if reply is None or reply.TTL <= 0:  # expired while etcd was out of reach: join again
+                    log.warning("the lease in etcd expired; registering again")
+                    await self._register()
+                await self._elect_and_read()
+            except ControlPlaneError as exc:  # our node id taken meanwhile by another live broker
+                log.error("%s", exc)
+                self._mark_unreachable()
+            except _ETCD_ERRORS as exc:
+                if self._view.reachable:
+                    log.warning("etcd unreachable, serving on with the last cluster view: %s", describe(exc))
+                self._mark_unreachable()
+                await self._close_client()
+                self._endpoint_index += 1
+
+    def _mark_unreachable(self) -> None:
+        v = self._view
+        self._view = ClusterView(v.cluster_id, v.controller, v.controller_epoch, v.brokers, reachable=False)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+async def _close_quietly(client: aetcd.Client) -> None:
+    try:
+        await asyncio.wait_for(client.close(), 2.0)
+    except _ETCD_ERRORS:
+        pass
+
+
+async def _revoke_quietly(lease: Any) -> None:
+    try:
+        await asyncio.wait_for(lease.revoke(), 2.0)
+    except _ETCD_ERRORS:
+        pass

@@ -32,6 +32,7 @@ from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.ports import TopicGuard
 from umbra.server.producer_ids import ProducerIdManager
+from umbra.server.replicas import ReplicaManager
 from umbra.server.sendfile import shutdown_executor as shutdown_sendfile_executor
 from umbra.storage.cleaner import CleanResult, LogCleaner
 from umbra.storage.config import LogConfig
@@ -66,7 +67,8 @@ class Broker:
         self.notifier = AppendNotifier()
         self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
         self.connection_limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
-        self.leader_epoch = self.metadata.bump_leader_epoch()
+        self.leader_epoch = self.metadata.bump_leader_epoch()  # every partition's, until the control plane assigns them
+        self.replicas = ReplicaManager(self.node_id, self.leader_epoch, self.metadata.topic, self.get_log)
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -145,6 +147,7 @@ class Broker:
         """Delete a topic: gone from metadata and from reads and writes at once; its files are removed on a
         worker thread (1,000 partitions take seconds)."""
         meta = self.metadata.delete_topic(name)
+        self.replicas.forget_topic(name)
         doomed = [path for p in range(meta.partitions) if (path := self.logs.detach_partition(name, p))]
         await asyncio.to_thread(remove_directories, doomed)
         return meta

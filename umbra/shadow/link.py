@@ -260,8 +260,8 @@ class ShadowLink:
                     self._apply_configs(name, dict(meta.configs), synced)
             self.conflicts.pop(name, None)
             for partition in range(meta.partitions):
-                self.engine.ensure((name, partition), broker.get_log(name, partition), broker.leader_epoch,
-                                   info.topic_id)
+                held = broker.replicas.leader_partition(name, partition)
+                self.engine.ensure((name, partition), held.log, held.leader_epoch, info.topic_id)
         for name, entry in self.manager.topics_of(self.spec.name).items():
             if entry["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED) and name not in metadata.topics:
                 self.fault_topic(name, "the source topic no longer exists; shadow data kept")

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from umbra.errors import ErrorCode, FencedLeaderEpoch, KafkaError
+from umbra.errors import ErrorCode, KafkaError
 from umbra.protocol.fetch_codec import FetchPartitionData, FetchTopicData, Piece, encode_fetch_response
 from umbra.server.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from umbra.server.handlers import RequestContext, handles
@@ -34,19 +34,15 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
                              "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
                              "preferred_read_replica": -1, "records": b"", "size": 0, "diverging_epoch": None}
     try:
-        if leader_epoch >= 0 and leader_epoch != broker.leader_epoch:
-            if leader_epoch < broker.leader_epoch:
-                raise FencedLeaderEpoch(f"leader epoch {leader_epoch} is older than {broker.leader_epoch}")
-            raise KafkaError(f"leader epoch {leader_epoch} is newer than {broker.leader_epoch}",
-                             ErrorCode.UNKNOWN_LEADER_EPOCH)
-        log = broker.get_log(*tp)
+        partition = broker.replicas.leader_partition(tp[0], tp[1], leader_epoch)
+        log = partition.log
         entry["high_watermark"] = log.high_watermark
         entry["last_stable_offset"] = log.last_stable_offset
         entry["log_start_offset"] = log.log_start_offset
         if last_fetched_epoch >= 0:
             # KIP-595: a fetcher whose last epoch ended earlier here than where it fetches has diverged. It is
             # told where that epoch ends, and gets no records until it truncated to there.
-            end_epoch, end_offset = log.end_offset_for_leader_epoch(last_fetched_epoch, broker.leader_epoch)
+            end_epoch, end_offset = log.end_offset_for_leader_epoch(last_fetched_epoch, partition.leader_epoch)
             if end_epoch >= 0 and (end_epoch < last_fetched_epoch or end_offset < state.fetch_offset):
                 entry["diverging_epoch"] = (end_epoch, end_offset)
                 return entry

@@ -18,10 +18,13 @@ def broker_entries(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 def _topic_entry(ctx: RequestContext, meta: TopicMetadata) -> dict[str, Any]:
-    node = ctx.broker.node_id
-    partitions = [{"error_code": 0, "partition_index": p, "leader_id": node, "leader_epoch": ctx.broker.leader_epoch,
-                   "replica_nodes": [node], "isr_nodes": [node], "offline_replicas": []}
-                  for p in range(meta.partitions)]
+    replicas = ctx.broker.replicas
+    partitions = []
+    for p in range(meta.partitions):
+        state = replicas.state(meta.name, p)
+        partitions.append({"error_code": 0, "partition_index": p, "leader_id": state.leader,
+                           "leader_epoch": state.leader_epoch, "replica_nodes": list(state.replicas),
+                           "isr_nodes": list(state.isr), "offline_replicas": []})
     return {"error_code": 0, "name": meta.name, "topic_id": meta.topic_id, "is_internal": meta.internal,
             "partitions": partitions}
 

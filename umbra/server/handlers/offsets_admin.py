@@ -24,9 +24,12 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, An
         partitions = []
         for p in topic.partitions:
             entry: dict[str, Any] = {"partition_index": p.partition_index, "error_code": 0, "timestamp": -1,
-                                     "offset": -1, "leader_epoch": broker.leader_epoch}
+                                     "offset": -1, "leader_epoch": -1}
             try:
-                log = broker.get_log(topic.name, p.partition_index)
+                partition = broker.replicas.leader_partition(topic.name, p.partition_index,
+                                                             getattr(p, "current_leader_epoch", -1))
+                entry["leader_epoch"] = partition.leader_epoch
+                log = partition.log
                 ts = p.timestamp
                 if ts == LATEST:
                     isolation = request.isolation_level if ctx.api_version >= 2 else 0
@@ -62,9 +65,10 @@ async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> d
         for p in topic.partitions:
             entry: dict[str, Any] = {"error_code": 0, "partition": p.partition, "leader_epoch": -1, "end_offset": -1}
             try:
-                log = broker.get_log(topic.topic, p.partition)
-                entry["leader_epoch"], entry["end_offset"] = log.end_offset_for_leader_epoch(
-                    p.leader_epoch, broker.leader_epoch)
+                partition = broker.replicas.leader_partition(topic.topic, p.partition,
+                                                             getattr(p, "current_leader_epoch", -1))
+                entry["leader_epoch"], entry["end_offset"] = partition.log.end_offset_for_leader_epoch(
+                    p.leader_epoch, partition.leader_epoch)
             except KafkaError as exc:
                 entry["error_code"] = int(exc.code)
             partitions.append(entry)
@@ -83,7 +87,7 @@ async def handle_delete_records(ctx: RequestContext, request: Any) -> dict[str, 
             try:
                 meta = broker.metadata.require_topic(topic.name)
                 broker.check_writable(meta)
-                log = broker.get_log(topic.name, p.partition_index)
+                log = broker.replicas.leader_partition(topic.name, p.partition_index).log
                 offset = log.high_watermark if p.offset == -1 else p.offset
                 if offset < 0 or offset > log.high_watermark:
                     raise OffsetOutOfRange(f"offset {offset} is outside 0..{log.high_watermark} (high watermark)")

@@ -24,9 +24,6 @@ from umbra.errors import (
 from umbra.server.handlers import RequestContext, handles
 from umbra.storage.log import Log
 
-# A single broker: every partition has one replica, always in sync.
-IN_SYNC_REPLICAS = 1
-
 
 def _partition_error(index: int, exc: KafkaError) -> dict[str, Any]:
     return {"index": index, "error_code": int(exc.code), "base_offset": -1, "log_append_time_ms": -1,
@@ -55,14 +52,12 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                 if meta is None or not 0 <= pdata.index < meta.partitions:
                     raise UnknownTopicOrPartition(f"{name}-{pdata.index} does not exist")
                 broker.check_writable(meta)
+                partition = broker.replicas.leader_partition(name, pdata.index)
                 if acks == -1:
-                    required = min_insync_replicas(broker.config, meta.configs, broker.metadata.broker_configs())
-                    if required > IN_SYNC_REPLICAS:
-                        raise KafkaError(f"{name} needs {required} in-sync replicas (min.insync.replicas) "
-                                         f"and has {IN_SYNC_REPLICAS}", ErrorCode.NOT_ENOUGH_REPLICAS)
-                log = broker.get_log(name, pdata.index)
-                result = log.append_as_leader(pdata.records, leader_epoch=broker.leader_epoch, now_ms=now_ms)
-                log.high_watermark = log.log_end_offset
+                    partition.check_min_insync(
+                        min_insync_replicas(broker.config, meta.configs, broker.metadata.broker_configs()))
+                result = partition.append_as_leader(pdata.records, now_ms)
+                log = partition.log
                 broker.notifier.notify((name, pdata.index))
                 broker.metrics.produced_bytes.inc(len(pdata.records))
                 entry = {"index": pdata.index, "error_code": 0, "base_offset": result.base_offset,

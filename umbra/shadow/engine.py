@@ -432,6 +432,10 @@ class ReplicationEngine:
         rep.note_error(error, f"source broker {loop.broker_id} answered {error} for {name}")
         if code in _IDENTITY_ERRORS and self.link.capabilities().topic_ids is False:
             rep.suspect, rep.verified = True, False  # maybe recreated: check before fetching on
+        if code in (ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH):
+            # A new source epoch is a start point: a source whose Fetch has no diverging epoch (v9-v11) can only
+            # show a lost tail through OffsetForLeaderEpoch, asked before fetching on.
+            rep.verified = False
         if code is ErrorCode.OFFSET_OUT_OF_RANGE:
             self._spawn(self._out_of_range(loop, rep), f"out-of-range-{name}")
             loop.remove(rep.tp)

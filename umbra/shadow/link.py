@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -38,14 +39,15 @@ IDLE_PARTITION_FIELDS: dict[str, Any] = {
     "source_errors": {}, "last_source_error": "", "start_point_check": None, "truncations": 0,
     "truncated_records": 0, "last_truncation": None}
 
-_metrics: dict[int, ShadowMetrics] = {}
+# One set of shadow metrics per broker registry; weakly held, so a registry's id reused after it is freed (a
+# second broker in one process) never finds the old one's metrics.
+_metrics: weakref.WeakKeyDictionary[Any, ShadowMetrics] = weakref.WeakKeyDictionary()
 
 
 def _metrics_for(registry: Any) -> ShadowMetrics:
-    key = id(registry)
-    if key not in _metrics:
-        _metrics[key] = ShadowMetrics(registry)
-    return _metrics[key]
+    if registry not in _metrics:
+        _metrics[registry] = ShadowMetrics(registry)
+    return _metrics[registry]
 
 
 # Builds the client a link talks to its source with. The broker uses ``connect_source``; unit tests pass a fake.

@@ -216,8 +216,11 @@ class ShadowLinkManager:
     def finish_failover(self, link: ShadowLink, topics: list[str]) -> None:
         """Called by the link once replication of ``topics`` has stopped: they become ordinary topics."""
         wanted = set(topics)
-        highest = max((log_.max_producer_id for log_ in self.broker.logs.all_logs() if log_.topic in wanted),
-                      default=-1)
+        logs = [log_ for log_ in self.broker.logs.all_logs() if log_.topic in wanted]
+        highest = max((log_.max_producer_id for log_ in logs), default=-1)
+        for log_ in logs:  # appends that landed while the fence went up are replicated data: make them visible
+            self.broker.replicas.leader_partition(log_.topic, log_.partition).maybe_advance_high_watermark()
+            self.broker.notifier.notify((log_.topic, log_.partition))
         # A new idempotent producer must never collide with a replicated producer id.
         self.broker.producer_ids.ensure_above(highest)
         with self.broker.metadata.batch():

@@ -99,6 +99,11 @@ class AdminServer:
         metrics.request_memory_waits.set(self.broker.request_memory.waits)
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
+        view = self.control.view()
+        metrics.cluster_brokers_alive.set(len(view.alive_brokers()))
+        metrics.is_controller.set(1 if self.control.is_controller() else 0)
+        metrics.controller_changes.set(view.controller_changes)
+        metrics.control_plane_reachable.set(1 if view.reachable else 0)
         for link in list(self.shadow.links.values()):
             link.refresh_metrics()
         body = generate_latest(metrics.registry)

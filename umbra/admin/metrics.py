@@ -45,3 +45,10 @@ class BrokerMetrics:
                                                  registry=self.registry)
         self.log_end_offset = Gauge("umbra_log_end_offset", "Log end offset", ["topic", "partition"],
                                     registry=self.registry)
+        self.cluster_brokers_alive = Gauge("umbra_cluster_brokers_alive", "Brokers of the cluster alive in the "
+                                           "control plane, as this broker sees it", registry=self.registry)
+        self.is_controller = Gauge("umbra_is_controller", "1 on the controller broker", registry=self.registry)
+        self.controller_changes = Gauge("umbra_controller_changes", "Times this broker saw the controller change",
+                                        registry=self.registry)
+        self.control_plane_reachable = Gauge("umbra_control_plane_reachable",
+                                             "1 while the control plane (etcd) answers", registry=self.registry)

@@ -43,6 +43,7 @@ class ClusterView:
     controller_epoch: int
     brokers: tuple[BrokerInfo, ...]
     reachable: bool = True
+    controller_changes: int = 0  # times this broker saw the controller change
 
     def alive_brokers(self) -> list[BrokerInfo]:
         return [b for b in self.brokers if b.alive]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 import aetcd
@@ -160,10 +161,11 @@ class EtcdControlPlane:
         controller, epoch = None, self._view.controller_epoch
         if current is not None:
             controller, epoch = int(current.value), int(current.create_revision)
-        previous = self._view.controller
-        self._view = ClusterView(self._cluster_id, controller, epoch, tuple(brokers))
+        previous, changes = self._view.controller, self._view.controller_changes
         if controller != previous and previous is not None:
+            changes += 1
             log.info("controller of cluster %s: %s -> %s (epoch %d)", self._cluster_id, previous, controller, epoch)
+        self._view = ClusterView(self._cluster_id, controller, epoch, tuple(brokers), controller_changes=changes)
 
     async def _run(self) -> None:
         while True:
@@ -187,8 +189,7 @@ class EtcdControlPlane:
                 self._endpoint_index += 1
 
     def _mark_unreachable(self) -> None:
-        v = self._view
-        self._view = ClusterView(v.cluster_id, v.controller, v.controller_epoch, v.brokers, reachable=False)
+        self._view = replace(self._view, reachable=False)
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from umbra.shadow.spec import LinkSpec, SpecError, parse_link_spec
 from umbra.shadow.state import LinkState, ShadowTopicState
 
 if TYPE_CHECKING:
-    from umbra.server.broker import Broker
+    from umbra.shadow.host import ShadowHost
 
 log = logging.getLogger("umbra.shadow")
 
@@ -44,7 +44,7 @@ class ShadowTopicReadOnly(KafkaError):
 
 
 class ShadowLinkManager:
-    def __init__(self, broker: Broker, connect_source: SourceFactory = connect_source) -> None:
+    def __init__(self, broker: ShadowHost, connect_source: SourceFactory = connect_source) -> None:
         self.broker = broker
         self.connect_source = connect_source  # how each link builds its source client (tests pass a fake)
         self.links: dict[str, ShadowLink] = {}

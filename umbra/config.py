@@ -60,6 +60,7 @@ class BrokerConfig:
     etcd: str | None = None
     rack: str | None = None  # [broker.rack]
     broker_session_timeout_ms: int = 9000  # [broker.session.timeout.ms]: a broker silent this long is dead
+    replica_lag_time_max_ms: int = 30000  # [replica.lag.time.max.ms]: a follower behind this long leaves the ISR
     # Requests larger than this close the connection (Kafka: socket.request.max.bytes).
     max_request_bytes: int = 104857600
     # Request bytes buffered before they are handled, over every connection; a connection that needs more
@@ -149,7 +150,7 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
-                "max_connections_per_ip", "broker_session_timeout_ms")
+                "max_connections_per_ip", "broker_session_timeout_ms", "replica_lag_time_max_ms")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")

@@ -205,3 +205,17 @@ def test_creating_a_large_topic_does_not_stall_other_clients(broker) -> None:
         assert got == cid and response.topics[0].error_code == 0
         assert answered_first, "the other connection waited for the topic's logs to be created"
     assert len(list(broker.data_dir.glob(f"{topic}-*"))) == 2000
+
+
+def test_a_fetch_from_a_broker_that_is_no_replica_is_refused(broker) -> None:
+    """A follower fetch (a broker id as replica_id) reads to the log end and moves the ISR, so only replicas
+    may send one; here every partition has one replica, this broker. Consumers (-1) are unaffected, and
+    acks=all is acknowledged at once: the ISR is this broker alone."""
+    create_topic(broker.bootstrap, "replicated", partitions=1)
+    with RawConnection("127.0.0.1", broker.port) as conn:
+        assert _produce(conn, "replicated", build_batch([(b"k", b"v", [], 1_000)])).error_code == 0
+        as_follower = dict(_fetch_request("replicated", 0), replica_id=2)
+        follower = conn.request(FETCH, 12, **as_follower).responses[0].partitions[0]
+        assert follower.error_code == 6  # NOT_LEADER_OR_FOLLOWER
+        consumer = conn.request(FETCH, 12, **_fetch_request("replicated", 0)).responses[0].partitions[0]
+        assert consumer.error_code == 0 and consumer.high_watermark == 1 and consumer.records

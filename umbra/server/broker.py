@@ -68,7 +68,8 @@ class Broker:
         self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
         self.connection_limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.leader_epoch = self.metadata.bump_leader_epoch()  # every partition's, until the control plane assigns them
-        self.replicas = ReplicaManager(self.node_id, self.leader_epoch, self.metadata.topic, self.get_log)
+        self.replicas = ReplicaManager(self.node_id, self.leader_epoch, self.metadata.topic, self.get_log,
+                                       replica_lag_time_max_ms=config.replica_lag_time_max_ms)
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -249,6 +250,7 @@ class Broker:
             if checkpoint_due:
                 last_checkpoint = now
             await asyncio.to_thread(self._flush_and_retain, now, retention_due, checkpoint_due)
+            self.replicas.shrink_isrs(now)
             if self.groups is not None:
                 await self.groups.tick(now)
 

@@ -12,7 +12,9 @@ so the control plane can assign them once partitions are replicated.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,15 +40,41 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
-class Partition:
-    """One partition on this broker: its log, and its role in the replica set."""
+@dataclass(slots=True)
+class FollowerProgress:
+    """What the leader knows of one follower, from its fetches (Kafka's replica state on the leader)."""
 
-    def __init__(self, topic: str, index: int, log: Log, state: PartitionState) -> None:
+    log_end_offset: int = -1  # a follower fetching at offset X holds everything below X
+    last_caught_up_ms: int = -1  # the last time it had everything the leader had (-1: never)
+    last_fetch_leader_end: int = -1  # the leader's log end when the follower last fetched
+    last_fetch_ms: int = -1
+
+
+IsrListener = Callable[["Partition", tuple[int, ...]], None]
+
+
+class Partition:
+    """One partition on this broker: its log, and its role in the replica set.
+
+    As leader it tracks each follower's progress from its fetches (Kafka's ISR model): the high watermark is the
+    lowest log end offset over the in-sync replicas, a follower that has not caught up for
+    ``replica_lag_time_max_ms`` leaves the ISR, and one that catches up to the high watermark joins again. ISR
+    changes go to ``on_isr_change`` (the control plane records them); with one replica, nothing changes.
+    """
+
+    def __init__(self, topic: str, index: int, log: Log, state: PartitionState, *, node_id: int | None = None,
+                 replica_lag_time_max_ms: int = 30_000, on_isr_change: IsrListener | None = None) -> None:
         self.topic = topic
         self.index = index
         self.log = log
         self._state = state
+        self._node_id = state.leader if node_id is None else node_id
+        self._lag_max_ms = replica_lag_time_max_ms
+        self._on_isr_change = on_isr_change
+        started = int(time.time() * 1000)  # leadership begins: every follower counts as caught up now
+        self._followers = {r: FollowerProgress(last_caught_up_ms=started) for r in state.replicas if r != self._node_id}
         self._lock = threading.Lock()
+        self._hw_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def state(self) -> PartitionState:
@@ -79,21 +107,100 @@ class Partition:
         self.maybe_advance_high_watermark()
         return result
 
-    def maybe_advance_high_watermark(self) -> None:
-        """The high watermark is the lowest log end offset over the ISR; with this broker the only replica,
-        its own log end offset."""
+    # --- the ISR (leader side) -----------------------------------------
+    def follower_progress(self, replica_id: int) -> FollowerProgress | None:
+        return self._followers.get(replica_id)
+
+    def record_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
+        """A follower fetched at ``fetch_offset``: it holds everything below it. It is caught up when it has
+        what the leader had at its previous fetch (Kafka's rule: a steady stream of appends never makes a
+        follower that keeps up look behind). A follower outside the ISR joins once it reaches the high
+        watermark and is caught up."""
+        progress = self._followers.get(replica_id)
+        if progress is None:
+            raise NotLeaderOrFollower(f"broker {replica_id} is not a replica of {self.topic}-{self.index}")
+        leader_end = self.log.log_end_offset
         with self._lock:
-            end = self.log.log_end_offset
-            if end > self.log.high_watermark:
-                self.log.high_watermark = end
+            if fetch_offset >= leader_end:
+                progress.last_caught_up_ms = now_ms
+            elif progress.last_fetch_leader_end >= 0 and fetch_offset >= progress.last_fetch_leader_end:
+                progress.last_caught_up_ms = max(progress.last_caught_up_ms, progress.last_fetch_ms)
+            progress.log_end_offset = fetch_offset
+            progress.last_fetch_leader_end = leader_end
+            progress.last_fetch_ms = now_ms
+            isr = self._state.isr
+            joins = (replica_id not in isr and fetch_offset >= self.log.high_watermark
+                     and progress.last_caught_up_ms >= 0 and now_ms - progress.last_caught_up_ms <= self._lag_max_ms)
+        if joins:
+            self._change_isr(tuple(sorted((*isr, replica_id))))
+        self.maybe_advance_high_watermark()
+
+    def maybe_shrink_isr(self, now_ms: int) -> tuple[int, ...]:
+        """Drop followers that have not caught up for ``replica_lag_time_max_ms``; returns those dropped."""
+        with self._lock:
+            isr = self._state.isr
+            lagging = tuple(r for r in isr if r != self._node_id and (
+                (p := self._followers.get(r)) is None or now_ms - p.last_caught_up_ms > self._lag_max_ms))
+        if lagging:
+            self._change_isr(tuple(r for r in isr if r not in lagging))
+            self.maybe_advance_high_watermark()  # fewer replicas to wait for
+        return lagging
+
+    def _change_isr(self, isr: tuple[int, ...]) -> None:
+        self._state = PartitionState(self._state.leader, self._state.leader_epoch, self._state.replicas, isr)
+        if self._on_isr_change is not None:
+            self._on_isr_change(self, isr)
+
+    def maybe_advance_high_watermark(self) -> None:
+        """The high watermark is the lowest log end offset over the ISR (this broker's is its log end). It
+        never moves back. Producers waiting for it (acks=all) are released."""
+        with self._lock:
+            ends = [self.log.log_end_offset]
+            for replica in self._state.isr:
+                if replica != self._node_id:
+                    progress = self._followers.get(replica)
+                    ends.append(progress.log_end_offset if progress is not None else -1)
+            candidate = min(ends)
+            if candidate > self.log.high_watermark:
+                self.log.high_watermark = candidate
+            high_watermark = self.log.high_watermark
+            ready = [future for offset, future in self._hw_waiters if offset <= high_watermark]
+            self._hw_waiters = [(o, f) for o, f in self._hw_waiters if o > high_watermark]
+        for future in ready:
+            if not future.done():
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+
+    async def wait_for_high_watermark(self, offset: int, timeout_s: float) -> bool:
+        """acks=all: wait until the high watermark reaches ``offset`` (every in-sync replica has the append);
+        False on timeout."""
+        with self._lock:
+            if self.log.high_watermark >= offset:
+                return True
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._hw_waiters.append((offset, future))
+        try:
+            await asyncio.wait_for(future, timeout_s)
+            return True
+        except TimeoutError:
+            with self._lock:
+                self._hw_waiters = [(o, f) for o, f in self._hw_waiters if f is not future]
+            return False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ReplicaManager:
     """The partitions of this broker, opened on first use."""
 
     def __init__(self, node_id: int, leader_epoch: int, topic_of: Callable[[str], TopicMetadata | None],
-                 open_log: Callable[[str, int], Log]) -> None:
+                 open_log: Callable[[str, int], Log], *, replica_lag_time_max_ms: int = 30_000,
+                 on_isr_change: IsrListener | None = None) -> None:
         self.node_id = node_id
+        self._lag_max_ms = replica_lag_time_max_ms
+        self._on_isr_change = on_isr_change
         self._epoch = leader_epoch
         self._topic_of = topic_of
         self._open_log = open_log
@@ -125,9 +232,18 @@ class ReplicaManager:
         with self._lock:
             existing = self._partitions.get(key)
             if existing is None or existing.log is not log:
-                existing = Partition(topic, index, log, state)
+                existing = Partition(topic, index, log, state, node_id=self.node_id,
+                                     replica_lag_time_max_ms=self._lag_max_ms, on_isr_change=self._on_isr_change)
                 self._partitions[key] = existing
             return existing
+
+    def shrink_isrs(self, now_ms: int) -> None:
+        """Drop followers that fell behind ``replica_lag_time_max_ms`` from the ISR of every partition led here
+        (housekeeping; partitions without followers cost a lookup)."""
+        with self._lock:
+            led = [p for p in self._partitions.values() if len(p.state.isr) > 1]
+        for partition in led:
+            partition.maybe_shrink_isr(now_ms)
 
     def forget_topic(self, topic: str) -> None:
         """A deleted topic: its partitions go (their logs are the log manager's to remove)."""

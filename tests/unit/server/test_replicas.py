@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from umbra.cluster.metadata import TopicMetadata
 from umbra.errors import ErrorCode, KafkaError
 from umbra.records.batch import validate_record_set
 from umbra.records.records import build_batch
-from umbra.server.replicas import ReplicaManager
+from umbra.server.replicas import Partition, PartitionState, ReplicaManager
 from umbra.storage.config import LogConfig
 from umbra.storage.log import Log
 
@@ -84,3 +86,92 @@ def test_a_recreated_topic_gets_a_new_partition(tmp_path: Path) -> None:
     assert second is not first and second.log is not first.log
     for log in [first.log, second.log]:
         log.close()
+
+
+# --- the ISR on the leader (followers are driven by their fetch offsets) ------------------------------------
+LAG_MS = 1_000
+
+
+def three_replicas(tmp_path: Path, changes: list[tuple[int, ...]]) -> Partition:
+    log = Log.open(tmp_path / "r-0", "r", 0, LogConfig())
+    state = PartitionState(leader=1, leader_epoch=EPOCH, replicas=(1, 2, 3), isr=(1, 2, 3))
+    return Partition("r", 0, log, state, node_id=1, replica_lag_time_max_ms=LAG_MS,
+                     on_isr_change=lambda _p, isr: changes.append(isr))
+
+
+def append(partition: Partition, count: int = 1) -> int:
+    result = partition.append_as_leader(build_batch([(b"k", b"v", [], 1_000)] * count), now_ms=1_000)
+    return result.last_offset + 1
+
+
+def test_the_high_watermark_waits_for_every_in_sync_replica(tmp_path: Path) -> None:
+    partition = three_replicas(tmp_path, [])
+    end = append(partition, 5)
+    assert partition.log.high_watermark == 0  # nobody else has it yet
+    partition.record_follower_fetch(2, end, now_ms=2_000)
+    assert partition.log.high_watermark == 0  # replica 3 is in sync and has nothing
+    partition.record_follower_fetch(3, 3, now_ms=2_000)
+    assert partition.log.high_watermark == 3
+    partition.record_follower_fetch(3, end, now_ms=2_001)
+    assert partition.log.high_watermark == end
+    with pytest.raises(KafkaError) as stranger:
+        partition.record_follower_fetch(9, 0, now_ms=2_002)
+    assert code(stranger) is ErrorCode.NOT_LEADER_OR_FOLLOWER
+    partition.log.close()
+
+
+def test_a_lagging_follower_leaves_the_isr_and_rejoins_once_caught_up(tmp_path: Path) -> None:
+    changes: list[tuple[int, ...]] = []
+    partition = three_replicas(tmp_path, changes)
+    start = partition.follower_progress(2)
+    assert start is not None and start.last_caught_up_ms > 0  # leadership start counts as caught up
+    now = start.last_caught_up_ms
+    end = append(partition, 4)
+    partition.record_follower_fetch(2, end, now_ms=now + 100)  # caught up
+    partition.record_follower_fetch(3, 0, now_ms=now + 100)  # behind
+    assert partition.maybe_shrink_isr(now + 500) == ()
+    partition.record_follower_fetch(2, end, now_ms=now + LAG_MS)  # 2 keeps fetching; 3 went quiet
+    assert partition.maybe_shrink_isr(now + LAG_MS + 200) == (3,)
+    assert partition.state.isr == (1, 2) and changes == [(1, 2)]
+    assert partition.log.high_watermark == end  # no longer waits for replica 3
+    end = append(partition, 2)
+    partition.record_follower_fetch(3, end - 1, now_ms=now + LAG_MS + 300)  # not at the leader's end yet
+    assert partition.state.isr == (1, 2)
+    partition.record_follower_fetch(3, end, now_ms=now + LAG_MS + 400)  # caught up, and past the HW
+    assert partition.state.isr == (1, 2, 3) and changes[-1] == (1, 2, 3)
+    partition.log.close()
+
+
+def test_a_follower_that_keeps_up_with_a_steady_stream_stays_in_sync(tmp_path: Path) -> None:
+    """Kafka's rule: having what the leader had at the previous fetch counts as caught up, so appends
+    between fetches never make a follower that keeps up look behind."""
+    partition = three_replicas(tmp_path, [])
+    progress = partition.follower_progress(2)
+    assert progress is not None
+    now = progress.last_caught_up_ms
+    previous_end = partition.log.log_end_offset
+    for step in range(1, 20):
+        end = append(partition)
+        partition.record_follower_fetch(2, previous_end, now_ms=now + step * 400)
+        partition.record_follower_fetch(3, end, now_ms=now + step * 400)
+        previous_end = end
+    assert partition.maybe_shrink_isr(now + 20 * 400) == ()
+    partition.log.close()
+
+
+def test_acks_all_waits_for_the_high_watermark(tmp_path: Path) -> None:
+    partition = three_replicas(tmp_path, [])
+    end = append(partition, 2)
+
+    async def scenario() -> None:
+        waiting = asyncio.create_task(partition.wait_for_high_watermark(end, timeout_s=5))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        partition.record_follower_fetch(2, end, now_ms=int(time.time() * 1000))
+        assert not waiting.done()
+        partition.record_follower_fetch(3, end, now_ms=int(time.time() * 1000))
+        assert await asyncio.wait_for(waiting, 5) is True
+        assert await partition.wait_for_high_watermark(end + 1, timeout_s=0.05) is False
+
+    asyncio.run(scenario())
+    partition.log.close()

@@ -28,7 +28,9 @@ _ZERO_UUID = uuid.UUID(int=0)
 
 
 def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionPartition, max_bytes: int,
-                    leader_epoch: int, last_fetched_epoch: int, min_one: bool) -> dict[str, Any]:
+                    leader_epoch: int, last_fetched_epoch: int, min_one: bool, replica_id: int = -1) -> dict[str, Any]:
+    """One partition of a fetch. A consumer (``replica_id`` -1) reads up to the high watermark; a follower
+    (its broker id) reads up to the log end, and its fetch offset tells the leader what it holds (the ISR)."""
     broker = ctx.broker
     entry: dict[str, Any] = {"partition_index": tp[1], "error_code": 0, "high_watermark": -1,
                              "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
@@ -36,6 +38,8 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
     try:
         partition = broker.replicas.leader_partition(tp[0], tp[1], leader_epoch)
         log = partition.log
+        if replica_id >= 0:
+            partition.record_follower_fetch(replica_id, state.fetch_offset, int(time.time() * 1000))
         entry["high_watermark"] = log.high_watermark
         entry["last_stable_offset"] = log.last_stable_offset
         entry["log_start_offset"] = log.log_start_offset
@@ -47,7 +51,8 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
                 entry["diverging_epoch"] = (end_epoch, end_offset)
                 return entry
         if max_bytes > 0 or min_one:
-            records = log.read(state.fetch_offset, max(max_bytes, 0), max_offset=log.high_watermark,
+            records = log.read(state.fetch_offset, max(max_bytes, 0),
+                               max_offset=log.high_watermark if replica_id < 0 else None,
                                min_one_batch=min_one, regions_ok=broker.config.fetch_sendfile)
             entry["records"] = records
             entry["size"] = record_set_size(records)
@@ -74,6 +79,9 @@ class _FetchPlan:
         self.last_fetched_epochs: dict[TopicPartition, int] = {}
         self.session: FetchSession | None = None
         self.incremental = False
+        # A follower names its broker id (v15+: in replica_state); consumers send -1.
+        replica_state = getattr(request, "replica_state", None) if self.version >= 15 else None
+        self.replica_id = int(getattr(replica_state if replica_state is not None else request, "replica_id", -1))
         self.partitions: dict[TopicPartition, SessionPartition] = {}
         self._build(request)
 
@@ -139,7 +147,7 @@ class _FetchPlan:
             for tp, state in self.partitions.items():
                 entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
                                         self.epochs.get(tp, -1), self.last_fetched_epochs.get(tp, -1),
-                                        min_one=(total == 0))
+                                        min_one=(total == 0), replica_id=self.replica_id)
                 size = entry["size"]
                 total += size
                 remaining -= size

@@ -22,12 +22,31 @@ from umbra.errors import (
     UnknownTopicOrPartition,
 )
 from umbra.server.handlers import RequestContext, handles
+from umbra.server.replicas import Partition
 from umbra.storage.log import Log
 
 
 def _partition_error(index: int, exc: KafkaError) -> dict[str, Any]:
     return {"index": index, "error_code": int(exc.code), "base_offset": -1, "log_append_time_ms": -1,
             "log_start_offset": -1, "record_errors": [], "error_message": str(exc) or exc.code.name}
+
+
+async def _wait_for_isr(waits: list[tuple[Partition, dict[str, Any], int, int]], timeout_ms: int) -> None:
+    """acks=all: each append is acknowledged once every in-sync replica has it (the high watermark passed it).
+    REQUEST_TIMED_OUT after the request's timeout; NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank
+    below min.insync.replicas meanwhile (the records are written, but not as safely as asked)."""
+    timeout_s = max(timeout_ms, 0) / 1000
+    outcomes = await asyncio.gather(*(partition.wait_for_high_watermark(offset, timeout_s)
+                                      for partition, _, offset, _ in waits))
+    for (partition, entry, _, required), replicated in zip(waits, outcomes, strict=True):
+        if len(partition.state.isr) < required:
+            entry.update(_partition_error(entry["index"], KafkaError(
+                f"written, but the ISR of {partition.topic}-{partition.index} shrank to {len(partition.state.isr)}, "
+                f"below min.insync.replicas {required}", ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)))
+        elif not replicated:
+            entry.update(_partition_error(entry["index"], KafkaError(
+                f"the in-sync replicas of {partition.topic}-{partition.index} did not confirm the append within "
+                f"{timeout_ms} ms", ErrorCode.REQUEST_TIMED_OUT)))
 
 
 @handles(0, "Produce", 3, 11)
@@ -37,6 +56,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
     now_ms = int(time.time() * 1000)
     responses = []
     to_flush: list[tuple[Log, dict[str, Any]]] = []
+    to_replicate: list[tuple[Partition, dict[str, Any], int, int]] = []  # acks=all: wait for the ISR
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions = []
@@ -53,9 +73,10 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                     raise UnknownTopicOrPartition(f"{name}-{pdata.index} does not exist")
                 broker.check_writable(meta)
                 partition = broker.replicas.leader_partition(name, pdata.index)
+                required = 1
                 if acks == -1:
-                    partition.check_min_insync(
-                        min_insync_replicas(broker.config, meta.configs, broker.metadata.broker_configs()))
+                    required = min_insync_replicas(broker.config, meta.configs, broker.metadata.broker_configs())
+                    partition.check_min_insync(required)
                 result = partition.append_as_leader(pdata.records, now_ms)
                 log = partition.log
                 broker.notifier.notify((name, pdata.index))
@@ -65,10 +86,14 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                          "record_errors": [], "error_message": None}
                 if acks == -1 and broker.config.fsync_before_ack:
                     to_flush.append((log, entry))
+                if acks == -1 and log.high_watermark <= result.last_offset:
+                    to_replicate.append((partition, entry, result.last_offset + 1, required))
                 partitions.append(entry)
             except KafkaError as exc:
                 partitions.append(_partition_error(pdata.index, exc))
         responses.append({"name": name, "partition_responses": partitions})
+    if to_replicate:
+        await _wait_for_isr(to_replicate, request.timeout_ms)
     if to_flush:
         loop = asyncio.get_running_loop()
         outcomes = await asyncio.gather(*(loop.run_in_executor(None, log.flush) for log, _ in to_flush),

@@ -13,9 +13,10 @@ import logging
 from umbra.admin.http import AdminServer
 from umbra.cluster.control import BrokerInfo, ControlPlane, LocalControlPlane, parse_endpoints
 from umbra.config import BrokerConfig
+from umbra.errors import TopicAlreadyExists
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.persistence import offsets_topic_configs
-from umbra.server.broker import Broker
+from umbra.server.broker import OFFSETS_TOPIC, Broker
 from umbra.server.connection import KafkaConnection
 from umbra.shadow.manager import ShadowLinkManager
 
@@ -29,6 +30,8 @@ class BrokerApp:
         self.config = config
         self.broker = Broker(config)
         self.control = control_plane(config, self.broker.metadata.cluster_id)
+        self.broker.control = self.control
+        self.control.subscribe_topics(self.broker.apply_cluster_topics)
         self.shadow = ShadowLinkManager(self.broker)
         self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
                                  config.admin_listen.port)
@@ -49,8 +52,18 @@ class BrokerApp:
         kafka = f"{advertised.host}:{advertised.port}" if advertised else f"{self.config.listen.host}:{broker.listen_port}"
         await self.control.start(BrokerInfo(broker.node_id, self.config.rack, kafka,
                                             f"http://{self.admin.host}:{self.admin.port}"))
+        if self.control.clustered:
+            await self._ensure_offsets_topic_in_cluster(offsets_topic_configs(self.config.offsets_topic_segment_bytes))
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
                  broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
+
+    async def _ensure_offsets_topic_in_cluster(self, configs: dict[str, str]) -> None:
+        """``__consumer_offsets`` in etcd: the first broker to start creates it (a compare-and-swap, so only
+        one does); its leader is the group coordinator."""
+        try:
+            await self.control.create_topic(OFFSETS_TOPIC, 1, configs, 1, internal=True)
+        except TopicAlreadyExists:
+            pass
 
     async def stop(self) -> None:
         log.info("shutting down")

@@ -160,6 +160,7 @@ UnsupportedCompressionType = _error("UnsupportedCompressionType", ErrorCode.UNSU
 FencedLeaderEpoch = _error("FencedLeaderEpoch", ErrorCode.FENCED_LEADER_EPOCH, True)
 UnknownLeaderEpoch = _error("UnknownLeaderEpoch", ErrorCode.UNKNOWN_LEADER_EPOCH, True)
 NotEnoughReplicas = _error("NotEnoughReplicas", ErrorCode.NOT_ENOUGH_REPLICAS, True)
+NotController = _error("NotController", ErrorCode.NOT_CONTROLLER, True)
 CoordinatorNotAvailable = _error("CoordinatorNotAvailable", ErrorCode.COORDINATOR_NOT_AVAILABLE, True)
 NotCoordinator = _error("NotCoordinator", ErrorCode.NOT_COORDINATOR, True)
 InvalidGroupId = _error("InvalidGroupId", ErrorCode.INVALID_GROUP_ID)

@@ -8,8 +8,11 @@ where brokers register in etcd under leases and elect the controller there. Read
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from umbra.cluster.metadata import PartitionAssignment, TopicMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +52,31 @@ class ClusterView:
         return [b for b in self.brokers if b.alive]
 
 
+TopicsListener = Callable[[dict[str, TopicMetadata]], Awaitable[None]]
+
+
 class ControlPlane(Protocol):
-    """Membership and controller election (the metadata image and its proposals come next)."""
+    """Membership, controller election, and (on a cluster) the topics with their partition assignments."""
 
     @property
     def node_id(self) -> int: ...
 
+    @property
+    def clustered(self) -> bool:
+        """True when topics live in the control plane (etcd), not in this broker's own store."""
+
     def view(self) -> ClusterView: ...
 
     def is_controller(self) -> bool: ...
+
+    def subscribe_topics(self, listener: TopicsListener) -> None:
+        """``listener`` gets every new snapshot of the cluster's topics (never called when not clustered)."""
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
+                           internal: bool = False) -> TopicMetadata:
+        """Create a topic, its partitions assigned over the live brokers (the controller calls this)."""
+
+    async def delete_topic(self, name: str) -> TopicMetadata: ...
 
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
@@ -93,7 +112,10 @@ class ControlPlaneError(Exception):
 
 
 class LocalControlPlane:
-    """The single-node default: this broker is the whole cluster, and its controller."""
+    """The single-node default: this broker is the whole cluster, and its controller; topics stay in its own
+    metadata store."""
+
+    clustered = False
 
     def __init__(self, cluster_id: str, node_id: int) -> None:
         self._cluster_id = cluster_id
@@ -116,3 +138,26 @@ class LocalControlPlane:
 
     async def stop(self) -> None:
         return None
+
+    def subscribe_topics(self, listener: TopicsListener) -> None:
+        return None
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
+                           internal: bool = False) -> TopicMetadata:
+        raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+    async def delete_topic(self, name: str) -> TopicMetadata:
+        raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+
+def assign_partitions(partitions: int, replication_factor: int, brokers: list[int],
+                      start: int = 0) -> list[PartitionAssignment]:
+    """Kafka's round-robin: partition p's replicas are ``replication_factor`` consecutive brokers from
+    ``start + p``; its first replica is the preferred leader, so leaders spread evenly too."""
+    ordered = sorted(brokers)
+    count = len(ordered)
+    result = []
+    for p in range(partitions):
+        replicas = tuple(ordered[(start + p + i) % count] for i in range(replication_factor))
+        result.append(PartitionAssignment(replicas, replicas[0], 0, replicas))
+    return result

@@ -8,7 +8,10 @@ Keys live under ``/umbra/clusters/<cluster id>/``, so one etcd holds several clu
   (``broker_session_timeout_ms`` without a keep-alive). Created with a compare-and-swap, so two live
   brokers cannot share a node id;
 - ``controller``: the node id of the controller, attached to its lease and created only where none
-  exists (compare-and-swap on the key's version). Its create revision is the controller epoch: it only grows.
+  exists (compare-and-swap on the key's version). Its create revision is the controller epoch: it only grows;
+- ``topics/<name>``: a topic (JSON of :class:`TopicMetadata`, with every partition's assignment: replicas,
+  leader, leader epoch, ISR), created only where none exists. Every broker reads them with the members and
+  applies them to its own view (:meth:`subscribe_topics`).
 
 Every broker keeps its lease alive and re-reads the cluster every third of the session timeout; a broker
 whose lease expired (etcd was unreachable longer than the timeout) registers again with a new lease. While
@@ -20,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import aetcd
 import aetcd.exceptions
 
-from umbra.cluster.control import BrokerInfo, ClusterView, ControlPlaneError
+from umbra.cluster.control import BrokerInfo, ClusterView, ControlPlaneError, TopicsListener, assign_partitions
+from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.errors import InvalidReplicationFactor, TopicAlreadyExists, UnknownTopicOrPartition
 
 log = logging.getLogger("umbra.cluster.etcd")
 
@@ -54,11 +61,53 @@ class EtcdControlPlane:
         self._view = ClusterView(cluster_id, None, 0, (), reachable=False)
         self._task: asyncio.Task[None] | None = None
         self._endpoint_index = 0
+        self._topics: dict[str, TopicMetadata] = {}
+        self._topics_revision = -1  # etcd's revision of the topics last read
+        self._topic_listeners: list[TopicsListener] = []
 
     # --- the ControlPlane protocol -------------------------------------
+    clustered = True
+
     @property
     def node_id(self) -> int:
         return self._node_id
+
+    def subscribe_topics(self, listener: TopicsListener) -> None:
+        self._topic_listeners.append(listener)
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
+                           internal: bool = False) -> TopicMetadata:
+        validate_topic_name(name)
+        alive = [b.node_id for b in self._view.alive_brokers()]
+        if replication_factor > len(alive):
+            raise InvalidReplicationFactor(f"Replication factor: {replication_factor} larger than available "
+                                           f"brokers: {len(alive)}.")
+        start = sum(name.encode()) % max(len(alive), 1)  # topics start on different brokers
+        topic = TopicMetadata(name, uuid.uuid4(), partitions, MappingProxyType(dict(configs)), internal,
+                              tuple(assign_partitions(partitions, replication_factor, alive, start)))
+        client = self._require_client()
+        key = self._key("topics", name)
+        ok, _ = await self._call(client.transaction(
+            compare=[client.transactions.version(key) == 0],
+            success=[client.transactions.put(key, json.dumps(topic.to_json()).encode())], failure=[]))
+        if not ok:
+            raise TopicAlreadyExists(f"Topic '{name}' already exists.")
+        await self._read_topics()
+        return topic
+
+    async def delete_topic(self, name: str) -> TopicMetadata:
+        topic = self._topics.get(name)
+        client = self._require_client()
+        deleted = await self._call(client.delete(self._key("topics", name)))
+        if topic is None or not deleted:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        await self._read_topics()
+        return topic
+
+    def _require_client(self) -> aetcd.Client:
+        if self._client is None:
+            raise ControlPlaneError("etcd is not reachable")
+        return self._client
 
     def view(self) -> ClusterView:
         return self._view
@@ -72,6 +121,7 @@ class EtcdControlPlane:
             await self._connect()
             await self._register()
             await self._elect_and_read()
+            await self._read_topics()
         except _ETCD_ERRORS as exc:
             await self._close_client()
             endpoints = ",".join(f"http://{h}:{p}" for h, p in self._endpoints)
@@ -178,6 +228,7 @@ class EtcdControlPlane:
                     log.warning("the lease in etcd expired; registering again")
                     await self._register()
                 await self._elect_and_read()
+                await self._read_topics()
             except ControlPlaneError as exc:  # our node id taken meanwhile by another live broker
                 log.error("%s", exc)
                 self._mark_unreachable()
@@ -187,6 +238,25 @@ class EtcdControlPlane:
                 self._mark_unreachable()
                 await self._close_client()
                 self._endpoint_index += 1
+
+    async def _read_topics(self) -> None:
+        """The cluster's topics; listeners hear of every change (by etcd revision of the topic keys)."""
+        client = self._require_client()
+        found = await self._call(client.get_prefix(self._key("topics", "")))
+        revision = max((kv.mod_revision for kv in found), default=0) * 1_000_000 + len(found)
+        if revision == self._topics_revision:
+            return
+        topics = {}
+        for kv in found:
+            try:
+                topic = TopicMetadata.from_json(json.loads(kv.value))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring an unreadable topic at %s", kv.key.decode(errors="replace"))
+                continue
+            topics[topic.name] = topic
+        self._topics, self._topics_revision = topics, revision
+        for listener in list(self._topic_listeners):
+            await listener(dict(topics))
 
     def _mark_unreachable(self) -> None:
         self._view = replace(self._view, reachable=False)

@@ -43,21 +43,46 @@ def validate_topic_name(name: str) -> None:
 
 
 @dataclass(frozen=True)
+class PartitionAssignment:
+    """Who holds one partition of a cluster topic: its replicas, the leader, its epoch and the ISR."""
+
+    replicas: tuple[int, ...]
+    leader: int
+    leader_epoch: int
+    isr: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"replicas": list(self.replicas), "leader": self.leader, "leader_epoch": self.leader_epoch,
+                "isr": list(self.isr)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartitionAssignment:
+        return cls(tuple(int(r) for r in data["replicas"]), int(data["leader"]), int(data["leader_epoch"]),
+                   tuple(int(r) for r in data["isr"]))
+
+
+@dataclass(frozen=True)
 class TopicMetadata:
     name: str
     topic_id: uuid.UUID
     partitions: int
     configs: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     internal: bool = False
+    # Per partition, on a cluster (the control plane assigns them); empty: every partition on this one broker.
+    assignments: tuple[PartitionAssignment, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
+        data = {"name": self.name, "topic_id": str(self.topic_id), "partitions": self.partitions,
                 "configs": dict(self.configs), "internal": self.internal}
+        if self.assignments:
+            data["assignments"] = [a.to_json() for a in self.assignments]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TopicMetadata:
         return cls(data["name"], uuid.UUID(data["topic_id"]), int(data["partitions"]),
-                   MappingProxyType(dict(data.get("configs", {}))), bool(data.get("internal", False)))
+                   MappingProxyType(dict(data.get("configs", {}))), bool(data.get("internal", False)),
+                   tuple(PartitionAssignment.from_json(a) for a in data.get("assignments", [])))
 
 
 Listener = Callable[[], None]
@@ -253,6 +278,18 @@ class MetadataStore:
         self._topics[name] = topic
         self._changed()
         return topic
+
+    def apply_cluster_topics(self, topics: dict[str, TopicMetadata]) -> tuple[list[TopicMetadata], list[TopicMetadata]]:
+        """A cluster's topics as the control plane holds them replace this broker's view (a broker on etcd
+        never creates topics locally). Returns (topics new or changed, topics gone)."""
+        changed = [t for name, t in topics.items() if self._topics.get(name) != t]
+        gone = [t for name, t in self._topics.items() if name not in topics]
+        if changed or gone:
+            self._topics = dict(topics)
+            for topic in gone:
+                self._shadow_topics.pop(topic.name, None)
+            self._changed()
+        return changed, gone
 
     def delete_topic(self, name: str) -> TopicMetadata:
         topic = self.require_topic(name)

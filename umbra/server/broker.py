@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import TopicMutation, log_config_for
+from umbra.cluster.control import ControlPlane, LocalControlPlane
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import (
     CorruptMessage,
+    InvalidReplicationFactor,
+    InvalidRequest,
     InvalidTopic,
     KafkaError,
     KafkaStorageError,
+    NotController,
     PolicyViolation,
     UnknownTopicOrPartition,
 )
@@ -76,6 +80,7 @@ class Broker:
         self._connections: set[Closable] = set()
         self._background: list[asyncio.Task[None]] = []
         self.groups: GroupCoordinator | None = None  # set by the composition root once it has loaded
+        self.control: ControlPlane = LocalControlPlane(self.metadata.cluster_id, self.node_id)  # or etcd's (app)
         self.topic_guard: TopicGuard | None = None  # the shadow-link layer's rules for its topics
         self.fetch_sessions = FetchSessionCache()
         self.metrics = BrokerMetrics()
@@ -169,6 +174,9 @@ class Broker:
         """Admin changes to a topic: internal topics refuse them all; shadow topics have their own rules."""
         if topic.internal:
             raise PolicyViolation(f"topic {topic.name!r} is internal: its configs and partitions are managed by umbra")
+        if self.clustered and mutation in (TopicMutation.ALTER_CONFIGS, TopicMutation.CREATE_PARTITIONS):
+            raise InvalidRequest(f"{mutation.value} of a topic on a cluster is not built yet (topics on etcd are "
+                                 f"created and deleted; their configs and partition counts are fixed for now)")
         if self.topic_guard is not None:
             self.topic_guard.topic_policy(topic, mutation, changed)
 
@@ -179,8 +187,67 @@ class Broker:
         if self.topic_guard is not None:
             self.topic_guard.check_produce(topic)
 
+    # --- a cluster on etcd: topics live in the control plane ------------
+    @property
+    def clustered(self) -> bool:
+        return self.control.clustered
+
+    def require_controller(self) -> None:
+        """Topic creation and deletion on a cluster go through the controller (clients send them there)."""
+        view = self.control.view()
+        if not view.reachable:
+            raise NotController("the control plane (etcd) cannot be reached: topics can be neither created nor "
+                                "deleted until it is back (existing topics keep serving)")
+        if not self.control.is_controller():
+            raise NotController(f"broker {self.node_id} is not the controller (broker {view.controller} is)")
+
+    async def create_cluster_topic(self, name: str, partitions: int, configs: dict[str, str],
+                                   replication_factor: int, internal: bool = False) -> TopicMetadata:
+        if replication_factor > 1:
+            raise InvalidReplicationFactor(
+                "replication between brokers is not built yet: topics on a cluster have replication factor 1")
+        return await self.control.create_topic(name, partitions, configs, replication_factor, internal)
+
+    async def apply_cluster_topics(self, topics: dict[str, TopicMetadata]) -> None:
+        """The control plane's topics replace this broker's view: logs of partitions this broker leads are
+        opened (on a worker), those of topics gone are removed."""
+        if OFFSETS_TOPIC not in topics and self.metadata.topic(OFFSETS_TOPIC) is not None:
+            topics = {**topics, OFFSETS_TOPIC: self.metadata.require_topic(OFFSETS_TOPIC)}  # until it is created there
+        changed, gone = self.metadata.apply_cluster_topics(topics)
+        for meta in changed:
+            for p in range(meta.partitions):
+                if self.replicas.state(meta.name, p).leader == self.node_id:
+                    await asyncio.to_thread(self._open_partition, meta.name, p)
+        doomed = [path for meta in gone for p in range(meta.partitions)
+                  if (path := self.logs.detach_partition(meta.name, p))]
+        for meta in gone:
+            self.replicas.forget_topic(meta.name)
+        if doomed:
+            await asyncio.to_thread(remove_directories, doomed)
+
+    def _open_partition(self, topic: str, partition: int) -> None:
+        try:
+            self.get_log(topic, partition)
+        except UnknownTopicOrPartition:
+            pass  # deleted meanwhile
+
+    def coordinator_address(self) -> tuple[int, str, int] | None:
+        """(node id, host, port) of the group coordinator: the leader of ``__consumer_offsets``; None while
+        it is not known (a cluster that has not created it yet, or whose leader is not registered)."""
+        if not self.clustered:
+            host, port = self.advertised_endpoint()
+            return self.node_id, host, port
+        if self.metadata.topic(OFFSETS_TOPIC) is None:
+            return None
+        leader = self.replicas.state(OFFSETS_TOPIC, 0).leader
+        for member in self.control.view().alive_brokers():
+            if member.node_id == leader:
+                address, _, port_text = member.kafka_address.rpartition(":")
+                return leader, address, int(port_text)
+        return None
+
     def auto_create(self, name: str) -> TopicMetadata | None:
-        if not self.config.auto_create_topics or name.startswith("__"):
+        if not self.config.auto_create_topics or name.startswith("__") or self.clustered:
             return None
         try:
             return self.create_topic(name, self.config.num_partitions)

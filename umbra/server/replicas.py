@@ -208,7 +208,12 @@ class ReplicaManager:
         self._lock = threading.Lock()
 
     def state(self, topic: str, index: int) -> PartitionState:
-        """Who holds ``topic-index`` (for Metadata; opens nothing)."""
+        """Who holds ``topic-index`` (for Metadata; opens nothing): the control plane's assignment on a
+        cluster, else this broker alone at the epoch it took at start-up."""
+        meta = self._topic_of(topic)
+        if meta is not None and 0 <= index < len(meta.assignments):
+            a = meta.assignments[index]
+            return PartitionState(a.leader, a.leader_epoch, a.replicas, a.isr)
         me = (self.node_id,)
         return PartitionState(self.node_id, self._epoch, me, me)
 
@@ -231,7 +236,7 @@ class ReplicaManager:
         key = (topic, index)
         with self._lock:
             existing = self._partitions.get(key)
-            if existing is None or existing.log is not log:
+            if existing is None or existing.log is not log or existing.state.leader_epoch != state.leader_epoch:
                 existing = Partition(topic, index, log, state, node_id=self.node_id,
                                      replica_lag_time_max_ms=self._lag_max_ms, on_isr_change=self._on_isr_change)
                 self._partitions[key] = existing

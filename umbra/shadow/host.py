@@ -56,6 +56,10 @@ class ShadowHost(Protocol):
     groups: GroupCoordinator | None
 
     @property
+    def clustered(self) -> bool:
+        """On a cluster on etcd (shadow links there are the next step; refused until then)."""
+
+    @property
     def replicas(self) -> Partitions: ...
 
     @property

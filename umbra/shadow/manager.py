@@ -146,6 +146,9 @@ class ShadowLinkManager:
                            for t, e in sorted(self.topics_of(name).items())}}
 
     async def create(self, doc: Any) -> dict[str, Any]:
+        if self.broker.clustered:
+            raise LinkError(400, "shadow links on a cluster of brokers on etcd are not built yet: run the link "
+                                 "on a single broker (without --etcd) for now")
         spec = self._parse(doc)
         async with self._lock:
             if spec.name in self.links:

@@ -6,60 +6,17 @@ runs on free loopback ports; every process is stopped by pid.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from harness import BrokerProcess, create_topic, http_get, require_command, wait_until
+from cluster_helpers import SESSION_MS, BrokerFactory, alive, cluster_broker, status, status_when, umbra
+from harness import create_topic, http_get, require_command, wait_until
 
 from umbra.devcluster import EtcdServer
-
-SESSION_MS = 3000  # short leases, so that a dead broker drops out within seconds
-BrokerFactory = Callable[..., BrokerProcess]
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
-    require_command("etcd", "make install installs Debian's etcd-server as root")
-    server = EtcdServer(tmp_path / "etcd").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def cluster_broker(factory: BrokerFactory, etcd: EtcdServer, cluster_id: str, node_id: int, **kw: Any) -> BrokerProcess:
-    return factory(f"{cluster_id}-{node_id}", node_id=node_id,
-                   config={"broker_session_timeout_ms": SESSION_MS, "group_initial_rebalance_delay_ms": 0},
-                   extra_args=["--etcd", etcd.url, "--cluster-id", cluster_id, *kw.pop("extra_args", [])], **kw)
-
-
-def umbra(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "umbra", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
-
-
-def status(broker: BrokerProcess) -> dict[str, Any]:
-    done = umbra("cluster", "status", "--format", "json", "--admin-url", broker.admin_url)
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
-def alive(doc: dict[str, Any]) -> dict[int, bool]:
-    return {b["node_id"]: b["alive"] for b in doc["brokers"]}
-
-
-def status_when(broker: BrokerProcess, predicate: Callable[[dict[str, Any]], bool], message: str,
-                timeout: float = 30) -> dict[str, Any]:
-    """Poll the broker's cluster status until ``predicate`` holds; that status."""
-    return dict(wait_until(lambda: doc if predicate(doc := status(broker)) else None, timeout=timeout,
-                           message=message))
 
 
 def test_brokers_register_and_elect_one_controller(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
@@ -142,16 +99,33 @@ def test_configuration_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_brokers_serve_through_an_etcd_outage_and_converge_after(broker_factory: BrokerFactory,
                                                                  etcd: EtcdServer) -> None:
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
     brokers = [cluster_broker(broker_factory, etcd, "east", n) for n in (1, 2)]
     status_when(brokers[0], lambda d: alive(d) == {1: True, 2: True}, "both registered")
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    create_topic(bootstrap, "before-outage", partitions=2)
+    wait_until(lambda: sum(len(list(b.data_dir.glob("before-outage-*"))) for b in brokers) == 2, timeout=30,
+               message="both partitions opened by their leaders")
     etcd.stop()
     doc = status_when(brokers[0], lambda d: not d["control_plane_reachable"], "the broker notices etcd is gone")
     assert len(doc["brokers"]) == 2  # the last view is kept
-    create_topic(brokers[0].bootstrap, "during-outage", partitions=1)  # the broker keeps serving clients
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(100):  # existing topics keep serving
+        producer.produce("before-outage", value=b"%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.create_topics([NewTopic("during-outage", 1, 1)], request_timeout=5)["during-outage"].result(timeout=10)
+        raise AssertionError("a topic was created without etcd")
+    except KafkaException as exc:
+        assert "etcd" in str(exc) or "NOT_CONTROLLER" in str(exc) or "timed out" in str(exc).lower(), exc
     etcd.start()
     wait_until(lambda: all((d := status(b))["control_plane_reachable"] and d["controller"] in (1, 2)
                            and all(alive(d).values()) for b in brokers), timeout=60,
                message="the cluster converges once etcd is back")
+    create_topic(bootstrap, "after-outage", partitions=1)
 
 
 def test_dev_cluster_starts_and_stops_everything(tmp_path: Path) -> None:

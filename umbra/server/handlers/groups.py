@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from umbra.errors import CoordinatorNotAvailable, ErrorCode
+from umbra.errors import CoordinatorNotAvailable, ErrorCode, NotCoordinator
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.membership import JoinRequest, valid_group_id
 from umbra.groups.model import GroupState
@@ -26,6 +26,12 @@ def coordinator(ctx: RequestContext) -> GroupCoordinator:
     groups = ctx.broker.groups
     if groups is None:
         raise CoordinatorNotAvailable("the group coordinator is not running")
+    if ctx.broker.clustered:
+        found = ctx.broker.coordinator_address()
+        if found is None:
+            raise CoordinatorNotAvailable("the cluster's __consumer_offsets has no live leader")
+        if found[0] != ctx.broker.node_id:
+            raise NotCoordinator(f"broker {found[0]} is the group coordinator, not {ctx.broker.node_id}")
     return groups
 
 
@@ -37,8 +43,12 @@ def client_host(ctx: RequestContext) -> str:
 # --- FindCoordinator -------------------------------------------------------------------------------
 
 def _find(ctx: RequestContext, key: str, key_type: int) -> dict[str, Any]:
-    host, port = ctx.broker.advertised_endpoint()
-    found = {"error_code": 0, "error_message": None, "node_id": ctx.broker.node_id, "host": host, "port": port}
+    address = ctx.broker.coordinator_address()
+    if address is None:
+        return {"error_code": int(ErrorCode.COORDINATOR_NOT_AVAILABLE), "node_id": -1, "host": "", "port": -1,
+                "error_message": "the cluster's __consumer_offsets has no live leader yet"}
+    node_id, host, port = address
+    found = {"error_code": 0, "error_message": None, "node_id": node_id, "host": host, "port": port}
     if key_type == KEY_TYPE_TRANSACTION:
         return {**found, "error_code": int(ErrorCode.COORDINATOR_NOT_AVAILABLE), "node_id": -1, "host": "",
                 "port": -1, "error_message": "transactions are not supported"}

@@ -54,7 +54,9 @@ def topic_policy(ctx: RequestContext) -> TopicPolicy:
 
 
 def live_broker_count(ctx: RequestContext) -> int:
-    return 1  # single-node control plane; the clustered backend will report its registered brokers
+    if not ctx.broker.clustered:
+        return 1
+    return len(ctx.broker.control.view().alive_brokers())
 
 
 def refuse_if_internal(topic: TopicMetadata, action: str) -> None:
@@ -124,8 +126,12 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
             continue
         try:
             partitions, replication, configs = _plan_topic(ctx, topic)
+            if ctx.broker.clustered:
+                ctx.broker.require_controller()
             if validate_only:
                 topic_id = ZERO_UUID
+            elif ctx.broker.clustered:  # in etcd, assigned over the live brokers; each opens what it leads
+                topic_id = (await ctx.broker.create_cluster_topic(topic.name, partitions, configs, replication)).topic_id
             else:
                 meta = ctx.broker.create_topic(topic.name, partitions, configs, open_logs=False)
                 await ctx.broker.open_topic_logs(meta)
@@ -166,7 +172,11 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> dict[str, A
             result.update(name=topic.name, topic_id=topic.topic_id)
             refuse_if_internal(topic, "deleted")
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.DELETE)
-            await ctx.broker.delete_topic(topic.name)
+            if ctx.broker.clustered:
+                ctx.broker.require_controller()
+                await ctx.broker.control.delete_topic(topic.name)  # every broker removes its part when it reads it
+            else:
+                await ctx.broker.delete_topic(topic.name)
             log.info("deleted topic %r (%s)", topic.name, topic.topic_id)
         except (KafkaError, OSError) as exc:
             result["error_code"], result["error_message"] = error_fields(exc, f"deleting topic {name or topic_id}")

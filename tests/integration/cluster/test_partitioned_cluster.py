@@ -1,0 +1,129 @@
+"""A cluster of three brokers on etcd serving one topic together: the controller creates topics in etcd with
+their partitions assigned over the live brokers, each broker leads its share, clients are steered by Metadata,
+and the group coordinator is the leader of __consumer_offsets. (Replication between brokers comes next: topics
+have replication factor 1 here.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from cluster_helpers import alive, cluster_broker, status, status_when
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from harness import BrokerProcess, wait_until
+
+from umbra.devcluster import EtcdServer
+
+BrokerFactory = Callable[..., BrokerProcess]
+
+
+def three_brokers(factory: BrokerFactory, etcd: EtcdServer) -> dict[int, BrokerProcess]:
+    brokers = {n: cluster_broker(factory, etcd, "east", n) for n in (1, 2, 3)}
+    for b in brokers.values():
+        status_when(b, lambda d: alive(d) == {1: True, 2: True, 3: True} and d["controller"] is not None,
+                    "three live brokers and a controller")
+    return brokers
+
+
+def bootstrap(brokers: dict[int, BrokerProcess]) -> str:
+    return ",".join(b.bootstrap for b in brokers.values())
+
+
+def create(admin: AdminClient, name: str, partitions: int, replication: int = 1) -> None:
+    for future in admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                replication_factor=replication)]).values():
+        future.result(timeout=30)
+
+
+def test_three_brokers_serve_one_topic(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    brokers = three_brokers(broker_factory, etcd)
+    controller = status(brokers[1])["controller"]
+    admin = AdminClient({"bootstrap.servers": brokers[2].bootstrap})  # librdkafka sends CreateTopics to the controller
+    create(admin, "spread", 6)
+
+    def leaders() -> dict[int, int] | None:
+        topic = admin.list_topics(timeout=10).topics.get("spread")
+        if topic is None or topic.error is not None or len(topic.partitions) != 6:
+            return None
+        return {p: topic.partitions[p].leader for p in topic.partitions}
+
+    placed = wait_until(leaders, timeout=30, message="every broker sees the new topic")
+    cluster = admin.list_topics(timeout=10)
+    assert sorted(cluster.brokers) == [1, 2, 3] and cluster.controller_id == controller
+    assert sorted(set(placed.values())) == [1, 2, 3]  # each broker leads two of the six
+    def held(n: int) -> list[str]:
+        return sorted(p.name for p in brokers[n].data_dir.glob("spread-*"))
+
+    for n in brokers:  # each broker opens the partitions it leads when it reads the topic, and only those
+        wait_until(lambda n=n: held(n) == sorted(f"spread-{p}" for p, leader in placed.items() if leader == n),
+                   timeout=30, message=f"broker {n} holds its partitions")
+
+    producer = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True})
+    for i in range(600):
+        producer.produce("spread", key=b"k%d" % i, value=b"v%d" % i)
+    assert producer.flush(60) == 0
+
+    consumer = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": "readers",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    got: list[bytes] = []
+    try:
+        consumer.subscribe(["spread"])
+        deadline = time.monotonic() + 60
+        while len(got) < 600 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(200, 0.5) if m.error() is None]
+        assert sorted(got) == sorted(b"v%d" % i for i in range(600))  # every record once
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed([TopicPartition("spread", p) for p in range(6)], timeout=20)
+        assert sum(tp.offset for tp in committed) == 600
+    finally:
+        consumer.close()
+
+    # The group coordinator is the leader of __consumer_offsets, whichever broker is asked.
+    offsets_leader = admin.list_topics(topic="__consumer_offsets", timeout=10).topics["__consumer_offsets"] \
+        .partitions[0].leader
+    assert offsets_leader in (1, 2, 3)
+    assert (brokers[offsets_leader].data_dir / "__consumer_offsets-0").exists()
+
+
+def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    from kafka.admin import KafkaAdminClient
+    from kafka.admin import NewTopic as KafkaNewTopic
+    from kafka.errors import InvalidReplicationFactorError
+
+    brokers = three_brokers(broker_factory, etcd)
+    python_admin = KafkaAdminClient(bootstrap_servers=bootstrap(brokers), request_timeout_ms=20_000)
+    try:
+        assert sorted(b["broker_id"] for b in python_admin.describe_cluster()["brokers"]) == [1, 2, 3]
+        python_admin.create_topics([KafkaNewTopic("by-kafka-python", 3, 1)])
+        wait_until(lambda: sum(len(list(b.data_dir.glob("by-kafka-python-*"))) for b in brokers.values()) == 3,
+                   timeout=30, message="the leaders of the topic created through kafka-python opened it")
+        try:
+            python_admin.create_topics([KafkaNewTopic("three-copies", 3, 3)])
+            raise AssertionError("replication factor 3 was accepted")
+        except InvalidReplicationFactorError as exc:
+            assert "replication between brokers is not built yet" in str(exc)
+        python_admin.delete_topics(["by-kafka-python"])
+        wait_until(lambda: not any(list(b.data_dir.glob("by-kafka-python-*")) for b in brokers.values()),
+                   timeout=30, message="every broker removed its partitions of the deleted topic")
+    finally:
+        python_admin.close()
+
+    # Shadow links are refused on a cluster until they run there, with a reason.
+    code, body = http_post(brokers[1].admin_url + "/v1/shadow-links", {
+        "name": "dr", "source": {"bootstrap_servers": ["127.0.0.1:9"]}, "topics": {"include": ["*"]}})
+    assert code == 400 and b"not built yet" in body
+
+
+def http_post(url: str, doc: dict[str, object]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()

@@ -9,7 +9,7 @@ where brokers register in etcd under leases and elect the controller there. Read
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from umbra.cluster.metadata import PartitionAssignment, TopicMetadata
@@ -77,6 +77,9 @@ class ControlPlane(Protocol):
         """Create a topic, its partitions assigned over the live brokers (the controller calls this)."""
 
     async def delete_topic(self, name: str) -> TopicMetadata: ...
+
+    async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
+        """The leader records a changed ISR (Kafka's AlterPartition); False if its epoch is no longer current."""
 
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
@@ -148,6 +151,28 @@ class LocalControlPlane:
 
     async def delete_topic(self, name: str) -> TopicMetadata:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+    async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
+        return True  # one replica: the ISR never changes
+
+
+def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:
+    """The controller's election: each partition whose leader is not alive gets the first live in-sync replica
+    as leader, at the next epoch, and the ISR loses its dead members. A partition with no live in-sync replica
+    stays offline (no unclean election). None when nothing changes."""
+    changed = False
+    result = []
+    for a in topic.assignments:
+        if a.leader in alive:
+            result.append(a)
+            continue
+        candidates = [r for r in a.isr if r in alive]
+        if not candidates:
+            result.append(a)
+            continue
+        changed = True
+        result.append(PartitionAssignment(a.replicas, candidates[0], a.leader_epoch + 1, tuple(candidates)))
+    return replace(topic, assignments=tuple(result)) if changed else None
 
 
 def assign_partitions(partitions: int, replication_factor: int, brokers: list[int],

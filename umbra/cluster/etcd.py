@@ -31,8 +31,15 @@ from typing import Any
 import aetcd
 import aetcd.exceptions
 
-from umbra.cluster.control import BrokerInfo, ClusterView, ControlPlaneError, TopicsListener, assign_partitions
-from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.cluster.control import (
+    BrokerInfo,
+    ClusterView,
+    ControlPlaneError,
+    TopicsListener,
+    assign_partitions,
+    elect_leaders,
+)
+from umbra.cluster.metadata import PartitionAssignment, TopicMetadata, validate_topic_name
 from umbra.errors import InvalidReplicationFactor, TopicAlreadyExists, UnknownTopicOrPartition
 
 log = logging.getLogger("umbra.cluster.etcd")
@@ -62,6 +69,7 @@ class EtcdControlPlane:
         self._task: asyncio.Task[None] | None = None
         self._endpoint_index = 0
         self._topics: dict[str, TopicMetadata] = {}
+        self._topic_revisions: dict[str, int] = {}  # etcd mod revision of each topic's key (compare-and-swap)
         self._topics_revision = -1  # etcd's revision of the topics last read
         self._topic_listeners: list[TopicsListener] = []
 
@@ -103,6 +111,46 @@ class EtcdControlPlane:
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
         await self._read_topics()
         return topic
+
+    async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
+        for _ in range(5):  # compare-and-swap on the topic's key; another partition's change may race it
+            current = self._topics.get(topic)
+            revision = self._topic_revisions.get(topic)
+            if current is None or revision is None or index >= len(current.assignments):
+                return False
+            a = current.assignments[index]
+            if a.leader != self._node_id or a.leader_epoch != leader_epoch:
+                return False  # deposed meanwhile: the new leader owns the ISR
+            assignments = list(current.assignments)
+            assignments[index] = PartitionAssignment(a.replicas, a.leader, a.leader_epoch, isr)
+            if await self._put_topic(replace(current, assignments=tuple(assignments)), revision):
+                await self._read_topics()
+                return True
+            await self._read_topics()
+        return False
+
+    async def _put_topic(self, topic: TopicMetadata, revision: int) -> bool:
+        client = self._require_client()
+        key = self._key("topics", topic.name)
+        ok, _ = await self._call(client.transaction(
+            compare=[client.transactions.mod(key) == revision],
+            success=[client.transactions.put(key, json.dumps(topic.to_json()).encode())], failure=[]))
+        return bool(ok)
+
+    async def _elect_leaders(self) -> None:
+        """The controller moves the leadership of partitions whose leader died (brokers learn it from etcd)."""
+        alive = {b.node_id for b in self._view.alive_brokers()}
+        changed = False
+        for name, topic in list(self._topics.items()):
+            elected = elect_leaders(topic, alive)
+            revision = self._topic_revisions.get(name)
+            if elected is not None and revision is not None and await self._put_topic(elected, revision):
+                changed = True
+                moved = [p for p, (old, new) in enumerate(zip(topic.assignments, elected.assignments, strict=True))
+                         if old.leader != new.leader]
+                log.info("controller: new leaders for %s partitions %s", name, moved)
+        if changed:
+            await self._read_topics()
 
     def _require_client(self) -> aetcd.Client:
         if self._client is None:
@@ -229,6 +277,8 @@ class EtcdControlPlane:
                     await self._register()
                 await self._elect_and_read()
                 await self._read_topics()
+                if self.is_controller():
+                    await self._elect_leaders()
             except ControlPlaneError as exc:  # our node id taken meanwhile by another live broker
                 log.error("%s", exc)
                 self._mark_unreachable()
@@ -246,7 +296,7 @@ class EtcdControlPlane:
         revision = max((kv.mod_revision for kv in found), default=0) * 1_000_000 + len(found)
         if revision == self._topics_revision:
             return
-        topics = {}
+        topics, revisions = {}, {}
         for kv in found:
             try:
                 topic = TopicMetadata.from_json(json.loads(kv.value))
@@ -254,7 +304,8 @@ class EtcdControlPlane:
                 log.warning("ignoring an unreadable topic at %s", kv.key.decode(errors="replace"))
                 continue
             topics[topic.name] = topic
-        self._topics, self._topics_revision = topics, revision
+            revisions[topic.name] = kv.mod_revision
+        self._topics, self._topics_revision, self._topic_revisions = topics, revision, revisions
         for listener in list(self._topic_listeners):
             await listener(dict(topics))
 

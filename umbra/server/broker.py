@@ -20,7 +20,6 @@ from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import (
     CorruptMessage,
-    InvalidReplicationFactor,
     InvalidRequest,
     InvalidTopic,
     KafkaError,
@@ -36,7 +35,8 @@ from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.ports import TopicGuard
 from umbra.server.producer_ids import ProducerIdManager
-from umbra.server.replicas import ReplicaManager
+from umbra.server.replica_fetcher import Followed, ReplicaFetchers
+from umbra.server.replicas import Partition, ReplicaManager
 from umbra.server.sendfile import shutdown_executor as shutdown_sendfile_executor
 from umbra.storage.cleaner import CleanResult, LogCleaner
 from umbra.storage.config import LogConfig
@@ -73,7 +73,10 @@ class Broker:
         self.connection_limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.leader_epoch = self.metadata.bump_leader_epoch()  # every partition's, until the control plane assigns them
         self.replicas = ReplicaManager(self.node_id, self.leader_epoch, self.metadata.topic, self.get_log,
-                                       replica_lag_time_max_ms=config.replica_lag_time_max_ms)
+                                       replica_lag_time_max_ms=config.replica_lag_time_max_ms,
+                                       on_isr_change=self._isr_changed)
+        self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify)
+        self._isr_updates: set[asyncio.Task[bool]] = set()
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -203,10 +206,24 @@ class Broker:
 
     async def create_cluster_topic(self, name: str, partitions: int, configs: dict[str, str],
                                    replication_factor: int, internal: bool = False) -> TopicMetadata:
-        if replication_factor > 1:
-            raise InvalidReplicationFactor(
-                "replication between brokers is not built yet: topics on a cluster have replication factor 1")
         return await self.control.create_topic(name, partitions, configs, replication_factor, internal)
+
+    def _kafka_address_of(self, node_id: int) -> tuple[str, int] | None:
+        for member in self.control.view().alive_brokers():
+            if member.node_id == node_id:
+                host, _, port = member.kafka_address.rpartition(":")
+                return host, int(port)
+        return None
+
+    def _isr_changed(self, partition: Partition, isr: tuple[int, ...]) -> None:
+        """A leader's ISR shrank or grew: recorded in the control plane (Kafka's AlterPartition)."""
+        log.info("%s-%d: ISR is now %s", partition.topic, partition.index, list(isr))
+        if not self.clustered:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.control.update_isr(partition.topic, partition.index, partition.leader_epoch, isr))
+        self._isr_updates.add(task)
+        task.add_done_callback(self._isr_updates.discard)
 
     async def apply_cluster_topics(self, topics: dict[str, TopicMetadata]) -> None:
         """The control plane's topics replace this broker's view: logs of partitions this broker leads are
@@ -216,8 +233,14 @@ class Broker:
         changed, gone = self.metadata.apply_cluster_topics(topics)
         for meta in changed:
             for p in range(meta.partitions):
-                if self.replicas.state(meta.name, p).leader == self.node_id:
+                if self.node_id in self.replicas.state(meta.name, p).replicas:
                     await asyncio.to_thread(self._open_partition, meta.name, p)
+        followed = {}
+        for meta in self.metadata.topics():
+            for p, a in enumerate(meta.assignments):
+                if self.node_id in a.replicas and a.leader != self.node_id:
+                    followed[(meta.name, p)] = Followed(a.leader, a.leader_epoch, meta.topic_id)
+        self.fetchers.update(followed)
         doomed = [path for meta in gone for p in range(meta.partitions)
                   if (path := self.logs.detach_partition(meta.name, p))]
         for meta in gone:
@@ -372,6 +395,10 @@ class Broker:
     async def stop_serving(self) -> None:
         """Close the listener and every connection, and stop the background tasks (storage stays open)."""
         self.cleaner.stop()
+        await self.fetchers.stop()
+        for update in list(self._isr_updates):
+            update.cancel()
+        await asyncio.gather(*self._isr_updates, return_exceptions=True)
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):

@@ -17,9 +17,10 @@ SESSION_MS = 3000  # short leases, so that a dead broker drops out within second
 BrokerFactory = Callable[..., BrokerProcess]
 
 
-def cluster_broker(factory: BrokerFactory, etcd: EtcdServer, cluster_id: str, node_id: int, **kw: Any) -> BrokerProcess:
-    return factory(f"{cluster_id}-{node_id}", node_id=node_id,
-                   config={"broker_session_timeout_ms": SESSION_MS, "group_initial_rebalance_delay_ms": 0},
+def cluster_broker(factory: BrokerFactory, etcd: EtcdServer, cluster_id: str, node_id: int,
+                   config_extra: dict[str, Any] | None = None, **kw: Any) -> BrokerProcess:
+    config = {"broker_session_timeout_ms": SESSION_MS, "group_initial_rebalance_delay_ms": 0, **(config_extra or {})}
+    return factory(f"{cluster_id}-{node_id}", node_id=node_id, config=config,
                    extra_args=["--etcd", etcd.url, "--cluster-id", cluster_id, *kw.pop("extra_args", [])], **kw)
 
 

@@ -33,8 +33,13 @@ class FakeBroker:
     def __init__(self, groups: Any) -> None:
         self.groups = groups
 
+    clustered = False  # a single broker: it is the group coordinator
+
     def advertised_endpoint(self) -> tuple[str, int]:
         return "127.0.0.1", 9092
+
+    def coordinator_address(self) -> tuple[int, str, int]:
+        return self.node_id, "127.0.0.1", 9092
 
 
 async def call(broker: FakeBroker, api_key: int, version: int, **fields: Any) -> Any:

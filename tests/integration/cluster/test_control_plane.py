@@ -61,6 +61,9 @@ def test_a_killed_controller_is_replaced_within_the_session_timeout(broker_facto
     _, on_controller = http_get(brokers[after["controller"]].admin_url + "/metrics")
     assert b"umbra_is_controller 1.0" in on_controller
 
+    # The new controller takes topic creation over: CreateTopics works again within the session timeout.
+    create_topic(",".join(b.bootstrap for n, b in brokers.items() if n != first), "after-controller-failover",
+                 partitions=2)
     brokers[first].start()  # it comes back as a member, and the controller stays where it is
     back = status_when(brokers[first], lambda d: all(alive(d).values()), "the restarted broker registered again")
     assert back["controller"] == after["controller"]

@@ -100,6 +100,17 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     brokers[victim].start()  # it comes back as a follower, catches up, and rejoins the ISR
     wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                message="the restarted broker back in every ISR")
+
+    # Once it is back, another broker dies: the leader of another partition.
+    second = next(p.leader for p in partitions_of(admin).values() if p.leader != victim)
+    brokers[second].kill9()
+    wait_until(lambda: all(p.leader not in (second, -1) for p in partitions_of(admin).values()), timeout=30,
+               message="new leaders for the second dead broker's partitions")
+    before = len(acknowledged)
+    wait_until(lambda: len(acknowledged) >= before + 500, timeout=60, message="producing on after the second kill")
+    brokers[second].start()
+    wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
+               message="the second broker back in every ISR")
     stop.set()
     writer.join(150)
     assert not failures, failures[:5]
@@ -108,3 +119,50 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     assert len(got) == len(set(got)), "a record was read twice"
     assert set(acknowledged) <= set(got), f"{len(set(acknowledged) - set(got))} acknowledged records lost"
     assert status(survivor)["partitions"]["offline"] == 0
+
+
+def test_a_rolling_restart_under_load_loses_nothing(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    """SIGTERM each broker in turn and start it again, under an idempotent acks=all producer: a stopping broker
+    gives up its lease at once, so the controller moves its leaderships within a poll."""
+    brokers = start_cluster(broker_factory, etcd)
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=3,
+                                                config={"min.insync.replicas": "2"})]).values():
+        future.result(timeout=30)
+    wait_until(lambda: len(partitions_of(admin)) == 3 and all(len(p.isrs) == 3 for p in partitions_of(admin).values()),
+               timeout=30, message="three partitions with three in-sync replicas")
+    acknowledged: list[bytes] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                             "linger.ms": 5, "message.timeout.ms": 120_000})
+
+        def report(err: Any, message: Any) -> None:
+            (failures.append(str(err)) if err is not None else acknowledged.append(message.value()))
+
+        i = 0
+        while not stop.is_set():
+            producer.produce(TOPIC, value=b"%06d" % i, on_delivery=report)
+            producer.poll(0.002)
+            i += 1
+        producer.flush(120)
+
+    writer = threading.Thread(target=produce, daemon=True)
+    writer.start()
+    for n, broker in brokers.items():
+        before = len(acknowledged)
+        wait_until(lambda before=before: len(acknowledged) >= before + 300, timeout=60,
+                   message=f"producing before restarting broker {n}")
+        assert broker.stop() == 0  # SIGTERM: a clean exit
+        broker.start()
+        wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
+                   message=f"broker {n} back in every ISR")
+    stop.set()
+    writer.join(150)
+    assert not failures, failures[:5]
+    got = read_all(bootstrap, len(acknowledged))
+    assert len(got) == len(set(got)), "a record was read twice"
+    assert set(acknowledged) <= set(got), f"{len(set(acknowledged) - set(got))} acknowledged records lost"

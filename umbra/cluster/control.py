@@ -81,6 +81,10 @@ class ControlPlane(Protocol):
     async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
         """The leader records a changed ISR (Kafka's AlterPartition); False if its epoch is no longer current."""
 
+    async def reserve_producer_ids(self, count: int, floor: int) -> int:
+        """A block of ``count`` producer ids no other broker of the cluster will hand out, starting at or
+        above ``floor``; returns its first id."""
+
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
 
@@ -154,6 +158,9 @@ class LocalControlPlane:
 
     async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
         return True  # one replica: the ISR never changes
+
+    async def reserve_producer_ids(self, count: int, floor: int) -> int:
+        raise ControlPlaneError("a single broker allocates producer ids itself")
 
 
 def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:

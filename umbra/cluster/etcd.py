@@ -129,6 +129,20 @@ class EtcdControlPlane:
             await self._read_topics()
         return False
 
+    async def reserve_producer_ids(self, count: int, floor: int) -> int:
+        client = self._require_client()
+        key = self._key("producer_ids")
+        for _ in range(20):  # compare-and-swap on the cluster's next producer id
+            current = await self._call(client.get(key))
+            start = max(int(current.value) if current is not None else 0, floor)
+            compare = (client.transactions.version(key) == 0 if current is None
+                       else client.transactions.mod(key) == current.mod_revision)
+            ok, _ = await self._call(client.transaction(
+                compare=[compare], success=[client.transactions.put(key, str(start + count).encode())], failure=[]))
+            if ok:
+                return start
+        raise ControlPlaneError("could not reserve producer ids in etcd: too many concurrent reservations")
+
     async def _put_topic(self, topic: TopicMetadata, revision: int) -> bool:
         client = self._require_client()
         key = self._key("topics", topic.name)
@@ -224,15 +238,29 @@ class EtcdControlPlane:
         self._lease = await self._call(client.lease(self._ttl))
         body = json.dumps(me.to_json()).encode()
         alive = self._key("alive", me.node_id)
-        ok, _ = await self._call(client.transaction(
-            compare=[client.transactions.version(alive) == 0],
-            success=[client.transactions.put(alive, body, lease=self._lease.id),
-                     client.transactions.put(self._key("brokers", me.node_id), body)],
-            failure=[]))
-        if not ok:
-            await _revoke_quietly(self._lease)
-            raise ControlPlaneError(f"node id {me.node_id} is already registered and alive in cluster "
-                                    f"{self._cluster_id!r}: give each broker its own --node-id")
+        # A broker restarted right after a crash finds its previous process's registration still there until
+        # that lease expires: it waits for it. A registration that outlives two session timeouts is kept alive
+        # by another live broker with the same node id.
+        deadline = asyncio.get_running_loop().time() + 2 * self._ttl + 1
+        waited = False
+        while True:
+            ok, _ = await self._call(client.transaction(
+                compare=[client.transactions.version(alive) == 0],
+                success=[client.transactions.put(alive, body, lease=self._lease.id),
+                         client.transactions.put(self._key("brokers", me.node_id), body)],
+                failure=[]))
+            if ok:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                await _revoke_quietly(self._lease)
+                raise ControlPlaneError(f"node id {me.node_id} is already registered and alive in cluster "
+                                        f"{self._cluster_id!r}: give each broker its own --node-id")
+            if not waited:
+                waited = True
+                log.warning("node id %d is still registered in cluster %s, by a previous process of this broker "
+                            "or another broker; waiting up to %d s for that registration to expire",
+                            me.node_id, self._cluster_id, 2 * self._ttl + 1)
+            await asyncio.sleep(self._interval)
 
     async def _elect_and_read(self) -> None:
         client = self._client

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("umbra.broker")
 
 OFFSETS_TOPIC = "__consumer_offsets"
+PRODUCER_ID_BLOCK = 1000
 
 
 def now_ms() -> int:
@@ -77,6 +78,7 @@ class Broker:
                                        on_isr_change=self._isr_changed)
         self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify)
         self._isr_updates: set[asyncio.Task[bool]] = set()
+        self._cluster_producer_ids: list[int] | None = None  # [next, end) of the block reserved in etcd
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -207,6 +209,19 @@ class Broker:
     async def create_cluster_topic(self, name: str, partitions: int, configs: dict[str, str],
                                    replication_factor: int, internal: bool = False) -> TopicMetadata:
         return await self.control.create_topic(name, partitions, configs, replication_factor, internal)
+
+    async def allocate_producer_id(self) -> int:
+        """An id for a new idempotent producer. On a cluster, ids come in blocks reserved in etcd, so no two
+        brokers ever hand out the same one (a leader change must not meet a stranger's sequence numbers)."""
+        if not self.clustered:
+            return self.producer_ids.next_id()
+        if self._cluster_producer_ids is None or self._cluster_producer_ids[0] >= self._cluster_producer_ids[1]:
+            floor = max((log_.max_producer_id for log_ in self.logs.all_logs()), default=-1) + 1
+            start = await self.control.reserve_producer_ids(PRODUCER_ID_BLOCK, floor)
+            self._cluster_producer_ids = [start, start + PRODUCER_ID_BLOCK]
+        producer_id = self._cluster_producer_ids[0]
+        self._cluster_producer_ids[0] += 1
+        return producer_id
 
     def _kafka_address_of(self, node_id: int) -> tuple[str, int] | None:
         for member in self.control.view().alive_brokers():

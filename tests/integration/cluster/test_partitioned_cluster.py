@@ -1,7 +1,7 @@
 """A cluster of three brokers on etcd serving one topic together: the controller creates topics in etcd with
 their partitions assigned over the live brokers, each broker leads its share, clients are steered by Metadata,
 and the group coordinator is the leader of __consumer_offsets. (Replication between brokers comes next: topics
-have replication factor 1 here.)
+have replication factor 1 here; test_replication.py replicates.)
 """
 
 from __future__ import annotations
@@ -103,10 +103,10 @@ def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, 
         wait_until(lambda: sum(len(list(b.data_dir.glob("by-kafka-python-*"))) for b in brokers.values()) == 3,
                    timeout=30, message="the leaders of the topic created through kafka-python opened it")
         try:
-            python_admin.create_topics([KafkaNewTopic("three-copies", 3, 3)])
-            raise AssertionError("replication factor 3 was accepted")
+            python_admin.create_topics([KafkaNewTopic("four-copies", 3, 4)])
+            raise AssertionError("replication factor 4 was accepted on three brokers")
         except InvalidReplicationFactorError as exc:
-            assert "replication between brokers is not built yet" in str(exc)
+            assert "larger than available brokers: 3" in str(exc)
         python_admin.delete_topics(["by-kafka-python"])
         wait_until(lambda: not any(list(b.data_dir.glob("by-kafka-python-*")) for b in brokers.values()),
                    timeout=30, message="every broker removed its partitions of the deleted topic")

@@ -166,3 +166,65 @@ def test_a_rolling_restart_under_load_loses_nothing(broker_factory: BrokerFactor
     got = read_all(bootstrap, len(acknowledged))
     assert len(got) == len(set(got)), "a record was read twice"
     assert set(acknowledged) <= set(got), f"{len(set(acknowledged) - set(got))} acknowledged records lost"
+
+
+def test_a_deposed_leader_truncates_what_never_reached_the_isr(broker_factory: BrokerFactory,
+                                                              etcd: EtcdServer) -> None:
+    """The leader takes records its followers never get (acks=1 while they are frozen), then dies. A follower
+    becomes leader at the next epoch and takes new writes. The old leader comes back as a follower and drops
+    the records that never reached the ISR (leader epochs, KIP-595); everything acknowledged by the ISR stays."""
+    import os
+    import signal
+
+    brokers = start_cluster(broker_factory, etcd)
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=3,
+                                                config={"min.insync.replicas": "2"})]).values():
+        future.result(timeout=30)
+    wait_until(lambda: len(partitions_of(admin)) == 1 and len(partitions_of(admin)[0].isrs) == 3, timeout=30,
+               message="one partition with three in-sync replicas")
+    safe = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    for i in range(100):
+        safe.produce(TOPIC, value=b"safe-%03d" % i, partition=0)
+    assert safe.flush(30) == 0
+
+    leader = partitions_of(admin)[0].leader
+    followers = [b for n, b in brokers.items() if n != leader]
+    for follower in followers:  # frozen: they cannot take what the leader writes next
+        os.kill(follower.pid, signal.SIGSTOP)
+    try:
+        lossy = Producer({"bootstrap.servers": brokers[leader].bootstrap, "acks": 1, "linger.ms": 0})
+        for i in range(20):
+            lossy.produce(TOPIC, value=b"divergent-%02d" % i, partition=0)
+        assert lossy.flush(10) == 0  # written on the leader alone
+        brokers[leader].kill9()
+    finally:
+        # The followers die frozen too, so the leader's last fetch answers, still in their sockets, are never
+        # read: the divergent records exist on the old leader only.
+        for follower in followers:
+            follower.kill9()
+    for follower in followers:
+        follower.start()
+
+    survivor = followers[0]
+    status_when(survivor, lambda d: alive(d).get(leader) is False and d["controller"] in {b.node_id for b in followers},
+                "the old leader's lease expires and a follower is controller", timeout=30)
+    wait_until(lambda: partitions_of(AdminClient({"bootstrap.servers": survivor.bootstrap}))[0].leader
+               not in (leader, -1), timeout=30, message="a new leader from the ISR")
+    after = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in followers), "acks": "all",
+                      "enable.idempotence": True})
+    for i in range(50):
+        after.produce(TOPIC, value=b"after-%03d" % i, partition=0)
+    assert after.flush(60) == 0
+
+    brokers[leader].start()  # back as a follower of the new leader
+    wait_until(lambda: len(partitions_of(admin)[0].isrs) == 3, timeout=60,
+               message="the old leader caught up and back in the ISR")
+    on_disk = b"".join(path.read_bytes() for path in (brokers[leader].data_dir / f"{TOPIC}-0").glob("*.log"))
+    assert b"divergent-" not in on_disk  # truncated on the old leader itself
+    assert b"after-049" in on_disk  # and it has the new leader's records
+    assert "truncating the follower's log" in brokers[leader].log_text()
+
+    got = read_all(bootstrap, 150)
+    assert sorted(got) == sorted([b"safe-%03d" % i for i in range(100)] + [b"after-%03d" % i for i in range(50)])

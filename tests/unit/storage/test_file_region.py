@@ -167,16 +167,19 @@ def _send_through_socket(pieces: list[object], sndbuf: int = 16_384) -> bytes:
             received.extend(chunk)
 
     thread = threading.Thread(target=drain)
-    thread.start()
     sender = DirectSender(writer.fileno(), list(pieces), threading.Event())
     try:
-        assert not sender.step(0)  # the socket filled up: it needs a worker's waits
+        # Nobody reads yet, so the socket fills up: the rest needs a worker's waits (the reader starts after,
+        # or a fast reader on an idle core could take everything within the first step).
+        assert not sender.step(0)
+        thread.start()
         while not sender.step(1.0):
             pass
     finally:
         sender.close()
         writer.close()
-        thread.join(10)
+        if thread.is_alive() or thread.ident is not None:
+            thread.join(10)
         reader.close()
     assert all(piece.fd == -1 for piece in pieces if isinstance(piece, FileRegion))  # close() closed the regions
     return bytes(received)

@@ -38,18 +38,20 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
     try:
         partition = broker.replicas.leader_partition(tp[0], tp[1], leader_epoch)
         log = partition.log
-        if replica_id >= 0:
-            partition.record_follower_fetch(replica_id, state.fetch_offset, int(time.time() * 1000))
         entry["high_watermark"] = log.high_watermark
         entry["last_stable_offset"] = log.last_stable_offset
         entry["log_start_offset"] = log.log_start_offset
         if last_fetched_epoch >= 0:
             # KIP-595: a fetcher whose last epoch ended earlier here than where it fetches has diverged. It is
-            # told where that epoch ends, and gets no records until it truncated to there.
+            # told where that epoch ends, and gets no records until it truncated to there. A diverged follower's
+            # fetch offset is not what it holds in common with the leader: it does not count for the ISR.
             end_epoch, end_offset = log.end_offset_for_leader_epoch(last_fetched_epoch, partition.leader_epoch)
             if end_epoch >= 0 and (end_epoch < last_fetched_epoch or end_offset < state.fetch_offset):
                 entry["diverging_epoch"] = (end_epoch, end_offset)
                 return entry
+        if replica_id >= 0:
+            partition.record_follower_fetch(replica_id, state.fetch_offset, int(time.time() * 1000))
+            entry["high_watermark"] = log.high_watermark  # it may have moved with this fetch
         if max_bytes > 0 or min_one:
             records = log.read(state.fetch_offset, max(max_bytes, 0),
                                max_offset=log.high_watermark if replica_id < 0 else None,

@@ -23,5 +23,5 @@ async def handle_init_producer_id(ctx: RequestContext, request: Any) -> dict[str
         # KIP-360: an idempotent producer bumps its epoch and keeps its id.
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": producer_id,
                 "producer_epoch": producer_epoch + 1}
-    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": broker.producer_ids.next_id(),
+    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": await broker.allocate_producer_id(),
             "producer_epoch": 0}

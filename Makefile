@@ -29,7 +29,7 @@ DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server
 MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=
 
-.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench demo clean distclean
+.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench bench-cluster demo clean distclean
 
 help:
 	@echo "make install           create .venv, install pinned deps + umbra (editable) + Debian test tools + KafkaJS"
@@ -39,6 +39,7 @@ help:
 	@echo "make test-compat       tests/compat only (real Kafka clients against a real broker)"
 	@echo "make lint              ruff, and mypy --strict on $(MYPY_STRICT_PATHS)"
 	@echo "make bench             benchmarks/produce_consume.py (BENCH_ARGS='--mb 64' to size it)"
+	@echo "make bench-cluster     benchmarks/cluster.py: replication factor 1 vs 3 on three brokers (needs etcd)"
 	@echo "make demo              run the demo (umbra.demo)"
 	@echo "make clean             remove caches and build output; make distclean also removes .venv"
 
@@ -92,6 +93,9 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/produce_consume.py $(BENCH_ARGS)
+
+bench-cluster: install
+	$(PY) benchmarks/cluster.py $(BENCH_ARGS)
 
 demo: install
 	$(PY) -m umbra.demo

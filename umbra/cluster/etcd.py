@@ -86,6 +86,8 @@ class EtcdControlPlane:
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
                            internal: bool = False) -> TopicMetadata:
         validate_topic_name(name)
+        self._require_client()
+        await self._elect_and_read()  # assign over the brokers alive now, not at the last poll
         alive = [b.node_id for b in self._view.alive_brokers()]
         if replication_factor > len(alive):
             raise InvalidReplicationFactor(f"Replication factor: {replication_factor} larger than available "

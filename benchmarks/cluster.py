@@ -53,9 +53,7 @@ def produce(bootstrap: str, topic: str, megabytes: int) -> tuple[float, float, f
     start = time.monotonic()
     for i in range(count):
         if i % 16 == 0:
-            sent = time.monotonic()
-            callback = (lambda err, msg, sent=sent: latencies.append(time.monotonic() - sent))
-            produce_one(producer, topic, value, callback)
+            produce_one(producer, topic, value, timed(latencies, time.monotonic()))
         else:
             produce_one(producer, topic, value, None)
     producer.flush(300)
@@ -63,6 +61,12 @@ def produce(bootstrap: str, topic: str, megabytes: int) -> tuple[float, float, f
     ordered = sorted(latencies)
     return (megabytes / elapsed, 1000 * statistics.median(ordered),
             1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))])
+
+
+def timed(latencies: list[float], sent: float) -> Any:
+    def report(err: Any, msg: Any) -> None:
+        latencies.append(time.monotonic() - sent)
+    return report
 
 
 def produce_one(producer: Producer, topic: str, value: bytes, callback: Any) -> None:

@@ -8,12 +8,13 @@ run in one order, written once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from umbra.admin.http import AdminServer
-from umbra.cluster.control import BrokerInfo, ControlPlane, LocalControlPlane, parse_endpoints
+from umbra.cluster.control import BrokerInfo, ControlPlane, ControlPlaneError, LocalControlPlane, parse_endpoints
 from umbra.config import BrokerConfig
-from umbra.errors import TopicAlreadyExists
+from umbra.errors import KafkaError, TopicAlreadyExists
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.persistence import offsets_topic_configs
 from umbra.server.broker import OFFSETS_TOPIC, Broker
@@ -21,6 +22,7 @@ from umbra.server.connection import KafkaConnection
 from umbra.shadow.manager import ShadowLinkManager
 
 log = logging.getLogger("umbra.broker")
+OFFSETS_TOPIC_WAIT_S = 10.0
 
 
 class BrokerApp:
@@ -36,12 +38,14 @@ class BrokerApp:
         self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
                                  config.admin_listen.port)
         self.groups: GroupCoordinator | None = None  # needs the offsets log, opened by start()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         broker = self.broker
         broker.open_logs()
         offsets = broker.offsets_log(offsets_topic_configs(self.config.offsets_topic_segment_bytes))
-        self.groups = GroupCoordinator(offsets, self.config, broker.notifier)
+        self.groups = GroupCoordinator(offsets, self.config, broker.notifier,
+                                       appender=broker.append_offsets if self.control.clustered else None)
         await self.groups.start()
         broker.groups = self.groups
         broker.topic_guard = self.shadow
@@ -53,20 +57,38 @@ class BrokerApp:
         await self.control.start(BrokerInfo(broker.node_id, self.config.rack, kafka,
                                             f"http://{self.admin.host}:{self.admin.port}"))
         if self.control.clustered:
-            await self._ensure_offsets_topic_in_cluster(offsets_topic_configs(self.config.offsets_topic_segment_bytes))
+            self._tasks.append(asyncio.create_task(self._create_offsets_topic(), name="offsets-topic"))
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
                  broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
 
-    async def _ensure_offsets_topic_in_cluster(self, configs: dict[str, str]) -> None:
-        """``__consumer_offsets`` in etcd: the first broker to start creates it (a compare-and-swap, so only
-        one does); its leader is the group coordinator."""
-        try:
-            await self.control.create_topic(OFFSETS_TOPIC, 1, configs, 1, internal=True)
-        except TopicAlreadyExists:
-            pass
+    async def _create_offsets_topic(self) -> None:
+        """On a cluster, the controller creates ``__consumer_offsets`` once ``offsets_topic_replication_factor``
+        brokers are alive (or, after ``OFFSETS_TOPIC_WAIT_S``, with as many as there are); until then
+        FindCoordinator answers COORDINATOR_NOT_AVAILABLE and clients retry."""
+        configs = offsets_topic_configs(self.config.offsets_topic_segment_bytes)
+        started = asyncio.get_running_loop().time()
+        while True:
+            existing = self.broker.metadata.topic(OFFSETS_TOPIC)
+            if existing is not None and existing.assignments:
+                return
+            alive = len(self.control.view().alive_brokers())
+            waited = asyncio.get_running_loop().time() - started
+            wanted = self.config.offsets_topic_replication_factor
+            if self.control.is_controller() and alive and (alive >= wanted or waited >= OFFSETS_TOPIC_WAIT_S):
+                try:
+                    await self.control.create_topic(OFFSETS_TOPIC, 1, configs, min(wanted, alive), internal=True)
+                    log.info("created %s with replication factor %d", OFFSETS_TOPIC, min(wanted, alive))
+                except TopicAlreadyExists:
+                    pass
+                except (KafkaError, ControlPlaneError) as exc:
+                    log.warning("could not create %s yet: %s", OFFSETS_TOPIC, exc)
+            await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         log.info("shutting down")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.control.stop()  # first: the controllership moves on while this broker winds down
         await self.broker.stop_serving()
         await self.shadow.stop()

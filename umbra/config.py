@@ -84,6 +84,7 @@ class BrokerConfig:
     log_cleaner_enabled: bool = True  # [log.cleaner.enable]
     log_cleaner_interval_ms: int = 15000  # [log.cleaner.backoff.ms]: pause between cleaner passes
     offsets_topic_segment_bytes: int = 104857600  # [offsets.topic.segment.bytes]
+    offsets_topic_replication_factor: int = 3  # [offsets.topic.replication.factor] (on a cluster)
     # Flush policy. Writes reach the OS before any acknowledgement, so a process
     # crash (kill -9) loses nothing; fsync protects against machine crashes.
     log_flush_interval_messages: int = 9223372036854775807  # [log.flush.interval.messages]
@@ -150,7 +151,8 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
-                "max_connections_per_ip", "broker_session_timeout_ms", "replica_lag_time_max_ms")
+                "max_connections_per_ip", "broker_session_timeout_ms", "replica_lag_time_max_ms",
+                "offsets_topic_replication_factor")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")

@@ -56,11 +56,12 @@ class ListedGroup:
 
 class GroupCoordinator:
     def __init__(self, offsets_log: Any, config: Any, notifier: Any = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 appender: Callable[[bytes, int], None] | None = None) -> None:
         self.config = config
         self.groups: dict[str, Group] = {}
         self._clock = clock or _wall_clock_ms
-        self._store = GroupLog(offsets_log, notifier)
+        self._store = GroupLog(offsets_log, notifier, appender=appender)
         self._retention_ms = int(config.offsets_retention_minutes) * 60_000
         self._next_retention_check_ms = 0
         self.membership = Membership(
@@ -113,6 +114,13 @@ class GroupCoordinator:
     def _forget_if_unused(self, group: Group) -> None:
         if not group.offsets and not group.members and group.generation_id == 0:
             self.groups.pop(group.group_id, None)
+
+    async def reload(self) -> None:
+        """This broker became the coordinator (the leader of the offsets partition moved here): forget what it
+        knew and rebuild every group from the log, which followed the old coordinator's writes."""
+        await self.stop()
+        self.groups.clear()  # in place: the membership logic holds this dict
+        await self.start()
 
     async def stop(self) -> None:
         """Answer every waiting JoinGroup / SyncGroup so no handler hangs on shutdown."""

@@ -16,7 +16,7 @@ import base64
 import json
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,10 +177,18 @@ Entry = tuple[bytes, bytes | None]  # key, value (None: tombstone)
 class GroupLog:
     """Appends coordinator records to the offsets partition and replays them at start-up."""
 
-    def __init__(self, partition_log: Any, notifier: Any = None, topic: str = "__consumer_offsets") -> None:
+    def __init__(self, partition_log: Any, notifier: Any = None, topic: str = "__consumer_offsets",
+                 appender: Callable[[bytes, int], None] | None = None) -> None:
         self._log = partition_log
         self._notifier = notifier
         self._topic = topic
+        # How records are appended: on a cluster, through the partition (its leader epoch; the high watermark
+        # moves with the ISR); alone, straight to the log.
+        self._appender = appender or self._append_alone
+
+    def _append_alone(self, records: bytes, now_ms: int) -> None:
+        self._log.append_as_leader(records, leader_epoch=0, now_ms=now_ms)
+        self._log.high_watermark = self._log.log_end_offset
 
     def append(self, entries: Sequence[Entry], now_ms: int) -> None:
         """Write the entries as one batch; returns once the log holds them (raises if it cannot)."""
@@ -198,8 +206,7 @@ class GroupLog:
             chunk.append((key, value, (), now_ms))
             chunk_bytes += size
         batches.append(build_batch(chunk))
-        self._log.append_as_leader(b"".join(batches), leader_epoch=0, now_ms=now_ms)
-        self._log.high_watermark = self._log.log_end_offset
+        self._appender(b"".join(batches), now_ms)
         if self._notifier is not None:
             self._notifier.notify((self._topic, 0))
 

@@ -79,6 +79,7 @@ class Broker:
         self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify)
         self._isr_updates: set[asyncio.Task[bool]] = set()
         self._cluster_producer_ids: list[int] | None = None  # [next, end) of the block reserved in etcd
+        self._coordinating: tuple[int, int] | None = None  # (this node, epoch) while it leads the offsets topic
         self.started_ms = now_ms()
         self._server: asyncio.base_events.Server | None = None
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -262,6 +263,28 @@ class Broker:
             self.replicas.forget_topic(meta.name)
         if doomed:
             await asyncio.to_thread(remove_directories, doomed)
+        await self._follow_offsets_leadership()
+
+    async def _follow_offsets_leadership(self) -> None:
+        """The group coordinator is the leader of ``__consumer_offsets``: a broker that becomes it rebuilds
+        the groups from its copy of the log (a follower's copy, until now)."""
+        offsets = self.metadata.topic(OFFSETS_TOPIC)
+        if self.groups is None or offsets is None or not offsets.assignments:
+            return
+        state = offsets.assignments[0]
+        leading = (state.leader, state.leader_epoch) if state.leader == self.node_id else None
+        if leading == self._coordinating:
+            return
+        self._coordinating = leading
+        if leading is not None:
+            log.info("this broker is the group coordinator now (__consumer_offsets epoch %d)", state.leader_epoch)
+            await self.groups.reload()
+        else:
+            await self.groups.stop()  # answer waiting joins: clients find the new coordinator
+
+    def append_offsets(self, records: bytes, now_ms: int) -> None:
+        """The group coordinator's writes on a cluster: through the offsets partition (its epoch, its ISR)."""
+        self.replicas.leader_partition(OFFSETS_TOPIC, 0).append_as_leader(records, now_ms)
 
     def _open_partition(self, topic: str, partition: int) -> None:
         try:
@@ -275,7 +298,8 @@ class Broker:
         if not self.clustered:
             host, port = self.advertised_endpoint()
             return self.node_id, host, port
-        if self.metadata.topic(OFFSETS_TOPIC) is None:
+        offsets = self.metadata.topic(OFFSETS_TOPIC)
+        if offsets is None or not offsets.assignments:  # not created in the cluster yet: clients retry
             return None
         leader = self.replicas.state(OFFSETS_TOPIC, 0).leader
         for member in self.control.view().alive_brokers():
@@ -356,8 +380,8 @@ class Broker:
                 last_checkpoint = now
             await asyncio.to_thread(self._flush_and_retain, now, retention_due, checkpoint_due)
             self.replicas.shrink_isrs(now)
-            if self.groups is not None:
-                await self.groups.tick(now)
+            if self.groups is not None and (not self.clustered or self._coordinating is not None):
+                await self.groups.tick(now)  # on a cluster, only the coordinator expires sessions and offsets
 
     def _flush_and_retain(self, now: int, retention_due: bool, checkpoint_due: bool) -> None:
         with self._housekeeping_busy:  # shutdown waits for it before closing the logs

@@ -228,3 +228,61 @@ def test_a_deposed_leader_truncates_what_never_reached_the_isr(broker_factory: B
 
     got = read_all(bootstrap, 150)
     assert sorted(got) == sorted([b"safe-%03d" % i for i in range(100)] + [b"after-%03d" % i for i in range(50)])
+
+
+def test_a_killed_group_coordinator_moves_and_the_group_resumes_from_its_commits(
+        broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    brokers = start_cluster(broker_factory, etcd)
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=3)]).values():
+        future.result(timeout=30)
+
+    def offsets_partition() -> Any:
+        topic = admin.list_topics(timeout=10).topics.get("__consumer_offsets")
+        return topic.partitions[0] if topic is not None and topic.partitions else None
+
+    wait_until(lambda: (p := offsets_partition()) is not None and len(p.isrs) == 3, timeout=60,
+               message="__consumer_offsets replicated on the three brokers")
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    for i in range(600):
+        producer.produce(TOPIC, value=b"%03d" % i, partition=i % 3)
+    assert producer.flush(30) == 0
+
+    def consumer() -> Consumer:
+        return Consumer({"bootstrap.servers": bootstrap, "group.id": "survivors", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+
+    first = consumer()
+    seen: list[Any] = []
+    first.subscribe([TOPIC])
+    deadline = time.monotonic() + 60
+    while len(seen) < 300 and time.monotonic() < deadline:
+        seen += [m for m in first.consume(300 - len(seen), 0.5) if m.error() is None]
+    first.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in
+                 first.committed([TopicPartition(TOPIC, p) for p in range(3)], timeout=20)}
+    first.close()
+    assert sum(o for o in committed.values() if o >= 0) == len(seen) >= 300  # -1001: nothing committed there
+
+    coordinator = offsets_partition().leader
+    brokers[coordinator].kill9()
+    wait_until(lambda: (p := offsets_partition()) is not None and p.leader not in (coordinator, -1), timeout=30,
+               message="a new leader for __consumer_offsets: the new group coordinator")
+
+    second = consumer()
+    resumed: list[Any] = []
+    try:
+        second.subscribe([TOPIC])
+        deadline = time.monotonic() + 60
+        while len(resumed) < 600 - len(seen) and time.monotonic() < deadline:
+            resumed += [m for m in second.consume(300, 0.5) if m.error() is None]
+    finally:
+        second.close()
+    first_offsets: dict[int, int] = {}
+    for m in resumed:
+        first_offsets.setdefault(m.partition(), m.offset())
+    expected = {p: max(o, 0) for p, o in committed.items() if o < 200}  # no commit: from the start
+    assert first_offsets == expected  # resumed exactly at the commits
+    values = sorted(m.value() for m in seen + resumed)
+    assert values == sorted(b"%03d" % i for i in range(600))  # nothing skipped, nothing read twice

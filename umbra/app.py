@@ -107,4 +107,6 @@ def control_plane(config: BrokerConfig, cluster_id: str) -> ControlPlane:
     from umbra.cluster.etcd import EtcdControlPlane
 
     return EtcdControlPlane(parse_endpoints(config.etcd), cluster_id, config.node_id,
-                            config.broker_session_timeout_ms)
+                            config.broker_session_timeout_ms,
+                            leader_rebalance_interval_ms=(config.leader_imbalance_check_interval_ms
+                                                          if config.auto_leader_rebalance_enable else None))

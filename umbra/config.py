@@ -85,6 +85,8 @@ class BrokerConfig:
     log_cleaner_interval_ms: int = 15000  # [log.cleaner.backoff.ms]: pause between cleaner passes
     offsets_topic_segment_bytes: int = 104857600  # [offsets.topic.segment.bytes]
     offsets_topic_replication_factor: int = 3  # [offsets.topic.replication.factor] (on a cluster)
+    auto_leader_rebalance_enable: bool = True  # [auto.leader.rebalance.enable]: leaders back to preferred replicas
+    leader_imbalance_check_interval_ms: int = 300000  # [leader.imbalance.check.interval.seconds], in ms
     # Flush policy. Writes reach the OS before any acknowledgement, so a process
     # crash (kill -9) loses nothing; fsync protects against machine crashes.
     log_flush_interval_messages: int = 9223372036854775807  # [log.flush.interval.messages]
@@ -152,7 +154,7 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
                 "max_connections_per_ip", "broker_session_timeout_ms", "replica_lag_time_max_ms",
-                "offsets_topic_replication_factor")
+                "offsets_topic_replication_factor", "leader_imbalance_check_interval_ms")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(config, key)}")

@@ -193,3 +193,18 @@ def assign_partitions(partitions: int, replication_factor: int, brokers: list[in
         replicas = tuple(ordered[(start + p + i) % count] for i in range(replication_factor))
         result.append(PartitionAssignment(replicas, replicas[0], 0, replicas))
     return result
+
+
+def restore_preferred_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:
+    """``auto.leader.rebalance.enable``: a partition led by another replica than its preferred one (the first)
+    moves back, at the next epoch, once the preferred replica is alive and in sync. None when nothing moves."""
+    changed = False
+    result = []
+    for a in topic.assignments:
+        preferred = a.replicas[0]
+        if a.leader != preferred and preferred in alive and preferred in a.isr:
+            changed = True
+            result.append(PartitionAssignment(a.replicas, preferred, a.leader_epoch + 1, a.isr))
+        else:
+            result.append(a)
+    return replace(topic, assignments=tuple(result)) if changed else None

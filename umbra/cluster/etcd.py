@@ -38,6 +38,7 @@ from umbra.cluster.control import (
     TopicsListener,
     assign_partitions,
     elect_leaders,
+    restore_preferred_leaders,
 )
 from umbra.cluster.metadata import PartitionAssignment, TopicMetadata, validate_topic_name
 from umbra.errors import InvalidReplicationFactor, TopicAlreadyExists, UnknownTopicOrPartition
@@ -54,7 +55,8 @@ def cluster_prefix(cluster_id: str) -> bytes:
 
 class EtcdControlPlane:
     def __init__(self, endpoints: list[tuple[str, int]], cluster_id: str, node_id: int,
-                 session_timeout_ms: int, *, request_timeout_s: float = 5.0) -> None:
+                 session_timeout_ms: int, *, request_timeout_s: float = 5.0,
+                 leader_rebalance_interval_ms: int | None = 300_000) -> None:
         self._endpoints = endpoints
         self._cluster_id = cluster_id
         self._node_id = node_id
@@ -72,6 +74,9 @@ class EtcdControlPlane:
         self._topic_revisions: dict[str, int] = {}  # etcd mod revision of each topic's key (compare-and-swap)
         self._topics_revision = -1  # etcd's revision of the topics last read
         self._topic_listeners: list[TopicsListener] = []
+        # auto.leader.rebalance.enable: how often the controller moves leaderships back to preferred replicas
+        self._rebalance_interval_s = None if leader_rebalance_interval_ms is None else leader_rebalance_interval_ms / 1000
+        self._next_rebalance = 0.0
 
     # --- the ControlPlane protocol -------------------------------------
     clustered = True
@@ -165,6 +170,24 @@ class EtcdControlPlane:
                 moved = [p for p, (old, new) in enumerate(zip(topic.assignments, elected.assignments, strict=True))
                          if old.leader != new.leader]
                 log.info("controller: new leaders for %s partitions %s", name, moved)
+        if changed:
+            await self._read_topics()
+
+    async def _maybe_restore_preferred_leaders(self) -> None:
+        if self._rebalance_interval_s is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now < self._next_rebalance:
+            return
+        self._next_rebalance = now + self._rebalance_interval_s
+        alive = {b.node_id for b in self._view.alive_brokers()}
+        changed = False
+        for name, topic in list(self._topics.items()):
+            restored = restore_preferred_leaders(topic, alive)
+            revision = self._topic_revisions.get(name)
+            if restored is not None and revision is not None and await self._put_topic(restored, revision):
+                changed = True
+                log.info("controller: leadership of %s back to preferred replicas", name)
         if changed:
             await self._read_topics()
 
@@ -309,6 +332,7 @@ class EtcdControlPlane:
                 await self._read_topics()
                 if self.is_controller():
                     await self._elect_leaders()
+                    await self._maybe_restore_preferred_leaders()
             except ControlPlaneError as exc:  # our node id taken meanwhile by another live broker
                 log.error("%s", exc)
                 self._mark_unreachable()

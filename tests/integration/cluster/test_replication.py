@@ -22,7 +22,8 @@ TOPIC = "replicated"
 
 
 def start_cluster(factory: BrokerFactory, etcd: EtcdServer) -> dict[int, BrokerProcess]:
-    brokers = {n: cluster_broker(factory, etcd, "east", n, config_extra={"replica_lag_time_max_ms": 4000})
+    brokers = {n: cluster_broker(factory, etcd, "east", n, config_extra={"replica_lag_time_max_ms": 4000,
+                                                                      "leader_imbalance_check_interval_ms": 2000})
                for n in (1, 2, 3)}
     status_when(brokers[1], lambda d: alive(d) == {1: True, 2: True, 3: True} and d["controller"] is not None,
                 "three live brokers")
@@ -111,6 +112,9 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     brokers[second].start()
     wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                message="the second broker back in every ISR")
+    # auto.leader.rebalance.enable: once back in sync, the preferred replicas lead again (leaders spread).
+    wait_until(lambda: all(p.leader == p.replicas[0] for p in partitions_of(admin).values()), timeout=30,
+               message="leadership back on the preferred replicas")
     stop.set()
     writer.join(150)
     assert not failures, failures[:5]

@@ -89,6 +89,8 @@ class BrokerApp:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Controlled shutdown: leaderships move to other in-sync replicas while this broker still serves.
+        await self.control.prepare_shutdown(timeout_s=max(10.0, 2 * self.config.broker_session_timeout_ms / 1000))
         await self.control.stop()  # first: the controllership moves on while this broker winds down
         await self.broker.stop_serving()
         await self.shadow.stop()

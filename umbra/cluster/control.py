@@ -85,6 +85,10 @@ class ControlPlane(Protocol):
         """A block of ``count`` producer ids no other broker of the cluster will hand out, starting at or
         above ``floor``; returns its first id."""
 
+    async def prepare_shutdown(self, timeout_s: float) -> None:
+        """Controlled shutdown: ask the controller to move this broker's leaderships to other in-sync replicas,
+        and wait (up to ``timeout_s``) until it leads nothing another replica could lead."""
+
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
 
@@ -161,6 +165,9 @@ class LocalControlPlane:
 
     async def reserve_producer_ids(self, count: int, floor: int) -> int:
         raise ControlPlaneError("a single broker allocates producer ids itself")
+
+    async def prepare_shutdown(self, timeout_s: float) -> None:
+        return None
 
 
 def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:

@@ -74,6 +74,7 @@ class EtcdControlPlane:
         self._topic_revisions: dict[str, int] = {}  # etcd mod revision of each topic's key (compare-and-swap)
         self._topics_revision = -1  # etcd's revision of the topics last read
         self._topic_listeners: list[TopicsListener] = []
+        self._shutting_down: set[int] = set()  # brokers in a controlled shutdown: not eligible to lead
         # auto.leader.rebalance.enable: how often the controller moves leaderships back to preferred replicas
         self._rebalance_interval_s = None if leader_rebalance_interval_ms is None else leader_rebalance_interval_ms / 1000
         self._next_rebalance = 0.0
@@ -159,8 +160,9 @@ class EtcdControlPlane:
         return bool(ok)
 
     async def _elect_leaders(self) -> None:
-        """The controller moves the leadership of partitions whose leader died (brokers learn it from etcd)."""
-        alive = {b.node_id for b in self._view.alive_brokers()}
+        """The controller moves the leadership of partitions whose leader died or is shutting down (brokers
+        learn it from etcd)."""
+        alive = {b.node_id for b in self._view.alive_brokers()} - self._shutting_down
         changed = False
         for name, topic in list(self._topics.items()):
             elected = elect_leaders(topic, alive)
@@ -173,6 +175,40 @@ class EtcdControlPlane:
         if changed:
             await self._read_topics()
 
+    async def prepare_shutdown(self, timeout_s: float) -> None:
+        if self._client is None or self._lease is None:
+            return
+        try:
+            await self._call(self._client.put(self._key("shutting_down", self._node_id), b"1", lease=self._lease.id))
+        except _ETCD_ERRORS as exc:
+            log.warning("controlled shutdown: cannot reach etcd (%s); leaderships move when the lease expires",
+                        describe(exc))
+            return
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                await self._elect_and_read()
+                if self.is_controller():
+                    await self._elect_leaders()
+                await self._read_topics()
+            except _ETCD_ERRORS as exc:
+                log.warning("controlled shutdown: etcd stopped answering: %s", describe(exc))
+                return
+            movable = self._leaderships_others_could_take()
+            if not movable:
+                log.info("controlled shutdown: no partition led here that another in-sync replica could lead")
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("controlled shutdown: still leading %d partition(s) after %.0f s; stopping anyway",
+                            movable, timeout_s)
+                return
+            await asyncio.sleep(min(self._interval, 0.5))
+
+    def _leaderships_others_could_take(self) -> int:
+        alive = {b.node_id for b in self._view.alive_brokers()} - self._shutting_down
+        return sum(1 for topic in self._topics.values() for a in topic.assignments
+                   if a.leader == self._node_id and any(r in alive for r in a.isr if r != self._node_id))
+
     async def _maybe_restore_preferred_leaders(self) -> None:
         if self._rebalance_interval_s is None:
             return
@@ -180,7 +216,7 @@ class EtcdControlPlane:
         if now < self._next_rebalance:
             return
         self._next_rebalance = now + self._rebalance_interval_s
-        alive = {b.node_id for b in self._view.alive_brokers()}
+        alive = {b.node_id for b in self._view.alive_brokers()} - self._shutting_down
         changed = False
         for name, topic in list(self._topics.items()):
             restored = restore_preferred_leaders(topic, alive)
@@ -301,6 +337,8 @@ class EtcdControlPlane:
         alive = await self._call(client.get_prefix(self._key("alive", "")))
         current = await self._call(client.get(controller_key))
         alive_ids = {int(kv.key.rsplit(b"/", 1)[1]) for kv in alive}
+        leaving = await self._call(client.get_prefix(self._key("shutting_down", "")))
+        self._shutting_down = {int(kv.key.rsplit(b"/", 1)[1]) for kv in leaving}
         brokers = []
         for kv in registered:
             try:

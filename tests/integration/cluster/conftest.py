@@ -19,3 +19,9 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def broker_factory(etcd: EtcdServer, broker_factory: object) -> object:
+    """The brokers of a cluster test stop before its etcd does (they leave the cluster cleanly)."""
+    return broker_factory

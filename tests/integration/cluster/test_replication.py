@@ -127,7 +127,8 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
 
 def test_a_rolling_restart_under_load_loses_nothing(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
     """SIGTERM each broker in turn and start it again, under an idempotent acks=all producer: a stopping broker
-    gives up its lease at once, so the controller moves its leaderships within a poll."""
+    asks the controller to move its leaderships to other in-sync replicas, waits until they moved, and only
+    then lets go of its lease (a controlled shutdown)."""
     brokers = start_cluster(broker_factory, etcd)
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -161,6 +162,8 @@ def test_a_rolling_restart_under_load_loses_nothing(broker_factory: BrokerFactor
         wait_until(lambda before=before: len(acknowledged) >= before + 300, timeout=60,
                    message=f"producing before restarting broker {n}")
         assert broker.stop() == 0  # SIGTERM: a clean exit
+        # A controlled shutdown: its leaderships moved to other in-sync replicas before it let go.
+        assert "controlled shutdown: no partition led here" in broker.log_text()
         broker.start()
         wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                    message=f"broker {n} back in every ISR")

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from umbra.admin import shadow_api
+from umbra.cluster.control import partition_health
 from umbra.errors import KafkaStorageError
 
 if TYPE_CHECKING:
@@ -57,16 +58,16 @@ class AdminServer:
     async def cluster(self, request: web.Request) -> web.Response:
         """The cluster as this broker sees it: members, the controller, and the partitions' health."""
         view = self.control.view()
-        offline = self._offline()
-        total = sum(topic.partitions for topic in self.broker.metadata.topics())
-        # Every partition has one replica, its leader, until partitions are replicated: none is under-replicated.
-        under_replicated: list[dict[str, Any]] = []
+        health = partition_health(self.broker.metadata.topics(), {b.node_id for b in view.alive_brokers()}
+                                  if view.brokers else None)
+        offline = health.offline + len(self._offline())  # no live leader, or a storage error here
         return web.json_response({
             "cluster_id": view.cluster_id, "controller": view.controller, "controller_epoch": view.controller_epoch,
             "control_plane_reachable": view.reachable, "node_id": self.broker.node_id,
             "brokers": [b.to_json() for b in view.brokers],
-            "partitions": {"total": total, "under_replicated": len(under_replicated), "offline": len(offline)},
-            "under_replicated": under_replicated})
+            "partitions": {"total": health.total, "under_replicated": len(health.under_replicated),
+                           "offline": offline},
+            "under_replicated": health.under_replicated})
 
     def _offline(self) -> list[dict[str, Any]]:
         return [{"topic": log_.topic, "partition": log_.partition, "reason": log_.offline_reason}
@@ -100,6 +101,9 @@ class AdminServer:
         for log_ in self.broker.logs.all_logs():
             metrics.log_end_offset.labels(log_.topic, str(log_.partition)).set(log_.log_end_offset)
         view = self.control.view()
+        health = partition_health(self.broker.metadata.topics(), {b.node_id for b in view.alive_brokers()}
+                                  if view.brokers else None)
+        metrics.under_replicated_partitions.set(len(health.under_replicated))
         metrics.cluster_brokers_alive.set(len(view.alive_brokers()))
         metrics.is_controller.set(1 if self.control.is_controller() else 0)
         metrics.controller_changes.set(view.controller_changes)

@@ -52,3 +52,10 @@ class BrokerMetrics:
                                         registry=self.registry)
         self.control_plane_reachable = Gauge("umbra_control_plane_reachable",
                                              "1 while the control plane (etcd) answers", registry=self.registry)
+        self.under_replicated_partitions = Gauge("umbra_under_replicated_partitions",
+                                                 "Partitions whose ISR is smaller than their replica set",
+                                                 registry=self.registry)
+        self.isr_shrinks = Counter("umbra_isr_shrinks", "Followers this broker, as leader, dropped from an ISR",
+                                   registry=self.registry)
+        self.isr_expands = Counter("umbra_isr_expands", "Followers this broker, as leader, added back to an ISR",
+                                   registry=self.registry)

@@ -215,3 +215,27 @@ def restore_preferred_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMet
         else:
             result.append(a)
     return replace(topic, assignments=tuple(result)) if changed else None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionHealth:
+    total: int
+    under_replicated: list[dict[str, Any]]  # topic, partition, leader, replicas, isr
+    offline: int  # partitions whose leader is not alive
+
+
+def partition_health(topics: list[TopicMetadata], alive: set[int] | None) -> PartitionHealth:
+    """Under-replicated partitions (an ISR smaller than the replica set) and partitions without a live leader,
+    from the cluster's assignments (``alive`` None: this broker alone, where neither can happen)."""
+    total, offline = 0, 0
+    under: list[dict[str, Any]] = []
+    for topic in topics:
+        total += topic.partitions
+        for index, a in enumerate(topic.assignments):
+            if alive is not None and a.leader not in alive:
+                offline += 1
+            isr = [r for r in a.isr if alive is None or r in alive]
+            if len(isr) < len(a.replicas):
+                under.append({"topic": topic.name, "partition": index, "leader": a.leader,
+                              "replicas": list(a.replicas), "isr": isr})
+    return PartitionHealth(total, under, offline)

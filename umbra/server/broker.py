@@ -234,6 +234,11 @@ class Broker:
     def _isr_changed(self, partition: Partition, isr: tuple[int, ...]) -> None:
         """A leader's ISR shrank or grew: recorded in the control plane (Kafka's AlterPartition)."""
         log.info("%s-%d: ISR is now %s", partition.topic, partition.index, list(isr))
+        before = partition.state.isr
+        if len(isr) < len(before):
+            self.metrics.isr_shrinks.inc(len(before) - len(isr))
+        elif len(isr) > len(before):
+            self.metrics.isr_expands.inc(len(isr) - len(before))
         if not self.clustered:
             return
         task = asyncio.get_running_loop().create_task(

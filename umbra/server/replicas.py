@@ -147,9 +147,9 @@ class Partition:
         return lagging
 
     def _change_isr(self, isr: tuple[int, ...]) -> None:
-        self._state = PartitionState(self._state.leader, self._state.leader_epoch, self._state.replicas, isr)
         if self._on_isr_change is not None:
-            self._on_isr_change(self, isr)
+            self._on_isr_change(self, isr)  # sees the ISR before the change in ``state``
+        self._state = PartitionState(self._state.leader, self._state.leader_epoch, self._state.replicas, isr)
 
     def maybe_advance_high_watermark(self) -> None:
         """The high watermark is the lowest log end offset over the ISR (this broker's is its log end). It

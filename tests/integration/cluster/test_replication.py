@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -97,10 +98,20 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
                message="new leaders for the dead broker's partitions")
     before = len(acknowledged)
     wait_until(lambda: len(acknowledged) >= before + 500, timeout=60, message="producing on after the failover")
+    degraded = status(survivor)  # every partition has a replica on the dead broker
+    assert sorted(e["partition"] for e in degraded["under_replicated"] if e["topic"] == TOPIC) == [0, 1, 2]
+    assert degraded["partitions"]["under_replicated"] == len(degraded["under_replicated"])
+    assert all(victim in entry["replicas"] and victim not in entry["isr"]
+               for entry in degraded["under_replicated"] if entry["topic"] == TOPIC)
 
     brokers[victim].start()  # it comes back as a follower, catches up, and rejoins the ISR
     wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                message="the restarted broker back in every ISR")
+    status_when(survivor, lambda d: d["partitions"]["under_replicated"] == 0, "no partition under-replicated")
+    leader_url = brokers[partitions_of(admin)[0].leader].admin_url + "/metrics"
+    wait_until(lambda: b"umbra_under_replicated_partitions 0.0" in urllib.request.urlopen(leader_url).read(),
+               timeout=30, message="the under-replicated gauge back to 0")
+    assert b"umbra_isr_shrinks_total" in urllib.request.urlopen(leader_url).read()
 
     # Once it is back, another broker dies: the leader of another partition.
     second = next(p.leader for p in partitions_of(admin).values() if p.leader != victim)

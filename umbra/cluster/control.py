@@ -89,6 +89,10 @@ class ControlPlane(Protocol):
         """Controlled shutdown: ask the controller to move this broker's leaderships to other in-sync replicas,
         and wait (up to ``timeout_s``) until it leads nothing another replica could lead."""
 
+    async def reassign(self, topic: str, index: int, target: tuple[int, ...] | None) -> None:
+        """Start moving a partition to the ``target`` replicas (None: cancel a reassignment under way).
+        Raises a KafkaError naming what is wrong (the controller calls this)."""
+
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
 
@@ -169,6 +173,9 @@ class LocalControlPlane:
     async def prepare_shutdown(self, timeout_s: float) -> None:
         return None
 
+    async def reassign(self, topic: str, index: int, target: tuple[int, ...] | None) -> None:
+        raise ControlPlaneError("a single broker has one replica of every partition")
+
 
 def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:
     """The controller's election: each partition whose leader is not alive gets the first live in-sync replica
@@ -185,7 +192,7 @@ def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None
             result.append(a)
             continue
         changed = True
-        result.append(PartitionAssignment(a.replicas, candidates[0], a.leader_epoch + 1, tuple(candidates)))
+        result.append(replace(a, leader=candidates[0], leader_epoch=a.leader_epoch + 1, isr=tuple(candidates)))
     return replace(topic, assignments=tuple(result)) if changed else None
 
 
@@ -211,7 +218,7 @@ def restore_preferred_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMet
         preferred = a.replicas[0]
         if a.leader != preferred and preferred in alive and preferred in a.isr:
             changed = True
-            result.append(PartitionAssignment(a.replicas, preferred, a.leader_epoch + 1, a.isr))
+            result.append(replace(a, leader=preferred, leader_epoch=a.leader_epoch + 1))
         else:
             result.append(a)
     return replace(topic, assignments=tuple(result)) if changed else None
@@ -239,3 +246,42 @@ def partition_health(topics: list[TopicMetadata], alive: set[int] | None) -> Par
                 under.append({"topic": topic.name, "partition": index, "leader": a.leader,
                               "replicas": list(a.replicas), "isr": isr})
     return PartitionHealth(total, under, offline)
+
+
+def start_reassignment(a: PartitionAssignment, target: tuple[int, ...]) -> PartitionAssignment:
+    """The replica set grows to the target plus the replicas being removed; the new ones follow the leader,
+    and once all of the target is in sync, :func:`finish_reassignments` shrinks it to the target."""
+    if target == a.replicas:
+        return replace(a, target=())
+    replicas = target + tuple(r for r in a.replicas if r not in target)
+    return replace(a, replicas=replicas, target=target)
+
+
+def cancel_reassignment(a: PartitionAssignment) -> PartitionAssignment:
+    """Back to the replicas the partition had: those of the old set still in it (Kafka reverts to them)."""
+    if not a.target:
+        return a
+    old = tuple(r for r in a.replicas if r not in a.target or r in a.isr)
+    return replace(a, replicas=old or a.replicas, target=())
+
+
+def finish_reassignments(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:
+    """Reassignments whose target replicas are all in sync end: the replica set becomes the target, removed
+    replicas leave the ISR, and a leader outside the target hands over (at the next epoch)."""
+    changed = False
+    result = []
+    for a in topic.assignments:
+        if not a.target or not all(r in a.isr for r in a.target):
+            result.append(a)
+            continue
+        isr = tuple(r for r in a.isr if r in a.target)
+        leader, epoch = a.leader, a.leader_epoch
+        if leader not in a.target:
+            candidates = [r for r in a.target if r in isr and r in alive]
+            if not candidates:
+                result.append(a)
+                continue
+            leader, epoch = candidates[0], epoch + 1
+        changed = True
+        result.append(PartitionAssignment(a.target, leader, epoch, isr))
+    return replace(topic, assignments=tuple(result)) if changed else None

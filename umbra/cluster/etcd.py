@@ -37,11 +37,20 @@ from umbra.cluster.control import (
     ControlPlaneError,
     TopicsListener,
     assign_partitions,
+    cancel_reassignment,
     elect_leaders,
+    finish_reassignments,
     restore_preferred_leaders,
+    start_reassignment,
 )
-from umbra.cluster.metadata import PartitionAssignment, TopicMetadata, validate_topic_name
-from umbra.errors import InvalidReplicationFactor, TopicAlreadyExists, UnknownTopicOrPartition
+from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.errors import (
+    InvalidReplicaAssignment,
+    InvalidReplicationFactor,
+    NoReassignmentInProgress,
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+)
 
 log = logging.getLogger("umbra.cluster.etcd")
 
@@ -130,7 +139,7 @@ class EtcdControlPlane:
             if a.leader != self._node_id or a.leader_epoch != leader_epoch:
                 return False  # deposed meanwhile: the new leader owns the ISR
             assignments = list(current.assignments)
-            assignments[index] = PartitionAssignment(a.replicas, a.leader, a.leader_epoch, isr)
+            assignments[index] = replace(a, isr=isr)
             if await self._put_topic(replace(current, assignments=tuple(assignments)), revision):
                 await self._read_topics()
                 return True
@@ -159,14 +168,44 @@ class EtcdControlPlane:
             success=[client.transactions.put(key, json.dumps(topic.to_json()).encode())], failure=[]))
         return bool(ok)
 
+    async def reassign(self, topic: str, index: int, target: tuple[int, ...] | None) -> None:
+        for _ in range(5):
+            current = self._topics.get(topic)
+            revision = self._topic_revisions.get(topic)
+            if current is None or revision is None or not 0 <= index < len(current.assignments):
+                raise UnknownTopicOrPartition(f"{topic}-{index} does not exist")
+            a = current.assignments[index]
+            if target is None:
+                if not a.target:
+                    raise NoReassignmentInProgress(f"{topic}-{index} has no reassignment in progress")
+                moved = cancel_reassignment(a)
+            else:
+                registered = {b.node_id for b in self._view.brokers}
+                if not target or len(set(target)) != len(target) or any(r not in registered for r in target):
+                    raise InvalidReplicaAssignment(f"{topic}-{index}: replicas {list(target)} must be distinct, "
+                                                   f"registered brokers (registered: {sorted(registered)})")
+                moved = start_reassignment(replace(a, target=()) if a.target else a, target)
+            assignments = list(current.assignments)
+            assignments[index] = moved
+            if await self._put_topic(replace(current, assignments=tuple(assignments)), revision):
+                await self._read_topics()
+                return
+            await self._read_topics()
+        raise ControlPlaneError(f"{topic}-{index}: too many concurrent changes; try again")
+
     async def _elect_leaders(self) -> None:
         """The controller moves the leadership of partitions whose leader died or is shutting down (brokers
         learn it from etcd)."""
         alive = {b.node_id for b in self._view.alive_brokers()} - self._shutting_down
         changed = False
         for name, topic in list(self._topics.items()):
-            elected = elect_leaders(topic, alive)
+            finished = finish_reassignments(topic, alive)
             revision = self._topic_revisions.get(name)
+            if finished is not None and revision is not None and await self._put_topic(finished, revision):
+                changed = True
+                log.info("controller: reassignment of %s finished", name)
+                continue  # its leaders are looked at on the next poll
+            elected = elect_leaders(topic, alive)
             if elected is not None and revision is not None and await self._put_topic(elected, revision):
                 changed = True
                 moved = [p for p, (old, new) in enumerate(zip(topic.assignments, elected.assignments, strict=True))

@@ -50,15 +50,21 @@ class PartitionAssignment:
     leader: int
     leader_epoch: int
     isr: tuple[int, ...]
+    # A reassignment under way (AlterPartitionReassignments): the replica set it ends with. Meanwhile
+    # ``replicas`` holds the target and the replicas being removed; it ends once the target is in sync.
+    target: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"replicas": list(self.replicas), "leader": self.leader, "leader_epoch": self.leader_epoch,
-                "isr": list(self.isr)}
+        data: dict[str, Any] = {"replicas": list(self.replicas), "leader": self.leader,
+                                "leader_epoch": self.leader_epoch, "isr": list(self.isr)}
+        if self.target:
+            data["target"] = list(self.target)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PartitionAssignment:
         return cls(tuple(int(r) for r in data["replicas"]), int(data["leader"]), int(data["leader_epoch"]),
-                   tuple(int(r) for r in data["isr"]))
+                   tuple(int(r) for r in data["isr"]), tuple(int(r) for r in data.get("target", [])))
 
 
 @dataclass(frozen=True)

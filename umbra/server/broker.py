@@ -252,10 +252,16 @@ class Broker:
         if OFFSETS_TOPIC not in topics and self.metadata.topic(OFFSETS_TOPIC) is not None:
             topics = {**topics, OFFSETS_TOPIC: self.metadata.require_topic(OFFSETS_TOPIC)}  # until it is created there
         changed, gone = self.metadata.apply_cluster_topics(topics)
+        moved_away = []
         for meta in changed:
             for p in range(meta.partitions):
-                if self.node_id in self.replicas.state(meta.name, p).replicas:
+                replicas = self.replicas.state(meta.name, p).replicas
+                if self.node_id in replicas:
                     await asyncio.to_thread(self._open_partition, meta.name, p)
+                    if self.replicas.state(meta.name, p).leader == self.node_id:
+                        self.replicas.leader_partition(meta.name, p)  # picks up a changed replica set
+                elif meta.assignments and self.logs.get(meta.name, p) is not None:
+                    moved_away.append((meta.name, p))  # reassigned elsewhere: this copy goes
         followed = {}
         for meta in self.metadata.topics():
             for p, a in enumerate(meta.assignments):
@@ -264,6 +270,7 @@ class Broker:
         self.fetchers.update(followed)
         doomed = [path for meta in gone for p in range(meta.partitions)
                   if (path := self.logs.detach_partition(meta.name, p))]
+        doomed += [path for name, p in moved_away if (path := self.logs.detach_partition(name, p))]
         for meta in gone:
             self.replicas.forget_topic(meta.name)
         if doomed:

@@ -135,6 +135,19 @@ class Partition:
             self._change_isr(tuple(sorted((*isr, replica_id))))
         self.maybe_advance_high_watermark()
 
+    def update_replicas(self, replicas: tuple[int, ...]) -> None:
+        """The replica set changed at the same epoch (a reassignment): new replicas are tracked from their
+        first fetch (they join the ISR once caught up), removed ones are forgotten and leave the ISR."""
+        with self._lock:
+            for replica in replicas:
+                if replica != self._node_id and replica not in self._followers:
+                    self._followers[replica] = FollowerProgress()
+            for replica in [r for r in self._followers if r not in replicas]:
+                del self._followers[replica]
+            isr = tuple(r for r in self._state.isr if r in replicas)
+            self._state = PartitionState(self._state.leader, self._state.leader_epoch, replicas, isr)
+        self.maybe_advance_high_watermark()
+
     def maybe_shrink_isr(self, now_ms: int) -> tuple[int, ...]:
         """Drop followers that have not caught up for ``replica_lag_time_max_ms``; returns those dropped."""
         with self._lock:
@@ -240,7 +253,10 @@ class ReplicaManager:
                 existing = Partition(topic, index, log, state, node_id=self.node_id,
                                      replica_lag_time_max_ms=self._lag_max_ms, on_isr_change=self._on_isr_change)
                 self._partitions[key] = existing
-            return existing
+                return existing
+        if existing.state.replicas != state.replicas:
+            existing.update_replicas(state.replicas)
+        return existing
 
     def shrink_isrs(self, now_ms: int) -> None:
         """Drop followers that fell behind ``replica_lag_time_max_ms`` from the ISR of every partition led here

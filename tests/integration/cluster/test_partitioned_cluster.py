@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from cluster_helpers import alive, cluster_broker, status, status_when
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -127,3 +128,54 @@ def http_post(url: str, doc: dict[str, object]) -> tuple[int, bytes]:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
+
+
+def test_a_reassignment_through_the_kafka_api_moves_a_partition(broker_factory: BrokerFactory,
+                                                               etcd: EtcdServer) -> None:
+    from kafka import TopicPartition as KafkaTopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    brokers = three_brokers(broker_factory, etcd)
+    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
+    create(admin, "moving", 3)
+
+    def partition(index: int) -> Any:
+        topic = admin.list_topics(topic="moving", timeout=10).topics["moving"]
+        return topic.partitions.get(index) if topic.error is None else None
+
+    wait_until(lambda: partition(0) is not None, timeout=30, message="the topic everywhere")
+    producer = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True})
+    for i in range(300):
+        producer.produce("moving", value=b"%03d" % i, partition=0)
+    assert producer.flush(30) == 0
+
+    old = partition(0).leader
+    target = [n for n in brokers if n != old]  # two other brokers: replication factor 1 -> 2 as well
+    python_admin = KafkaAdminClient(bootstrap_servers=bootstrap(brokers), request_timeout_ms=20_000)
+    try:
+        result = python_admin.alter_partition_reassignments({KafkaTopicPartition("moving", 0): target})
+        assert all(error is None for error in result.values()), result
+        wait_until(lambda: sorted(partition(0).replicas) == sorted(target) and partition(0).leader in target,
+                   timeout=60, message="partition 0 moved to its new replicas")
+        assert not python_admin.list_partition_reassignments()  # finished
+    finally:
+        python_admin.close()
+    wait_until(lambda: not (brokers[old].data_dir / "moving-0").exists(), timeout=30,
+               message="the old replica's copy removed")
+    for n in target:
+        assert (brokers[n].data_dir / "moving-0").exists()
+
+    for i in range(300, 400):  # the moved partition takes writes at its new leader
+        producer.produce("moving", value=b"%03d" % i, partition=0)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": "after-move",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    got: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition("moving", 0, 0)])
+        deadline = time.monotonic() + 30
+        while len(got) < 400 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(400, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    assert got == [b"%03d" % i for i in range(400)]  # every record, in order, once

@@ -42,12 +42,6 @@ async def handle_describe_log_dirs(ctx: RequestContext, request: Any) -> dict[st
                          "usable_bytes": usable}]}
 
 
-@handles(46, "ListPartitionReassignments", 0, 0)
-async def handle_list_partition_reassignments(ctx: RequestContext, request: Any) -> dict[str, Any]:
-    """A single broker never reassigns replicas: there is never one in progress."""
-    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "topics": []}
-
-
 @handles(61, "DescribeProducers", 0, 0)
 async def handle_describe_producers(ctx: RequestContext, request: Any) -> dict[str, Any]:
     """Idempotent producers with state in each partition. Last timestamps are not kept (-1), and without

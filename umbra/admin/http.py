@@ -10,8 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from umbra.admin import shadow_api
-from umbra.cluster.control import partition_health
-from umbra.errors import KafkaStorageError
+from umbra.cluster.control import balanced_targets, partition_health
+from umbra.errors import KafkaError, KafkaStorageError
 
 if TYPE_CHECKING:
     from umbra.admin.ports import AdminHost
@@ -33,6 +33,7 @@ class AdminServer:
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/v1/storage", self.storage)
         self.app.router.add_get("/v1/cluster", self.cluster)
+        self.app.router.add_post("/v1/cluster/rebalance", self.rebalance)
         self.app.router.add_post("/v1/storage/recover", self.recover_storage)
         shadow_api.routes(self.app, shadow, broker.metadata)
         self._runner: web.AppRunner | None = None
@@ -68,6 +69,30 @@ class AdminServer:
             "partitions": {"total": health.total, "under_replicated": len(health.under_replicated),
                            "offline": offline},
             "under_replicated": health.under_replicated})
+
+    async def rebalance(self, request: web.Request) -> web.Response:
+        """Spread every topic's replicas and leaders evenly over the live brokers (brokers that joined later
+        get their share), by reassignments through the controller. Asked of another broker, it names the
+        controller."""
+        view = self.control.view()
+        if not self.control.clustered:
+            return web.json_response({"error": "a single broker has nothing to rebalance"}, status=400)
+        if not self.control.is_controller():
+            controller = next((b for b in view.brokers if b.node_id == view.controller), None)
+            where = f" at {controller.admin_address}" if controller is not None else ""
+            return web.json_response({"error": f"ask the controller (broker {view.controller}{where})"},
+                                     status=409)
+        alive = sorted(b.node_id for b in view.alive_brokers())
+        moves: list[dict[str, Any]] = []
+        for topic in self.broker.metadata.topics():
+            for index, target in balanced_targets(topic, alive).items():
+                try:
+                    await self.control.reassign(topic.name, index, target)
+                except KafkaError as exc:
+                    return web.json_response({"error": f"{topic.name}-{index}: {exc.message}", "moves": moves},
+                                             status=409)
+                moves.append({"topic": topic.name, "partition": index, "replicas": list(target)})
+        return web.json_response({"moves": moves, "brokers": alive})
 
     def _offline(self) -> list[dict[str, Any]]:
         return [{"topic": log_.topic, "partition": log_.partition, "reason": log_.offline_reason}

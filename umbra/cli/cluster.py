@@ -14,6 +14,9 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                          parser_class)
     status = cmds.add_parser("status", help="brokers (alive or not), the controller, partition health")
     status.add_argument("--format", choices=("text", "json"), default="text")
+    rebalance = cmds.add_parser("rebalance", help="spread replicas and leaders evenly over the live brokers "
+                                                  "(ask the controller)")
+    rebalance.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def status_text(doc: dict[str, Any]) -> str:
@@ -34,6 +37,18 @@ def status_text(doc: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cluster_command == "rebalance":
+        doc = call(args.admin_url, "POST", "/v1/cluster/rebalance")
+        if args.format == "json":
+            print(json.dumps(doc, indent=2))
+        elif not doc["moves"]:
+            print(f"balanced: nothing to move over brokers {doc['brokers']}")
+        else:
+            print(f"moving {len(doc['moves'])} partition(s) over brokers {doc['brokers']} "
+                  "(`umbra cluster status` shows them under-replicated until they catch up):")
+            for move in doc["moves"]:
+                print(f"  {move['topic']}-{move['partition']} -> replicas {move['replicas']}")
+        return 0
     doc = call(args.admin_url, "GET", "/v1/cluster")
     print(json.dumps(doc, indent=2) if args.format == "json" else status_text(doc))
     return 0

@@ -285,3 +285,20 @@ def finish_reassignments(topic: TopicMetadata, alive: set[int]) -> TopicMetadata
         changed = True
         result.append(PartitionAssignment(a.target, leader, epoch, isr))
     return replace(topic, assignments=tuple(result)) if changed else None
+
+
+def balanced_targets(topic: TopicMetadata, alive: list[int]) -> dict[int, tuple[int, ...]]:
+    """``umbra cluster rebalance``: for each partition of ``topic`` whose replica set differs from an even
+    round-robin spread over ``alive`` (same replication factor, capped at the brokers there are), the replica
+    set it should move to. Replicas it already has keep their place where the spread allows, so only what
+    must move moves."""
+    if not topic.assignments or not alive:
+        return {}
+    rf = min(len(topic.assignments[0].replicas), len(alive))
+    start = sum(topic.name.encode()) % len(alive)
+    moves = {}
+    for index, (current, wanted) in enumerate(zip(topic.assignments, assign_partitions(
+            len(topic.assignments), rf, alive, start), strict=True)):
+        if set(current.replicas) != set(wanted.replicas) and not current.target:
+            moves[index] = wanted.replicas
+    return moves

@@ -179,3 +179,36 @@ def test_a_reassignment_through_the_kafka_api_moves_a_partition(broker_factory: 
     finally:
         consumer.close()
     assert got == [b"%03d" % i for i in range(400)]  # every record, in order, once
+
+
+def test_rebalance_gives_a_new_broker_its_share(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
+    from cluster_helpers import umbra
+
+    first = {n: cluster_broker(broker_factory, etcd, "east", n) for n in (1, 2)}
+    for b in first.values():
+        status_when(b, lambda d: alive(d) == {1: True, 2: True} and d["controller"] is not None, "two brokers")
+    admin = AdminClient({"bootstrap.servers": bootstrap(first)})
+    create(admin, "grown", 6, replication=2)
+    wait_until(lambda: (t := admin.list_topics(topic="grown", timeout=10).topics["grown"]).error is None
+               and len(t.partitions) == 6, timeout=30, message="the topic")
+
+    brokers = {**first, 3: cluster_broker(broker_factory, etcd, "east", 3)}  # joins later: holds nothing yet
+    status_when(brokers[3], lambda d: alive(d) == {1: True, 2: True, 3: True}, "three brokers")
+    assert not list(brokers[3].data_dir.glob("grown-*"))
+
+    controller = status(brokers[3])["controller"]
+    refused = umbra("cluster", "rebalance", "--admin-url", brokers[next(n for n in brokers if n != controller)].admin_url)
+    assert refused.returncode != 0 and "ask the controller" in refused.stderr
+    done = umbra("cluster", "rebalance", "--admin-url", brokers[controller].admin_url)
+    assert done.returncode == 0 and "moving" in done.stdout, done
+
+    def spread() -> bool:
+        topic = admin.list_topics(topic="grown", timeout=10).topics["grown"]
+        leaders = {p.leader for p in topic.partitions.values()}
+        holders = {r for p in topic.partitions.values() for r in p.replicas}
+        return leaders == {1, 2, 3} and holders == {1, 2, 3} and all(len(p.isrs) == 2 for p in topic.partitions.values())
+
+    wait_until(spread, timeout=60, message="replicas and leaders on all three brokers")
+    assert len(list(brokers[3].data_dir.glob("grown-*"))) == 4  # its share: 12 replicas over 3 brokers
+    again = umbra("cluster", "rebalance", "--admin-url", brokers[controller].admin_url)
+    assert again.returncode == 0 and "balanced: nothing to move" in again.stdout

@@ -22,6 +22,7 @@ _I32_I16_I32 = struct.Struct(">ihi")
 _PARTITION_V4 = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
 _PARTITION_V5 = struct.Struct(">ihqqq")  # ... and log start offset
 _NULL_ARRAY = _I32.pack(-1)
+_LEADER = struct.Struct(">ii")
 _EPOCH_END = struct.Struct(">iq")
 
 
@@ -58,6 +59,7 @@ class FetchPartitionData:
     log_start_offset: int
     records: RecordSet  # a list: the parts of one record set, in order
     diverging_epoch: tuple[int, int] | None = None  # (epoch, end offset), v12+ (KIP-595)
+    current_leader: tuple[int, int] | None = None  # (leader id, leader epoch), v12+, on leadership errors (KIP-951)
 
 
 @dataclass(slots=True)
@@ -110,12 +112,13 @@ def encode_fetch_response(version: int, correlation_id: int, throttle_time_ms: i
                 else:
                     pieces.append(records)
                 current = bytearray()
-            if flexible:
-                if p.diverging_epoch is None:
-                    current.append(0)  # partition tagged fields: none
-                else:  # one tagged field, tag 0: DivergingEpoch {epoch int32, end offset int64, no tags}
-                    current += b"\x01\x00" + _uvarint(_EPOCH_END.size + 1) + _EPOCH_END.pack(*p.diverging_epoch)
-                    current.append(0)
+            if flexible:  # partition tagged fields, in tag order
+                tags = (p.diverging_epoch is not None) + (p.current_leader is not None)
+                current += _uvarint(tags)
+                if p.diverging_epoch is not None:  # tag 0: DivergingEpoch {epoch int32, end offset int64, no tags}
+                    current += b"\x00" + _uvarint(_EPOCH_END.size + 1) + _EPOCH_END.pack(*p.diverging_epoch) + b"\x00"
+                if p.current_leader is not None:  # tag 1: CurrentLeader {leader id int32, leader epoch int32, no tags}
+                    current += b"\x01" + _uvarint(_LEADER.size + 1) + _LEADER.pack(*p.current_leader) + b"\x00"
         if flexible:
             current.append(0)  # topic tagged fields
     if flexible:

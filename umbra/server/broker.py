@@ -294,6 +294,18 @@ class Broker:
         else:
             await self.groups.stop()  # answer waiting joins: clients find the new coordinator
 
+    async def offsets_replicated(self, timeout_s: float = 10.0) -> bool:
+        """Whether everything the group coordinator wrote is in every in-sync replica of ``__consumer_offsets``
+        (waits up to ``timeout_s``): an offset commit is acknowledged then, so a coordinator that dies right
+        after cannot take it with it. Always true on a single broker."""
+        if not self.clustered:
+            return True
+        try:
+            partition = self.replicas.leader_partition(OFFSETS_TOPIC, 0)
+        except KafkaError:
+            return False
+        return await partition.wait_for_high_watermark(partition.log.log_end_offset, timeout_s)
+
     def append_offsets(self, records: bytes, now_ms: int) -> None:
         """The group coordinator's writes on a cluster: through the offsets partition (its epoch, its ISR)."""
         self.replicas.leader_partition(OFFSETS_TOPIC, 0).append_as_leader(records, now_ms)

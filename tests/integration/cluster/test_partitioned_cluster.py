@@ -64,6 +64,21 @@ def test_three_brokers_serve_one_topic(broker_factory: BrokerFactory, etcd: Etcd
         wait_until(lambda n=n: held(n) == sorted(f"spread-{p}" for p, leader in placed.items() if leader == n),
                    timeout=30, message=f"broker {n} holds its partitions")
 
+    # A broker asked for a partition it does not lead says so, and says who does (KIP-951).
+    from kafka.protocol.consumer import FetchRequest
+    from rawclient import RawConnection
+
+    led_elsewhere = next(b for n, b in brokers.items() if n != placed[0])
+    with RawConnection("127.0.0.1", led_elsewhere.port) as conn:
+        answer = conn.request(1, 12, replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+                              isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
+                              forgotten_topics_data=[], topics=[FetchRequest.FetchTopic(topic="spread", partitions=[
+                                  FetchRequest.FetchTopic.FetchPartition(
+                                      partition=0, current_leader_epoch=-1, fetch_offset=0, last_fetched_epoch=-1,
+                                      log_start_offset=-1, partition_max_bytes=1 << 20)])])
+        entry = answer.responses[0].partitions[0]
+        assert entry.error_code == 6 and entry.current_leader.leader_id == placed[0]  # NOT_LEADER_OR_FOLLOWER
+
     producer = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True})
     for i in range(600):
         producer.produce("spread", key=b"k%d" % i, value=b"v%d" % i)

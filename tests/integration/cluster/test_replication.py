@@ -36,6 +36,53 @@ def partitions_of(admin: AdminClient) -> dict[int, Any]:
     return dict(topic.partitions)
 
 
+def create_replicated(admin: AdminClient, partitions: int, configs: dict[str, str] | None = None) -> None:
+    """TOPIC with replication factor 3; returns once every partition has three in-sync replicas."""
+    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=3,
+                                                config=configs or {})]).values():
+        future.result(timeout=30)
+    wait_until(lambda: len(partitions_of(admin)) == partitions
+               and all(len(p.isrs) == 3 for p in partitions_of(admin).values()),
+               timeout=30, message=f"{partitions} partitions with three in-sync replicas")
+
+
+class BackgroundProducer:
+    """An idempotent acks=all producer writing numbered records until stopped; what was acknowledged and
+    every delivery failure are kept."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.acknowledged: list[bytes] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _report(self, err: Any, message: Any) -> None:
+        if err is None:
+            self.acknowledged.append(message.value())
+        else:
+            self.failures.append(str(err))
+
+    def _run(self) -> None:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
+                             "linger.ms": 5, "message.timeout.ms": 120_000})
+        i = 0
+        while not self._stop.is_set():
+            producer.produce(TOPIC, value=b"%06d" % i, on_delivery=self._report)
+            producer.poll(0.002)
+            i += 1
+        producer.flush(120)
+
+    def wait_for_more(self, count: int, what: str) -> None:
+        before = len(self.acknowledged)
+        wait_until(lambda: len(self.acknowledged) >= before + count, timeout=60, message=what)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(150)
+
+
 def read_all(bootstrap: str, expected: int) -> list[bytes]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -56,39 +103,12 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     brokers = start_cluster(broker_factory, etcd)
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=3,
-                                                config={"min.insync.replicas": "2"})]).values():
-        future.result(timeout=30)
-    wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()) and len(partitions_of(admin)) == 3,
-               timeout=30, message="three partitions with three in-sync replicas")
+    create_replicated(admin, 3, {"min.insync.replicas": "2"})
     for n, broker in brokers.items():  # every broker holds every partition: leader or follower
         wait_until(lambda broker=broker: len(list(broker.data_dir.glob(f"{TOPIC}-*"))) == 3, timeout=30,
                    message=f"broker {n} holds its replicas")
-
-    acknowledged: list[bytes] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def produce() -> None:
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                             "linger.ms": 5, "message.timeout.ms": 120_000})
-
-        def report(err: Any, message: Any) -> None:
-            if err is None:
-                acknowledged.append(message.value())
-            else:
-                failures.append(str(err))
-
-        i = 0
-        while not stop.is_set():
-            producer.produce(TOPIC, value=b"%06d" % i, on_delivery=report)
-            producer.poll(0.002)
-            i += 1
-        producer.flush(120)
-
-    writer = threading.Thread(target=produce, daemon=True)
-    writer.start()
-    wait_until(lambda: len(acknowledged) >= 500, timeout=60, message="records acknowledged before the kill")
+    writer = BackgroundProducer(bootstrap)
+    writer.wait_for_more(500, "records acknowledged before the kill")
 
     victim = partitions_of(admin)[0].leader
     brokers[victim].kill9()
@@ -96,8 +116,7 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     status_when(survivor, lambda d: not alive(d)[victim], "the dead broker's lease expires", timeout=30)
     wait_until(lambda: all(p.leader not in (victim, -1) for p in partitions_of(admin).values()), timeout=30,
                message="new leaders for the dead broker's partitions")
-    before = len(acknowledged)
-    wait_until(lambda: len(acknowledged) >= before + 500, timeout=60, message="producing on after the failover")
+    writer.wait_for_more(500, "producing on after the failover")
     degraded = status(survivor)  # every partition has a replica on the dead broker
     assert sorted(e["partition"] for e in degraded["under_replicated"] if e["topic"] == TOPIC) == [0, 1, 2]
     assert degraded["partitions"]["under_replicated"] == len(degraded["under_replicated"])
@@ -118,21 +137,19 @@ def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFact
     brokers[second].kill9()
     wait_until(lambda: all(p.leader not in (second, -1) for p in partitions_of(admin).values()), timeout=30,
                message="new leaders for the second dead broker's partitions")
-    before = len(acknowledged)
-    wait_until(lambda: len(acknowledged) >= before + 500, timeout=60, message="producing on after the second kill")
+    writer.wait_for_more(500, "producing on after the second kill")
     brokers[second].start()
     wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                message="the second broker back in every ISR")
     # auto.leader.rebalance.enable: once back in sync, the preferred replicas lead again (leaders spread).
     wait_until(lambda: all(p.leader == p.replicas[0] for p in partitions_of(admin).values()), timeout=30,
                message="leadership back on the preferred replicas")
-    stop.set()
-    writer.join(150)
-    assert not failures, failures[:5]
+    writer.stop()
+    assert not writer.failures, writer.failures[:5]
 
-    got = read_all(bootstrap, len(acknowledged))
+    got = read_all(bootstrap, len(writer.acknowledged))
     assert len(got) == len(set(got)), "a record was read twice"
-    assert set(acknowledged) <= set(got), f"{len(set(acknowledged) - set(got))} acknowledged records lost"
+    assert set(writer.acknowledged) <= set(got), f"{len(set(writer.acknowledged) - set(got))} acknowledged lost"
     assert status(survivor)["partitions"]["offline"] == 0
 
 
@@ -143,47 +160,21 @@ def test_a_rolling_restart_under_load_loses_nothing(broker_factory: BrokerFactor
     brokers = start_cluster(broker_factory, etcd)
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=3,
-                                                config={"min.insync.replicas": "2"})]).values():
-        future.result(timeout=30)
-    wait_until(lambda: len(partitions_of(admin)) == 3 and all(len(p.isrs) == 3 for p in partitions_of(admin).values()),
-               timeout=30, message="three partitions with three in-sync replicas")
-    acknowledged: list[bytes] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def produce() -> None:
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                             "linger.ms": 5, "message.timeout.ms": 120_000})
-
-        def report(err: Any, message: Any) -> None:
-            (failures.append(str(err)) if err is not None else acknowledged.append(message.value()))
-
-        i = 0
-        while not stop.is_set():
-            producer.produce(TOPIC, value=b"%06d" % i, on_delivery=report)
-            producer.poll(0.002)
-            i += 1
-        producer.flush(120)
-
-    writer = threading.Thread(target=produce, daemon=True)
-    writer.start()
+    create_replicated(admin, 3, {"min.insync.replicas": "2"})
+    writer = BackgroundProducer(bootstrap)
     for n, broker in brokers.items():
-        before = len(acknowledged)
-        wait_until(lambda before=before: len(acknowledged) >= before + 300, timeout=60,
-                   message=f"producing before restarting broker {n}")
+        writer.wait_for_more(300, f"producing before restarting broker {n}")
         assert broker.stop() == 0  # SIGTERM: a clean exit
         # A controlled shutdown: its leaderships moved to other in-sync replicas before it let go.
         assert "controlled shutdown: no partition led here" in broker.log_text()
         broker.start()
         wait_until(lambda: all(len(p.isrs) == 3 for p in partitions_of(admin).values()), timeout=60,
                    message=f"broker {n} back in every ISR")
-    stop.set()
-    writer.join(150)
-    assert not failures, failures[:5]
-    got = read_all(bootstrap, len(acknowledged))
+    writer.stop()
+    assert not writer.failures, writer.failures[:5]
+    got = read_all(bootstrap, len(writer.acknowledged))
     assert len(got) == len(set(got)), "a record was read twice"
-    assert set(acknowledged) <= set(got), f"{len(set(acknowledged) - set(got))} acknowledged records lost"
+    assert set(writer.acknowledged) <= set(got), f"{len(set(writer.acknowledged) - set(got))} acknowledged lost"
 
 
 def test_a_deposed_leader_truncates_what_never_reached_the_isr(broker_factory: BrokerFactory,
@@ -197,11 +188,7 @@ def test_a_deposed_leader_truncates_what_never_reached_the_isr(broker_factory: B
     brokers = start_cluster(broker_factory, etcd)
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=3,
-                                                config={"min.insync.replicas": "2"})]).values():
-        future.result(timeout=30)
-    wait_until(lambda: len(partitions_of(admin)) == 1 and len(partitions_of(admin)[0].isrs) == 3, timeout=30,
-               message="one partition with three in-sync replicas")
+    create_replicated(admin, 1, {"min.insync.replicas": "2"})
     safe = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
     for i in range(100):
         safe.produce(TOPIC, value=b"safe-%03d" % i, partition=0)

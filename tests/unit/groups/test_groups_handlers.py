@@ -41,6 +41,9 @@ class FakeBroker:
     def coordinator_address(self) -> tuple[int, str, int]:
         return self.node_id, "127.0.0.1", 9092
 
+    async def offsets_replicated(self) -> bool:
+        return True  # one replica of the offsets topic
+
 
 async def call(broker: FakeBroker, api_key: int, version: int, **fields: Any) -> Any:
     """Encode a request, decode it as the server would, handle it, and encode the response."""

@@ -60,6 +60,10 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
             entry["size"] = record_set_size(records)
     except KafkaError as exc:
         entry["error_code"] = int(exc.code)
+        if exc.code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH):
+            # KIP-951: say who leads now, so the client need not ask Metadata first.
+            held = broker.replicas.state(*tp)
+            entry["current_leader"] = (held.leader, held.leader_epoch)
     return entry
 
 
@@ -215,7 +219,7 @@ def _respond(ctx: RequestContext, plan: _FetchPlan,
             topic = topics[tp[0]] = FetchTopicData(tp[0], topic_id, [])
         topic.partitions.append(FetchPartitionData(tp[1], entry["error_code"], entry["high_watermark"],
                                                    entry["last_stable_offset"], entry["log_start_offset"], records,
-                                                   entry["diverging_epoch"]))
+                                                   entry["diverging_epoch"], entry.get("current_leader")))
     for (name, partition), topic_id, code in plan.errors:
         topic = topics.get(name)
         if topic is None:

@@ -54,6 +54,10 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, A
         requested.append((name, indexes))
     if offsets:
         errors.update(groups.commit_offsets(request.group_id or "", generation, member_id, instance_id, offsets))
+        if not await ctx.broker.offsets_replicated():  # on a cluster: acknowledged once the ISR has the commit
+            # As Kafka: a commit the ISR did not confirm is COORDINATOR_NOT_AVAILABLE (retriable).
+            errors.update({tp: ErrorCode.COORDINATOR_NOT_AVAILABLE
+                           for tp, code in errors.items() if code == ErrorCode.NONE})
     return {"throttle_time_ms": 0, "topics": [
         {"name": name, "partitions": [{"partition_index": i, "error_code": int(errors[(name, i)])} for i in indexes]}
         for name, indexes in requested]}

@@ -90,7 +90,11 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
                     to_replicate.append((partition, entry, result.last_offset + 1, required))
                 partitions.append(entry)
             except KafkaError as exc:
-                partitions.append(_partition_error(pdata.index, exc))
+                failed = _partition_error(pdata.index, exc)
+                if exc.code is ErrorCode.NOT_LEADER_OR_FOLLOWER and ctx.api_version >= 10:
+                    held = broker.replicas.state(name, pdata.index)  # KIP-951: who leads now
+                    failed["current_leader"] = {"leader_id": held.leader, "leader_epoch": held.leader_epoch}
+                partitions.append(failed)
         responses.append({"name": name, "partition_responses": partitions})
     if to_replicate:
         await _wait_for_isr(to_replicate, request.timeout_ms)

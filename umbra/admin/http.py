@@ -85,7 +85,7 @@ class AdminServer:
         alive = sorted(b.node_id for b in view.alive_brokers())
         moves: list[dict[str, Any]] = []
         for topic in self.broker.metadata.topics():
-            for index, target in balanced_targets(topic, alive).items():
+            for index, target in balanced_targets(topic, alive, {b.node_id: b.rack for b in view.brokers}).items():
                 try:
                     await self.control.reassign(topic.name, index, target)
                 except KafkaError as exc:

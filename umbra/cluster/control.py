@@ -197,15 +197,55 @@ def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None
 
 
 def assign_partitions(partitions: int, replication_factor: int, brokers: list[int],
-                      start: int = 0) -> list[PartitionAssignment]:
+                      start: int = 0, racks: dict[int, str | None] | None = None) -> list[PartitionAssignment]:
     """Kafka's round-robin: partition p's replicas are ``replication_factor`` consecutive brokers from
-    ``start + p``; its first replica is the preferred leader, so leaders spread evenly too."""
-    ordered = sorted(brokers)
+    ``start + p``; its first replica is the preferred leader, so leaders spread evenly too. With racks, the
+    broker list alternates racks first (as Kafka's rack-aware assignment does), so the consecutive replicas of a
+    partition sit on different racks whenever there are enough of them."""
+    racks = racks or {}
+    ordered = rack_alternating(sorted(brokers), racks)
     count = len(ordered)
+    rack_count = len({racks.get(b) or f"-{b}" for b in ordered})
     result = []
     for p in range(partitions):
-        replicas = tuple(ordered[(start + p + i) % count] for i in range(replication_factor))
+        chosen: list[int] = []
+        used: set[str] = set()
+        for i in range(count):  # walk on from the partition's first broker, skipping racks already used
+            broker = ordered[(start + p + i) % count]
+            rack = racks.get(broker) or f"-{broker}"
+            if rack in used and len(used) < rack_count:
+                continue
+            chosen.append(broker)
+            used.add(rack)
+            if len(used) == rack_count:
+                used = set()  # every rack has one: a second round may reuse them
+            if len(chosen) == replication_factor:
+                break
+        for i in range(count):  # fewer distinct racks than replicas on the walk: fill in order
+            if len(chosen) == replication_factor:
+                break
+            broker = ordered[(start + p + i) % count]
+            if broker not in chosen:
+                chosen.append(broker)
+        replicas = tuple(chosen)
         result.append(PartitionAssignment(replicas, replicas[0], 0, replicas))
+    return result
+
+
+def rack_alternating(brokers: list[int], racks: dict[int, str | None]) -> list[int]:
+    """The brokers, one of each rack in turn (racks and brokers in order); brokers without a rack are a rack
+    of their own. Without racks: unchanged."""
+    if not any(racks.get(b) for b in brokers):
+        return brokers
+    by_rack: dict[str, list[int]] = {}
+    for broker in brokers:
+        by_rack.setdefault(racks.get(broker) or f"-{broker}", []).append(broker)
+    queues = [by_rack[rack] for rack in sorted(by_rack)]
+    result: list[int] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                result.append(queue.pop(0))
     return result
 
 
@@ -287,7 +327,8 @@ def finish_reassignments(topic: TopicMetadata, alive: set[int]) -> TopicMetadata
     return replace(topic, assignments=tuple(result)) if changed else None
 
 
-def balanced_targets(topic: TopicMetadata, alive: list[int]) -> dict[int, tuple[int, ...]]:
+def balanced_targets(topic: TopicMetadata, alive: list[int],
+                     racks: dict[int, str | None] | None = None) -> dict[int, tuple[int, ...]]:
     """``umbra cluster rebalance``: for each partition of ``topic`` whose replica set differs from an even
     round-robin spread over ``alive`` (same replication factor, capped at the brokers there are), the replica
     set it should move to. Replicas it already has keep their place where the spread allows, so only what
@@ -298,7 +339,7 @@ def balanced_targets(topic: TopicMetadata, alive: list[int]) -> dict[int, tuple[
     start = sum(topic.name.encode()) % len(alive)
     moves = {}
     for index, (current, wanted) in enumerate(zip(topic.assignments, assign_partitions(
-            len(topic.assignments), rf, alive, start), strict=True)):
+            len(topic.assignments), rf, alive, start, racks), strict=True)):
         if set(current.replicas) != set(wanted.replicas) and not current.target:
             moves[index] = wanted.replicas
     return moves

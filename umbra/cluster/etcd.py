@@ -104,12 +104,13 @@ class EtcdControlPlane:
         self._require_client()
         await self._elect_and_read()  # assign over the brokers alive now, not at the last poll
         alive = [b.node_id for b in self._view.alive_brokers()]
+        racks = {b.node_id: b.rack for b in self._view.alive_brokers()}
         if replication_factor > len(alive):
             raise InvalidReplicationFactor(f"Replication factor: {replication_factor} larger than available "
                                            f"brokers: {len(alive)}.")
         start = sum(name.encode()) % max(len(alive), 1)  # topics start on different brokers
         topic = TopicMetadata(name, uuid.uuid4(), partitions, MappingProxyType(dict(configs)), internal,
-                              tuple(assign_partitions(partitions, replication_factor, alive, start)))
+                              tuple(assign_partitions(partitions, replication_factor, alive, start, racks)))
         client = self._require_client()
         key = self._key("topics", name)
         ok, _ = await self._call(client.transaction(

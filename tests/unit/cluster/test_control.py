@@ -51,3 +51,14 @@ def test_endpoints() -> None:
             assert str(exc)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_replicas_span_racks() -> None:
+    racks = {1: "a", 2: "a", 3: "b", 4: "b", 5: "c", 6: "c"}
+    placed = assign_partitions(12, 3, list(racks), start=0, racks=racks)
+    for a in placed:
+        assert len({racks[r] for r in a.replicas}) == 3, a  # one replica per rack
+    assert sorted(a.leader for a in placed) == sorted([1, 2, 3, 4, 5, 6] * 2)  # leaders still spread
+    two_racks = {1: "a", 2: "a", 3: "b"}
+    for a in assign_partitions(6, 2, [1, 2, 3], racks=two_racks):
+        assert {two_racks[r] for r in a.replicas} == {"a", "b"}

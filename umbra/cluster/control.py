@@ -93,6 +93,12 @@ class ControlPlane(Protocol):
         """Start moving a partition to the ``target`` replicas (None: cancel a reassignment under way).
         Raises a KafkaError naming what is wrong (the controller calls this)."""
 
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Replace a cluster topic's config overrides; every broker applies them when it reads the topic."""
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        """Grow a cluster topic to ``count`` partitions, the new ones assigned over the live brokers."""
+
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
 
@@ -175,6 +181,12 @@ class LocalControlPlane:
 
     async def reassign(self, topic: str, index: int, target: tuple[int, ...] | None) -> None:
         raise ControlPlaneError("a single broker has one replica of every partition")
+
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
 
 
 def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:

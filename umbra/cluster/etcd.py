@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -193,6 +194,34 @@ class EtcdControlPlane:
                 return
             await self._read_topics()
         raise ControlPlaneError(f"{topic}-{index}: too many concurrent changes; try again")
+
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        await self._change_topic(name, lambda topic: replace(topic, configs=MappingProxyType(dict(configs))))
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        def grow(topic: TopicMetadata) -> TopicMetadata:
+            alive = [b.node_id for b in self._view.alive_brokers()]
+            rf = len(topic.assignments[0].replicas) if topic.assignments else 1
+            if rf > len(alive):
+                raise InvalidReplicationFactor(f"{name} has replication factor {rf}; {len(alive)} brokers are alive")
+            start = sum(name.encode()) % max(len(alive), 1) + topic.partitions
+            racks = {b.node_id: b.rack for b in self._view.alive_brokers()}
+            added = assign_partitions(count - topic.partitions, rf, alive, start, racks)
+            return replace(topic, partitions=count, assignments=topic.assignments + tuple(added))
+
+        await self._change_topic(name, grow)
+
+    async def _change_topic(self, name: str, change: Callable[[TopicMetadata], TopicMetadata]) -> None:
+        for _ in range(5):  # compare-and-swap on the topic's key
+            current = self._topics.get(name)
+            revision = self._topic_revisions.get(name)
+            if current is None or revision is None:
+                raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+            if await self._put_topic(change(current), revision):
+                await self._read_topics()
+                return
+            await self._read_topics()
+        raise ControlPlaneError(f"{name}: too many concurrent changes; try again")
 
     async def _elect_leaders(self) -> None:
         """The controller moves the leadership of partitions whose leader died or is shutting down (brokers

@@ -20,7 +20,6 @@ from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import (
     CorruptMessage,
-    InvalidRequest,
     InvalidTopic,
     KafkaError,
     KafkaStorageError,
@@ -180,9 +179,6 @@ class Broker:
         """Admin changes to a topic: internal topics refuse them all; shadow topics have their own rules."""
         if topic.internal:
             raise PolicyViolation(f"topic {topic.name!r} is internal: its configs and partitions are managed by umbra")
-        if self.clustered and mutation in (TopicMutation.ALTER_CONFIGS, TopicMutation.CREATE_PARTITIONS):
-            raise InvalidRequest(f"{mutation.value} of a topic on a cluster is not built yet (topics on etcd are "
-                                 f"created and deleted; their configs and partition counts are fixed for now)")
         if self.topic_guard is not None:
             self.topic_guard.topic_policy(topic, mutation, changed)
 
@@ -254,6 +250,7 @@ class Broker:
         changed, gone = self.metadata.apply_cluster_topics(topics)
         moved_away = []
         for meta in changed:
+            self.topic_configs_changed(meta.name)  # configs may have changed: the open logs take them
             for p in range(meta.partitions):
                 replicas = self.replicas.state(meta.name, p).replicas
                 if self.node_id in replicas:

@@ -129,6 +129,33 @@ def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, 
     finally:
         python_admin.close()
 
+    # Topic configs and partition counts change through the controller, and every broker applies them.
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions
+
+    admin = AdminClient({"bootstrap.servers": bootstrap(brokers)})
+    create(admin, "tuned", 3, replication=2)
+    resource = ConfigResource("topic", "tuned", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    def stored_configs(broker: BrokerProcess) -> dict[str, str]:
+        try:
+            doc = json.loads((broker.data_dir / "cluster-metadata.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return next((t["configs"] for t in doc["topics"] if t["name"] == "tuned"), {})
+
+    wait_until(lambda: all(stored_configs(b).get("retention.ms") == "3600000" for b in brokers.values()),
+               timeout=30, message="every broker applied the new topic config")
+    admin.create_partitions([NewPartitions("tuned", 6)])["tuned"].result(timeout=30)
+    wait_until(lambda: len(admin.list_topics(topic="tuned", timeout=10).topics["tuned"].partitions) == 6,
+               timeout=30, message="six partitions")
+    wait_until(lambda: sum(len(list(b.data_dir.glob("tuned-*"))) for b in brokers.values()) == 12, timeout=30,
+               message="the new partitions' replicas opened")
+    grower = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all"})
+    grower.produce("tuned", value=b"in a new partition", partition=5)
+    assert grower.flush(30) == 0
+
     # Shadow links are refused on a cluster until they run there, with a reason.
     code, body = http_post(brokers[1].admin_url + "/v1/shadow-links", {
         "name": "dr", "source": {"bootstrap_servers": ["127.0.0.1:9"]}, "topics": {"include": ["*"]}})

@@ -104,7 +104,7 @@ async def handle_describe_configs(ctx: RequestContext, request: Any) -> dict[str
 NewConfigs = Callable[[Mapping[str, str], Callable[[str], str]], dict[str, str]]
 
 
-def _apply_topic(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
+async def _apply_topic(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
     broker = ctx.broker
     topic = broker.metadata.require_topic(name)
     dynamic = broker.metadata.broker_configs()
@@ -116,14 +116,19 @@ def _apply_topic(ctx: RequestContext, name: str, new_configs: NewConfigs, valida
     defs.log_config_for(broker.config, updated, dynamic)  # the storage layer's own checks, before storing
     changed = {k for k in set(updated) | set(topic.configs) if updated.get(k) != topic.configs.get(k)}
     check_topic_mutation(topic_policy(ctx), topic, TopicMutation.ALTER_CONFIGS, changed)
+    if broker.clustered:
+        broker.require_controller()
     if validate_only or not changed:
         return
-    broker.metadata.set_topic_configs(name, updated)
-    broker.topic_configs_changed(name)
+    if broker.clustered:  # in etcd: every broker applies them when it reads the topic
+        await broker.control.set_topic_configs(name, updated)
+    else:
+        broker.metadata.set_topic_configs(name, updated)
+        broker.topic_configs_changed(name)
     log.info("topic %r configs now %s (changed %s)", name, updated, sorted(changed))
 
 
-def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
+async def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
     broker = ctx.broker
     scope = _broker_scope(ctx, name)
     stored = broker.metadata.broker_configs()
@@ -142,7 +147,8 @@ def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs, valid
     log.info("dynamic broker configs (%s) now %s", "cluster-wide" if scope is None else f"broker {scope}", updated)
 
 
-def _alter_resources(ctx: RequestContext, request: Any, new_configs_of: Callable[[Any], NewConfigs]) -> dict[str, Any]:
+async def _alter_resources(ctx: RequestContext, request: Any,
+                           new_configs_of: Callable[[Any], NewConfigs]) -> dict[str, Any]:
     repeated = _repeated_resources(request.resources)
     results = []
     for resource in request.resources:
@@ -158,7 +164,7 @@ def _alter_resources(ctx: RequestContext, request: Any, new_configs_of: Callable
                 apply = _apply_broker
             else:
                 raise _unsupported(resource.resource_type)
-            apply(ctx, resource.resource_name, new_configs_of(resource), bool(request.validate_only))
+            await apply(ctx, resource.resource_name, new_configs_of(resource), bool(request.validate_only))
             results.append(_resource_result(resource, None, ""))
         except (KafkaError, OSError) as exc:
             results.append(_resource_result(resource, exc, f"altering configs of {resource.resource_name!r}"))
@@ -172,7 +178,7 @@ async def handle_alter_configs(ctx: RequestContext, request: Any) -> dict[str, A
     def new_configs_of(resource: Any) -> NewConfigs:
         return lambda _current, _effective: {c.name: c.value for c in resource.configs}
 
-    return _alter_resources(ctx, request, new_configs_of)
+    return await _alter_resources(ctx, request, new_configs_of)
 
 
 @handles(44, "IncrementalAlterConfigs", 0, 1)
@@ -185,4 +191,4 @@ async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) ->
         definition_of = defs.topic_config_def if is_topic else defs.dynamic_broker_config_def
         return lambda current, effective: defs.apply_incremental(current, ops, definition_of, effective)
 
-    return _alter_resources(ctx, request, new_configs_of)
+    return await _alter_resources(ctx, request, new_configs_of)

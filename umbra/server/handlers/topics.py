@@ -213,7 +213,14 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[st
             refuse_if_internal(topic, "repartitioned")
             _check_new_count(topic, item.count)
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.CREATE_PARTITIONS)
-            if not request.validate_only:
+            if ctx.broker.clustered:
+                ctx.broker.require_controller()
+            if request.validate_only:
+                pass
+            elif ctx.broker.clustered:  # assigned in etcd; the leaders open them when they read it
+                await ctx.broker.control.add_partitions(item.name, item.count)
+                log.info("topic %r now has %d partitions", item.name, item.count)
+            else:
                 await ctx.broker.open_topic_logs(ctx.broker.add_partitions(item.name, item.count, open_logs=False))
                 log.info("topic %r now has %d partitions", item.name, item.count)
         except (KafkaError, OSError) as exc:

@@ -34,6 +34,8 @@ class BrokerApp:
         self.control = control_plane(config, self.broker.metadata.cluster_id)
         self.broker.control = self.control
         self.control.subscribe_topics(self.broker.apply_cluster_topics)
+        self.control.subscribe_document("acls", self.broker.apply_cluster_acls)
+        self.control.subscribe_document("broker_configs", self.broker.apply_cluster_broker_configs)
         self.shadow = ShadowLinkManager(self.broker)
         self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
                                  config.admin_listen.port)

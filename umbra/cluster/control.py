@@ -53,6 +53,7 @@ class ClusterView:
 
 
 TopicsListener = Callable[[dict[str, TopicMetadata]], Awaitable[None]]
+DocumentListener = Callable[[Any], None]  # a cluster-wide JSON document (ACLs, broker configs), None if unset
 
 
 class ControlPlane(Protocol):
@@ -95,6 +96,13 @@ class ControlPlane(Protocol):
 
     async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         """Replace a cluster topic's config overrides; every broker applies them when it reads the topic."""
+
+    def subscribe_document(self, name: str, listener: DocumentListener) -> None:
+        """``listener`` gets every new version of the cluster document ``name`` (``acls``, ``broker_configs``)."""
+
+    async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
+        """Compare-and-swap a cluster document: ``change`` gets the current one (None if unset) and returns the
+        new one (it may run again if another broker changed it meanwhile). Returns what was stored."""
 
     async def add_partitions(self, name: str, count: int) -> None:
         """Grow a cluster topic to ``count`` partitions, the new ones assigned over the live brokers."""
@@ -184,6 +192,12 @@ class LocalControlPlane:
 
     async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+    def subscribe_document(self, name: str, listener: DocumentListener) -> None:
+        return None
+
+    async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
+        raise ControlPlaneError("a single broker keeps its ACLs and configs in its own stores")
 
     async def add_partitions(self, name: str, count: int) -> None:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")

@@ -36,6 +36,7 @@ from umbra.cluster.control import (
     BrokerInfo,
     ClusterView,
     ControlPlaneError,
+    DocumentListener,
     TopicsListener,
     assign_partitions,
     cancel_reassignment,
@@ -85,6 +86,9 @@ class EtcdControlPlane:
         self._topics_revision = -1  # etcd's revision of the topics last read
         self._topic_listeners: list[TopicsListener] = []
         self._shutting_down: set[int] = set()  # brokers in a controlled shutdown: not eligible to lead
+        # Cluster-wide documents (``acls``, ``broker_configs``) under ``documents/<name>``: value and revision.
+        self._documents: dict[str, tuple[Any, int]] = {}
+        self._document_listeners: dict[str, list[DocumentListener]] = {}
         # auto.leader.rebalance.enable: how often the controller moves leaderships back to preferred replicas
         self._rebalance_interval_s = None if leader_rebalance_interval_ms is None else leader_rebalance_interval_ms / 1000
         self._next_rebalance = 0.0
@@ -194,6 +198,42 @@ class EtcdControlPlane:
                 return
             await self._read_topics()
         raise ControlPlaneError(f"{topic}-{index}: too many concurrent changes; try again")
+
+    def subscribe_document(self, name: str, listener: DocumentListener) -> None:
+        self._document_listeners.setdefault(name, []).append(listener)
+
+    async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
+        client = self._require_client()
+        key = self._key("documents", name)
+        for _ in range(10):
+            current = await self._call(client.get(key))
+            value = json.loads(current.value) if current is not None else None
+            new_value = change(value)
+            compare = (client.transactions.version(key) == 0 if current is None
+                       else client.transactions.mod(key) == current.mod_revision)
+            ok, _ = await self._call(client.transaction(
+                compare=[compare], success=[client.transactions.put(key, json.dumps(new_value).encode())], failure=[]))
+            if ok:
+                await self._read_documents()
+                return new_value
+        raise ControlPlaneError(f"{name}: too many concurrent changes; try again")
+
+    async def _read_documents(self) -> None:
+        client = self._require_client()
+        found = await self._call(client.get_prefix(self._key("documents", "")))
+        for kv in found:
+            name = kv.key.rsplit(b"/", 1)[1].decode()
+            known = self._documents.get(name)
+            if known is not None and known[1] == kv.mod_revision:
+                continue
+            try:
+                value = json.loads(kv.value)
+            except ValueError:
+                log.warning("ignoring an unreadable cluster document %s", name)
+                continue
+            self._documents[name] = (value, kv.mod_revision)
+            for listener in self._document_listeners.get(name, []):
+                listener(value)
 
     async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         await self._change_topic(name, lambda topic: replace(topic, configs=MappingProxyType(dict(configs))))
@@ -314,6 +354,7 @@ class EtcdControlPlane:
             await self._register()
             await self._elect_and_read()
             await self._read_topics()
+            await self._read_documents()
         except _ETCD_ERRORS as exc:
             await self._close_client()
             endpoints = ",".join(f"http://{h}:{p}" for h, p in self._endpoints)
@@ -437,6 +478,7 @@ class EtcdControlPlane:
                     await self._register()
                 await self._elect_and_read()
                 await self._read_topics()
+                await self._read_documents()
                 if self.is_controller():
                     await self._elect_leaders()
                     await self._maybe_restore_preferred_leaders()

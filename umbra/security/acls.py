@@ -282,6 +282,15 @@ class AclStore:
         with self._lock:
             return [b for b in self._bindings if acl_filter.matches(b)]
 
+    def replace_all(self, bindings: Sequence[AclBinding]) -> None:
+        """Take a cluster's ACLs as they are in the control plane (persisted here too, as a copy)."""
+        with self._lock:
+            candidate = dict.fromkeys(bindings)
+            if list(candidate) == list(self._bindings):
+                return
+            self._save(candidate)
+            self._bindings = candidate
+
     def add(self, bindings: Sequence[AclBinding]) -> list[KafkaError | None]:
         """Store each valid binding. Returns one entry per binding: None, or the error that refused it.
 
@@ -332,3 +341,41 @@ class AclStore:
         for binding in doomed:
             log.info("deleted ACL: %s", binding)
         return matched
+
+
+# --- the same operations on a list, for a cluster (the control plane holds the list) ------------------------
+
+def acls_to_document(bindings: Iterable[AclBinding]) -> dict[str, Any]:
+    return {"version": _FORMAT_VERSION, "acls": [_binding_to_json(b) for b in bindings]}
+
+
+def acls_from_document(document: Any) -> list[AclBinding]:
+    if document is None:
+        return []
+    return [_binding_from_json(entry) for entry in document.get("acls", [])]
+
+
+def plan_add(current: Sequence[AclBinding], bindings: Sequence[AclBinding]
+             ) -> tuple[list[KafkaError | None], list[AclBinding]]:
+    """What :meth:`AclStore.add` does, on a list: (one result per binding, the new list)."""
+    results: list[KafkaError | None] = []
+    candidate = dict.fromkeys(current)
+    for binding in bindings:
+        try:
+            validate_binding(binding)
+        except KafkaError as exc:
+            results.append(exc)
+            continue
+        results.append(None)
+        candidate.setdefault(binding, None)
+    return results, list(candidate)
+
+
+def plan_delete(current: Sequence[AclBinding], filters: Sequence[AclFilter]
+                ) -> tuple[list[list[AclBinding]], list[AclBinding]]:
+    """What :meth:`AclStore.delete` does, on a list: (the bindings each filter matched, the new list)."""
+    for acl_filter in filters:
+        acl_filter.validate()
+    matched = [[b for b in current if f.matches(b)] for f in filters]
+    doomed = {b for found in matched for b in found}
+    return matched, [b for b in current if b not in doomed]

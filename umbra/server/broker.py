@@ -27,7 +27,7 @@ from umbra.errors import (
     PolicyViolation,
     UnknownTopicOrPartition,
 )
-from umbra.security.acls import AclStore
+from umbra.security.acls import AclStore, acls_from_document
 from umbra.server.fetch_sessions import FetchSessionCache
 from umbra.server.handlers import load_all
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
@@ -273,6 +273,20 @@ class Broker:
         if doomed:
             await asyncio.to_thread(remove_directories, doomed)
         await self._follow_offsets_leadership()
+
+    def apply_cluster_acls(self, document: Any) -> None:
+        """The cluster's ACLs (one document in etcd) replace this broker's copy."""
+        try:
+            self.acls.replace_all(acls_from_document(document))
+        except (KafkaError, KeyError, TypeError, ValueError) as exc:
+            log.error("cannot take the cluster's ACLs: %s", exc)
+
+    def apply_cluster_broker_configs(self, document: Any) -> None:
+        """The cluster's dynamic broker configs (one document in etcd) replace this broker's."""
+        configs = {str(k): str(v) for k, v in (document or {}).items()}
+        if configs != dict(self.metadata.broker_configs()):
+            self.metadata.set_broker_configs(configs)
+            self.broker_configs_changed()
 
     async def _follow_offsets_leadership(self) -> None:
         """The group coordinator is the leader of ``__consumer_offsets``: a broker that becomes it rebuilds

@@ -156,6 +156,50 @@ def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, 
     grower.produce("tuned", value=b"in a new partition", partition=5)
     assert grower.flush(30) == 0
 
+    # ACLs and dynamic broker configs are cluster-wide documents: created through one broker, on all of them.
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    one = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+    acl = AclBinding(ResourceType.TOPIC, "tuned", ResourcePatternType.LITERAL, "User:alice", "*",
+                     AclOperation.READ, AclPermissionType.ALLOW)
+    for future in one.create_acls([acl], request_timeout=30).values():
+        future.result()
+
+    def has_alice(broker: BrokerProcess) -> bool:
+        path = broker.data_dir / "acls.json"
+        return path.exists() and "User:alice" in path.read_text()
+
+    wait_until(lambda: all(has_alice(b) for b in brokers.values()), timeout=30,
+               message="every broker has the new ACL")
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    three, two = (AdminClient({"bootstrap.servers": brokers[n].bootstrap}) for n in (3, 2))
+    assert [b.principal for b in three.describe_acls(everything, request_timeout=30).result()] == ["User:alice"]
+    for future in two.delete_acls([everything], request_timeout=30).values():
+        assert len(future.result()) == 1
+    wait_until(lambda: not any(has_alice(b) for b in brokers.values()), timeout=30,
+               message="the ACL deleted on every broker")
+
+    cluster_wide = ConfigResource("broker", "1", incremental_configs=[  # broker 1's, stored for the cluster
+        ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+    one.incremental_alter_configs([cluster_wide])[cluster_wide].result(timeout=30)
+
+    def broker_configs(broker: BrokerProcess) -> dict[str, str]:
+        try:
+            return dict(json.loads((broker.data_dir / "cluster-metadata.json").read_text())["broker_configs"])
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    wait_until(lambda: all("7200000" in broker_configs(b).values() for b in brokers.values()), timeout=30,
+               message="every broker took the cluster-wide broker config")
+
     # Shadow links are refused on a cluster until they run there, with a reason.
     code, body = http_post(brokers[1].admin_url + "/v1/shadow-links", {
         "name": "dr", "source": {"bootstrap_servers": ["127.0.0.1:9"]}, "topics": {"include": ["*"]}})

@@ -11,18 +11,48 @@ one filter, so its error is the response's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
+from umbra.cluster.control import ControlPlaneError
 from umbra.errors import KafkaError
-from umbra.security.acls import AclBinding, AclFilter, AclStore
+from umbra.security.acls import (
+    AclBinding,
+    AclFilter,
+    AclStore,
+    acls_from_document,
+    acls_to_document,
+    plan_add,
+    plan_delete,
+)
 from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.topics import error_fields
+
+T = TypeVar("T")
 
 
 def _store(ctx: RequestContext) -> AclStore:
     store: AclStore = ctx.broker.acls
     return store
+
+
+async def _cluster_change(ctx: RequestContext,
+                          plan: Callable[[list[AclBinding]], tuple[T, list[AclBinding]]]) -> T | None:
+    """On a cluster, ACLs are one document in etcd, changed by compare-and-swap from any broker; every broker
+    takes the new list when it reads it (this one at once). None when etcd cannot be reached."""
+    outcome: list[T] = []
+
+    def change(document: Any) -> Any:
+        result, updated = plan(acls_from_document(document))
+        outcome[:] = [result]
+        return acls_to_document(updated)
+
+    try:
+        stored = await ctx.broker.control.update_document("acls", change)
+    except ControlPlaneError:
+        return None
+    _store(ctx).replace_all(acls_from_document(stored))
+    return outcome[0]
 
 
 def _filter(item: Any) -> AclFilter:
@@ -62,8 +92,14 @@ async def handle_create_acls(ctx: RequestContext, request: Any) -> dict[str, Any
     bindings = [AclBinding.from_codes(c.resource_type, c.resource_name, c.resource_pattern_type, c.principal, c.host,
                                       c.operation, c.permission_type)
                 for c in request.creations or []]
+    if ctx.broker.clustered:
+        outcome = await _cluster_change(ctx, lambda current: plan_add(current, bindings))
+        added: list[KafkaError | None] = outcome if outcome is not None else [
+            KafkaError("the control plane (etcd) cannot be reached")] * len(bindings)
+    else:
+        added = _store(ctx).add(bindings)
     results = []
-    for exc in _store(ctx).add(bindings):
+    for exc in added:
         code, message = (0, None) if exc is None else error_fields(exc, "CreateAcls")
         results.append({"error_code": code, "error_message": message})
     return {"throttle_time_ms": 0, "results": results}
@@ -80,8 +116,15 @@ async def handle_delete_acls(ctx: RequestContext, request: Any) -> dict[str, Any
             problems[index] = error_fields(exc, "DeleteAcls")
     valid = [index for index in range(len(filters)) if index not in problems]
     matched: dict[int, list[AclBinding]] = {}
+    chosen = [filters[i] for i in valid]
     try:
-        matched = dict(zip(valid, _store(ctx).delete([filters[i] for i in valid]), strict=True))
+        if ctx.broker.clustered:
+            deleted = await _cluster_change(ctx, lambda current: plan_delete(current, chosen))
+            if deleted is None:
+                raise KafkaError("the control plane (etcd) cannot be reached")
+        else:
+            deleted = _store(ctx).delete(chosen)
+        matched = dict(zip(valid, deleted, strict=True))
     except (KafkaError, OSError) as exc:  # nothing was deleted: every valid filter reports why
         problems.update(dict.fromkeys(valid, error_fields(exc, "DeleteAcls")))
     filter_results = []

@@ -142,6 +142,9 @@ async def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs,
     defs.log_config_for(broker.config, {}, all_configs)
     if validate_only or all_configs == dict(stored):
         return
+    if broker.clustered:  # one document in etcd: every broker takes it when it reads it
+        await broker.control.update_document(
+            "broker_configs", lambda current: defs.replace_dynamic_scope(current or {}, scope, updated))
     broker.metadata.set_broker_configs(all_configs)
     broker.broker_configs_changed()
     log.info("dynamic broker configs (%s) now %s", "cluster-wide" if scope is None else f"broker {scope}", updated)

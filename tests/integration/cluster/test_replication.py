@@ -83,20 +83,25 @@ class BackgroundProducer:
         self._thread.join(150)
 
 
-def read_all(bootstrap: str, expected: int) -> list[bytes]:
+def read_all(bootstrap: str, expected: int, *, counted: bool = True) -> list[bytes]:
+    """Every record of TOPIC, read from the start. With ``counted`` (values are a counter written by one
+    producer) it asserts each partition's records come in the order they were produced."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    got: list[bytes] = []
+    got: list[tuple[int, bytes]] = []
     try:
         consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(3)])
         deadline = time.monotonic() + 60
         while len(got) < expected and time.monotonic() < deadline:
-            got += [m.value() for m in consumer.consume(500, 0.5) if m.error() is None]
-        time.sleep(0)  # nothing more is expected: a short extra poll would show duplicates
-        got += [m.value() for m in consumer.consume(500, 1.0) if m.error() is None]
+            got += [(m.partition(), m.value()) for m in consumer.consume(500, 0.5) if m.error() is None]
+        # nothing more is expected: one more poll would show duplicates
+        got += [(m.partition(), m.value()) for m in consumer.consume(500, 1.0) if m.error() is None]
     finally:
         consumer.close()
-    return got
+    for partition in {p for p, _ in got} if counted else ():
+        values = [v for p, v in got if p == partition]
+        assert values == sorted(values), f"partition {partition} is out of order"
+    return [v for _, v in got]
 
 
 def test_a_killed_leader_loses_no_acknowledged_record(broker_factory: BrokerFactory, etcd: EtcdServer) -> None:
@@ -231,7 +236,7 @@ def test_a_deposed_leader_truncates_what_never_reached_the_isr(broker_factory: B
     assert b"after-049" in on_disk  # and it has the new leader's records
     assert "truncating the follower's log" in brokers[leader].log_text()
 
-    got = read_all(bootstrap, 150)
+    got = read_all(bootstrap, 150, counted=False)
     assert sorted(got) == sorted([b"safe-%03d" % i for i in range(100)] + [b"after-%03d" % i for i in range(50)])
 
 

@@ -296,20 +296,9 @@ class AclStore:
 
         Adding a binding that is already stored succeeds and changes nothing.
         """
-        results: list[KafkaError | None] = []
         with self._lock:
-            added: list[int] = []
-            candidate = dict(self._bindings)
-            for index, binding in enumerate(bindings):
-                try:
-                    validate_binding(binding)
-                except KafkaError as exc:
-                    results.append(exc)
-                    continue
-                results.append(None)
-                if binding not in candidate:
-                    candidate[binding] = None
-                    added.append(index)
+            results, candidate = plan_add(list(self._bindings), bindings)
+            added = [i for i, binding in enumerate(bindings) if results[i] is None and binding not in self._bindings]
             if added:
                 try:
                     self._save(candidate)
@@ -317,7 +306,7 @@ class AclStore:
                     for index in added:
                         results[index] = exc
                     return results
-                self._bindings = candidate
+                self._bindings = dict.fromkeys(candidate)
         for index in added:
             log.info("created ACL: %s", bindings[index])
         return results
@@ -329,15 +318,13 @@ class AclStore:
         filters is listed under both (and removed once). Raises InvalidRequest, changing nothing, if a
         filter is invalid, and KafkaStorageError, changing nothing, if the new set cannot be persisted.
         """
-        for acl_filter in filters:
-            acl_filter.validate()
         with self._lock:
-            matched = [[b for b in self._bindings if f.matches(b)] for f in filters]
-            doomed = {b for bindings in matched for b in bindings}
+            matched, remaining = plan_delete(list(self._bindings), filters)
+            kept = set(remaining)
+            doomed = [b for b in self._bindings if b not in kept]
             if doomed:
-                remaining = {b: None for b in self._bindings if b not in doomed}
                 self._save(remaining)
-                self._bindings = remaining
+                self._bindings = dict.fromkeys(remaining)
         for binding in doomed:
             log.info("deleted ACL: %s", binding)
         return matched

@@ -45,7 +45,7 @@ from umbra.cluster.control import (
     restore_preferred_leaders,
     start_reassignment,
 )
-from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.cluster.metadata import PartitionAssignment, TopicMetadata, validate_topic_name
 from umbra.errors import (
     InvalidReplicaAssignment,
     InvalidReplicationFactor,
@@ -136,35 +136,26 @@ class EtcdControlPlane:
         return topic
 
     async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
-        for _ in range(5):  # compare-and-swap on the topic's key; another partition's change may race it
-            current = self._topics.get(topic)
-            revision = self._topic_revisions.get(topic)
-            if current is None or revision is None or index >= len(current.assignments):
-                return False
-            a = current.assignments[index]
+        def change(a: PartitionAssignment) -> PartitionAssignment:
             if a.leader != self._node_id or a.leader_epoch != leader_epoch:
-                return False  # deposed meanwhile: the new leader owns the ISR
-            assignments = list(current.assignments)
-            assignments[index] = replace(a, isr=isr)
-            if await self._put_topic(replace(current, assignments=tuple(assignments)), revision):
-                await self._read_topics()
-                return True
-            await self._read_topics()
-        return False
+                raise _Deposed()  # the new leader owns the ISR
+            return replace(a, isr=isr)
+
+        try:
+            await self._change_partition(topic, index, change)
+        except (_Deposed, UnknownTopicOrPartition, ControlPlaneError):
+            return False
+        return True
 
     async def reserve_producer_ids(self, count: int, floor: int) -> int:
-        client = self._require_client()
-        key = self._key("producer_ids")
-        for _ in range(20):  # compare-and-swap on the cluster's next producer id
-            current = await self._call(client.get(key))
-            start = max(int(current.value) if current is not None else 0, floor)
-            compare = (client.transactions.version(key) == 0 if current is None
-                       else client.transactions.mod(key) == current.mod_revision)
-            ok, _ = await self._call(client.transaction(
-                compare=[compare], success=[client.transactions.put(key, str(start + count).encode())], failure=[]))
-            if ok:
-                return start
-        raise ControlPlaneError("could not reserve producer ids in etcd: too many concurrent reservations")
+        reserved: list[int] = []
+
+        def change(current: Any) -> int:  # the cluster's next producer id, a document like the others
+            reserved[:] = [max(int(current or 0), floor)]
+            return reserved[0] + count
+
+        await self.update_document("producer_ids", change)
+        return reserved[0]
 
     async def _put_topic(self, topic: TopicMetadata, revision: int) -> bool:
         client = self._require_client()
@@ -175,29 +166,18 @@ class EtcdControlPlane:
         return bool(ok)
 
     async def reassign(self, topic: str, index: int, target: tuple[int, ...] | None) -> None:
-        for _ in range(5):
-            current = self._topics.get(topic)
-            revision = self._topic_revisions.get(topic)
-            if current is None or revision is None or not 0 <= index < len(current.assignments):
-                raise UnknownTopicOrPartition(f"{topic}-{index} does not exist")
-            a = current.assignments[index]
+        def change(a: PartitionAssignment) -> PartitionAssignment:
             if target is None:
                 if not a.target:
                     raise NoReassignmentInProgress(f"{topic}-{index} has no reassignment in progress")
-                moved = cancel_reassignment(a)
-            else:
-                registered = {b.node_id for b in self._view.brokers}
-                if not target or len(set(target)) != len(target) or any(r not in registered for r in target):
-                    raise InvalidReplicaAssignment(f"{topic}-{index}: replicas {list(target)} must be distinct, "
-                                                   f"registered brokers (registered: {sorted(registered)})")
-                moved = start_reassignment(replace(a, target=()) if a.target else a, target)
-            assignments = list(current.assignments)
-            assignments[index] = moved
-            if await self._put_topic(replace(current, assignments=tuple(assignments)), revision):
-                await self._read_topics()
-                return
-            await self._read_topics()
-        raise ControlPlaneError(f"{topic}-{index}: too many concurrent changes; try again")
+                return cancel_reassignment(a)
+            registered = {b.node_id for b in self._view.brokers}
+            if not target or len(set(target)) != len(target) or any(r not in registered for r in target):
+                raise InvalidReplicaAssignment(f"{topic}-{index}: replicas {list(target)} must be distinct, "
+                                               f"registered brokers (registered: {sorted(registered)})")
+            return start_reassignment(replace(a, target=()) if a.target else a, target)
+
+        await self._change_partition(topic, index, change)
 
     def subscribe_document(self, name: str, listener: DocumentListener) -> None:
         self._document_listeners.setdefault(name, []).append(listener)
@@ -250,6 +230,17 @@ class EtcdControlPlane:
             return replace(topic, partitions=count, assignments=topic.assignments + tuple(added))
 
         await self._change_topic(name, grow)
+
+    async def _change_partition(self, name: str, index: int,
+                                change: Callable[[PartitionAssignment], PartitionAssignment]) -> None:
+        def change_topic(topic: TopicMetadata) -> TopicMetadata:
+            if not 0 <= index < len(topic.assignments):
+                raise UnknownTopicOrPartition(f"{name}-{index} does not exist")
+            assignments = list(topic.assignments)
+            assignments[index] = change(assignments[index])
+            return replace(topic, assignments=tuple(assignments))
+
+        await self._change_topic(name, change_topic)
 
     async def _change_topic(self, name: str, change: Callable[[TopicMetadata], TopicMetadata]) -> None:
         for _ in range(5):  # compare-and-swap on the topic's key
@@ -514,6 +505,10 @@ class EtcdControlPlane:
 
     def _mark_unreachable(self) -> None:
         self._view = replace(self._view, reachable=False)
+
+
+class _Deposed(Exception):
+    """An ISR change from a leader that no longer leads at its epoch."""
 
 
 def describe(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from umbra.admin import shadow_api
-from umbra.cluster.control import balanced_targets, partition_health
+from umbra.cluster.control import ControlPlaneError, balanced_targets, partition_health
 from umbra.errors import KafkaError, KafkaStorageError
 
 if TYPE_CHECKING:
@@ -74,9 +74,12 @@ class AdminServer:
         """Spread every topic's replicas and leaders evenly over the live brokers (brokers that joined later
         get their share), by reassignments through the controller. Asked of another broker, it names the
         controller."""
-        view = self.control.view()
         if not self.control.clustered:
             return web.json_response({"error": "a single broker has nothing to rebalance"}, status=400)
+        try:
+            view = await self.control.refresh()  # a broker that joined since the last poll gets its share too
+        except ControlPlaneError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
         if not self.control.is_controller():
             controller = next((b for b in view.brokers if b.node_id == view.controller), None)
             where = f" at {controller.admin_address}" if controller is not None else ""

@@ -70,6 +70,10 @@ class ControlPlane(Protocol):
 
     def is_controller(self) -> bool: ...
 
+    async def refresh(self) -> ClusterView:
+        """Read the membership and the controller now, not at the next poll (an operator's command that
+        acts on the live brokers sees one that joined a moment ago)."""
+
     def subscribe_topics(self, listener: TopicsListener) -> None:
         """``listener`` gets every new snapshot of the cluster's topics (never called when not clustered)."""
 
@@ -161,6 +165,9 @@ class LocalControlPlane:
 
     def is_controller(self) -> bool:
         return True
+
+    async def refresh(self) -> ClusterView:
+        return self.view()
 
     async def start(self, me: BrokerInfo) -> None:
         self._me = me

@@ -338,6 +338,13 @@ class EtcdControlPlane:
     def is_controller(self) -> bool:
         return self._view.reachable and self._view.controller == self._node_id
 
+    async def refresh(self) -> ClusterView:
+        try:
+            await self._elect_and_read()
+        except _ETCD_ERRORS as exc:
+            raise ControlPlaneError(f"etcd cannot be reached: {describe(exc)}") from None
+        return self._view
+
     async def start(self, me: BrokerInfo) -> None:
         self._me = me
         try:

@@ -26,6 +26,8 @@ if str(_TESTS_DIR) not in sys.path:
 
 from harness import BrokerProcess, require_command, stop_all  # noqa: E402
 
+from umbra.devcluster import EtcdServer  # noqa: E402
+
 BrokerFactory = Callable[..., BrokerProcess]
 _BROKERS_ATTRIBUTE = "_umbra_brokers"
 
@@ -61,6 +63,17 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
     errors = stop_all(reversed(started))
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd (Debian's etcd-server) for the test, on free loopback ports, stopped by pid."""
+    require_command("etcd", "make install installs Debian's etcd-server as root")
+    server = EtcdServer(tmp_path / "etcd").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

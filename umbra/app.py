@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from umbra.admin.http import AdminServer
+from umbra.admin.peers import ClusterPeers
 from umbra.cluster.control import BrokerInfo, ControlPlane, ControlPlaneError, LocalControlPlane, parse_endpoints
 from umbra.config import BrokerConfig
 from umbra.errors import KafkaError, TopicAlreadyExists
@@ -36,9 +37,10 @@ class BrokerApp:
         self.control.subscribe_topics(self.broker.apply_cluster_topics)
         self.control.subscribe_document("acls", self.broker.apply_cluster_acls)
         self.control.subscribe_document("broker_configs", self.broker.apply_cluster_broker_configs)
-        self.shadow = ShadowLinkManager(self.broker)
+        self.peers = ClusterPeers(self.control) if self.control.clustered else None
+        self.shadow = ShadowLinkManager(self.broker, control=self.control, peers=self.peers)
         self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
-                                 config.admin_listen.port)
+                                 config.admin_listen.port, self.peers)
         self.groups: GroupCoordinator | None = None  # needs the offsets log, opened by start()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -51,13 +53,15 @@ class BrokerApp:
         await self.groups.start()
         broker.groups = self.groups
         broker.topic_guard = self.shadow
-        await self.shadow.start()
         await broker.serve(lambda: KafkaConnection(broker))
         await self.admin.start()
         advertised = self.config.advertise
         kafka = f"{advertised.host}:{advertised.port}" if advertised else f"{self.config.listen.host}:{broker.listen_port}"
         await self.control.start(BrokerInfo(broker.node_id, self.config.rack, kafka,
                                             f"http://{self.admin.host}:{self.admin.port}"))
+        # After the control plane: on a cluster the links and shadow-topic states are read from etcd first
+        # (a broker that was down during a failover comes back failed over).
+        await self.shadow.start()
         if self.control.clustered:
             self._tasks.append(asyncio.create_task(self._create_offsets_topic(), name="offsets-topic"))
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
@@ -96,6 +100,8 @@ class BrokerApp:
         await self.control.stop()  # first: the controllership moves on while this broker winds down
         await self.broker.stop_serving()
         await self.shadow.stop()
+        if self.peers is not None:
+            await self.peers.close()
         if self.groups is not None:
             await self.groups.stop()
         await self.admin.stop()

@@ -14,6 +14,7 @@ from umbra.cluster.control import ControlPlaneError, balanced_targets, partition
 from umbra.errors import KafkaError, KafkaStorageError
 
 if TYPE_CHECKING:
+    from umbra.admin.peers import ClusterPeers
     from umbra.admin.ports import AdminHost
     from umbra.cluster.control import ControlPlane
     from umbra.shadow.manager import ShadowLinkManager
@@ -23,7 +24,7 @@ log = logging.getLogger("umbra.admin")
 
 class AdminServer:
     def __init__(self, broker: AdminHost, shadow: ShadowLinkManager, control: ControlPlane, host: str,
-                 port: int) -> None:
+                 port: int, peers: ClusterPeers | None = None) -> None:
         self.broker = broker
         self.shadow = shadow
         self.control = control
@@ -35,7 +36,7 @@ class AdminServer:
         self.app.router.add_get("/v1/cluster", self.cluster)
         self.app.router.add_post("/v1/cluster/rebalance", self.rebalance)
         self.app.router.add_post("/v1/storage/recover", self.recover_storage)
-        shadow_api.routes(self.app, shadow, broker.metadata)
+        shadow_api.routes(self.app, shadow, broker.metadata, peers)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -39,7 +39,8 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     group = failover.add_mutually_exclusive_group(required=True)
     group.add_argument("--topic", action="append", dest="topics", metavar="TOPIC")
     group.add_argument("--all", action="store_true")
-    failover.add_argument("--wait", action="store_true", help="block until every named topic is FAILED_OVER")
+    failover.add_argument("--wait", action="store_true",
+                          help="block until every named topic is FAILED_OVER and writable on its partitions' leaders")
     failover.add_argument("--timeout", type=float, default=120.0, help="seconds --wait may take (default 120)")
     delete = cmds.add_parser("delete", help="delete a link")
     delete.add_argument("name")
@@ -70,7 +71,8 @@ def status_text(doc: dict[str, Any]) -> str:
             lines.append(f"    degraded: {effect}")
     for task in doc.get("tasks", []):
         reason = f" ({task['reason']})" if task.get("reason") else ""
-        lines.append(f"  task {task['task']}: {task['state']}{reason}")
+        on = f" on broker {task['broker']}" if task.get("broker") is not None else ""
+        lines.append(f"  task {task['task']}{on}: {task['state']}{reason}")
     for topic in doc.get("topics", []):
         reason = f" ({topic['reason']})" if topic.get("reason") else ""
         lines.append(f"  topic {topic['topic']}: {topic['state']}{reason}")
@@ -82,14 +84,15 @@ def status_text(doc: dict[str, Any]) -> str:
             lines.append(f"    {when} {event['level']:<7} {event['event']}")
     if doc.get("partitions"):
         lines.append(f"  {'TOPIC':<24} {'PART':>4} {'STATE':<16} {'SRC-START':>10} {'SRC-HW':>10} {'SHADOW-HW':>10} "
-                     f"{'LAG':>8} {'LAST-BATCH':>10} {'SRC-LEADER':>10}")
+                     f"{'LAG':>8} {'LAST-BATCH':>10} {'SRC-LEADER':>10} {'BROKER':>6}")
         for p in doc["partitions"]:
             ago = p.get("ms_since_last_batch")
             leader = p.get("source_broker")
             lines.append(f"  {p['topic']:<24} {p['partition']:>4} {p.get('state', ''):<16} "
                          f"{p['source_log_start_offset']:>10} {p['source_high_watermark']:>10} "
                          f"{p['shadow_high_watermark']:>10} {'?' if p['lag'] is None else p['lag']:>8} "
-                         f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10} {'-' if leader is None else leader:>10}")
+                         f"{'-' if ago is None else f'{ago / 1000:.1f}s':>10} {'-' if leader is None else leader:>10} "
+                         f"{'-' if p.get('broker') is None else p['broker']:>6}")
             if p.get("reason") and p.get("state") != "ACTIVE":
                 lines.append(f"      {p['reason']}")
     unknown = sum(p["lag"] is None for p in doc.get("partitions", []))
@@ -139,18 +142,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _wait_failed_over(base: str, name: str, topics: set[str], timeout: float) -> int:
+    """Until every topic is FAILED_OVER and every partition of them is writable on its leader (on a cluster,
+    each partition's leader reports it: a broker down during the failover holds none up once another leads)."""
     deadline = time.monotonic() + timeout
     while True:
         doc = _call(base, "GET", f"/v1/shadow-links/{_quote(name)}/status")
         states = {t["topic"]: t["state"] for t in doc.get("topics", []) if t["topic"] in topics}
         done = sum(1 for s in states.values() if s == "FAILED_OVER")
-        print(f"\rfailover of {name}: {done}/{len(topics)} topics FAILED_OVER", end="", flush=True)
-        if done == len(topics):
+        pending = [p for p in doc.get("partitions", []) if p["topic"] in topics and not p.get("writable", True)]
+        writable = f"; {len(pending)} partition(s) not writable on a leader yet" if pending and done else ""
+        print(f"\rfailover of {name}: {done}/{len(topics)} topics FAILED_OVER{writable}", end="", flush=True)
+        if done == len(topics) and not pending:
             print()
             return 0
         if time.monotonic() > deadline:
             print()
-            print(f"umbra: error: failover of {name} not finished after {timeout:.0f}s: "
-                  f"{', '.join(sorted(t for t, s in states.items() if s != 'FAILED_OVER'))}", file=sys.stderr)
+            waiting = sorted(t for t, s in states.items() if s != "FAILED_OVER") or sorted(
+                f"{p['topic']}-{p['partition']} (leader {p.get('broker')})" for p in pending)
+            print(f"umbra: error: failover of {name} not finished after {timeout:.0f}s: {', '.join(waiting)}",
+                  file=sys.stderr)
             return 1
         time.sleep(0.2)

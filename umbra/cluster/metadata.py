@@ -328,6 +328,10 @@ class MetadataStore:
     def shadow_links(self) -> dict[str, dict[str, Any]]:
         return {name: dict(entry) for name, entry in self._shadow_links.items()}
 
+    def shadow_link(self, name: str) -> dict[str, Any] | None:
+        entry = self._shadow_links.get(name)
+        return dict(entry) if entry is not None else None
+
     def put_shadow_link(self, name: str, entry: dict[str, Any]) -> None:
         self._shadow_links[name] = dict(entry)
         self._changed()

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
@@ -27,7 +27,15 @@ from umbra.errors import (
     PolicyViolation,
     UnknownTopicOrPartition,
 )
-from umbra.security.acls import AclStore, acls_from_document
+from umbra.security.acls import (
+    AclBinding,
+    AclFilter,
+    AclStore,
+    acls_from_document,
+    acls_to_document,
+    plan_add,
+    plan_delete,
+)
 from umbra.server.fetch_sessions import FetchSessionCache
 from umbra.server.handlers import load_all
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
@@ -219,6 +227,73 @@ class Broker:
         producer_id = self._cluster_producer_ids[0]
         self._cluster_producer_ids[0] += 1
         return producer_id
+
+    def drop_producer_id_block(self) -> None:
+        """Forget the producer ids reserved in etcd but not handed out yet: the next InitProducerId reserves a
+        block above the cluster's current floor (a shadow failover raised it above every replicated id)."""
+        self._cluster_producer_ids = None
+
+    async def producer_id_barrier(self, floor: int) -> None:
+        """New producer ids, on every broker of the cluster, are at or above ``floor`` from now on (this
+        broker's at once; the others' once they drop their blocks: the shadow failover asks them to)."""
+        if not self.clustered:
+            self.producer_ids.ensure_above(floor - 1)
+            return
+        await self.control.reserve_producer_ids(0, floor)
+        self.drop_producer_id_block()
+
+    # --- topics created and changed by a layer (shadow links), on a cluster through the control plane -------
+    async def create_topic_with_defaults(self, name: str, partitions: int, configs: dict[str, str]) -> TopicMetadata:
+        """A topic with this broker's defaults: on a cluster, assigned over the live brokers with
+        ``default_replication_factor`` (at most as many as are alive); on one broker, here, its logs opened on a
+        worker thread."""
+        if not self.clustered:
+            meta = self.create_topic(name, partitions, configs, open_logs=False)
+            await self.open_topic_logs(meta)
+            return meta
+        alive = len(self.control.view().alive_brokers())
+        replication = max(1, min(self.config.default_replication_factor, alive))
+        if replication < self.config.default_replication_factor:
+            log.warning("creating %s with replication factor %d: only %d brokers are alive (default_replication_"
+                        "factor is %d)", name, replication, alive, self.config.default_replication_factor)
+        await self.control.create_topic(name, partitions, configs, replication)
+        return self.metadata.require_topic(name)
+
+    async def grow_topic(self, name: str, count: int) -> TopicMetadata:
+        if not self.clustered:
+            meta = self.add_partitions(name, count, open_logs=False)
+            await self.open_topic_logs(meta)
+            return meta
+        await self.control.add_partitions(name, count)
+        return self.metadata.require_topic(name)
+
+    async def change_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        if self.clustered:
+            await self.control.set_topic_configs(name, configs)  # every broker applies them when it reads them
+            return
+        self.metadata.set_topic_configs(name, configs)
+        self.topic_configs_changed(name)
+
+    async def change_acls(self, add: Sequence[AclBinding], remove: Sequence[AclFilter]) -> None:
+        """Add and remove ACLs: on a cluster, in its ACL document (compare-and-swap), else in this store."""
+        if not self.clustered:
+            if add:
+                self.acls.add(add)
+            if remove:
+                self.acls.delete(remove)
+            return
+
+        def change(document: Any) -> Any:
+            _, updated = plan_add(acls_from_document(document), add)
+            _, updated = plan_delete(updated, remove)
+            return acls_to_document(updated)
+
+        self.acls.replace_all(acls_from_document(await self.control.update_document("acls", change)))
+
+    @property
+    def coordinates_groups(self) -> bool:
+        """This broker is the group coordinator (the leader of ``__consumer_offsets`` on a cluster)."""
+        return self.groups is not None and (not self.clustered or self._coordinating is not None)
 
     def _kafka_address_of(self, node_id: int) -> tuple[str, int] | None:
         for member in self.control.view().alive_brokers():

@@ -63,7 +63,8 @@ class Partition:
     """
 
     def __init__(self, topic: str, index: int, log: Log, state: PartitionState, *, node_id: int | None = None,
-                 replica_lag_time_max_ms: int = 30_000, on_isr_change: IsrListener | None = None) -> None:
+                 replica_lag_time_max_ms: int = 30_000, on_isr_change: IsrListener | None = None,
+                 current: Callable[[], PartitionState] | None = None) -> None:
         self.topic = topic
         self.index = index
         self.log = log
@@ -75,6 +76,7 @@ class Partition:
         self._followers = {r: FollowerProgress(last_caught_up_ms=started) for r in state.replicas if r != self._node_id}
         self._lock = threading.Lock()
         self._hw_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._current = current  # who leads at which epoch now, as the control plane says (for fencing)
 
     @property
     def state(self) -> PartitionState:
@@ -106,6 +108,33 @@ class Partition:
         result = self.log.append_as_leader(records, leader_epoch=self._state.leader_epoch, now_ms=now_ms)
         self.maybe_advance_high_watermark()
         return result
+
+    def check_still_leader(self) -> None:
+        """Raise unless this broker still leads the partition at the epoch this object was made for: a
+        leader deposed meanwhile (another leader, or a new epoch) gets NOT_LEADER_OR_FOLLOWER or
+        FENCED_LEADER_EPOCH."""
+        if self._current is None:
+            return
+        now = self._current()
+        if now.leader != self._node_id:
+            raise NotLeaderOrFollower(f"{self.topic}-{self.index} is led by broker {now.leader} now, not "
+                                      f"{self._node_id}")
+        if now.leader_epoch != self._state.leader_epoch:
+            raise FencedLeaderEpoch(f"{self.topic}-{self.index}: leader epoch {self._state.leader_epoch} is "
+                                    f"fenced by epoch {now.leader_epoch}")
+
+    def append_replicated(self, records: Buffer, expected_start_offset: int, leader_epoch: int) -> AppendResult:
+        """A shadow link's append of batches fetched from its source, at the source's offsets. Fenced: only
+        while this broker still leads at ``leader_epoch`` (the epoch the replicator started under). A leader
+        deposed with a fetched batch in hand gets the error and its log stays as it was. (A change of
+        leadership that lands while an append that passed this check is being written orders after it, as
+        in Kafka: the new leader's followers truncate what the old epoch wrote past the new leader's log.)"""
+        if leader_epoch != self._state.leader_epoch:
+            raise FencedLeaderEpoch(f"{self.topic}-{self.index}: replicator epoch {leader_epoch}, partition epoch "
+                                    f"{self._state.leader_epoch}")
+        self.check_still_leader()
+        return self.log.append_at_offsets(records, expected_start_offset=expected_start_offset,
+                                          leader_epoch=leader_epoch)
 
     # --- the ISR (leader side) -----------------------------------------
     def follower_progress(self, replica_id: int) -> FollowerProgress | None:
@@ -251,7 +280,8 @@ class ReplicaManager:
             existing = self._partitions.get(key)
             if existing is None or existing.log is not log or existing.state.leader_epoch != state.leader_epoch:
                 existing = Partition(topic, index, log, state, node_id=self.node_id,
-                                     replica_lag_time_max_ms=self._lag_max_ms, on_isr_change=self._on_isr_change)
+                                     replica_lag_time_max_ms=self._lag_max_ms, on_isr_change=self._on_isr_change,
+                                     current=lambda: self.state(topic, index))
                 self._partitions[key] = existing
                 return existing
         if existing.state.replicas != state.replicas:

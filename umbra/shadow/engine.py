@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from umbra.client.errors import ClientError
 from umbra.client.reconnect import Backoff
 from umbra.client.settings import FetchSettings
-from umbra.errors import ErrorCode, KafkaError, KafkaStorageError
+from umbra.errors import ErrorCode, FencedLeaderEpoch, KafkaError, KafkaStorageError, NotLeaderOrFollower
 from umbra.shadow.consistency import Consistency
 from umbra.shadow.replicator import (
     PartitionReplicator,
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from umbra.client.admin import ListedOffset
     from umbra.client.cluster import SourceCluster
     from umbra.client.fetch_response import FetchedPartition
+    from umbra.shadow.host import HeldPartition
     from umbra.shadow.link import ShadowLink
-    from umbra.storage.log import Log
 
 log = logging.getLogger("umbra.shadow.engine")
 
@@ -91,14 +91,25 @@ class ReplicationEngine:
             rep.set_state(TaskState.STOPPED)
 
     # --- membership ----------------------------------------------------
-    def ensure(self, tp: TopicPartition, log_: Log, leader_epoch: int, source_topic_id: uuid.UUID | None) -> None:
+    def ensure(self, tp: TopicPartition, partition: HeldPartition, source_topic_id: uuid.UUID | None) -> None:
+        """A replicator for ``tp`` at the partition's leader epoch (a new one if the epoch or log changed)."""
         rep = self.replicators.get(tp)
-        if rep is not None and rep.leader_epoch == leader_epoch and not rep.stopped:
+        if rep is not None and rep.partition is partition and not rep.stopped:
             return
         if rep is not None:
+            rep.stopped = True
             self.detach(rep)
-        self.replicators[tp] = PartitionReplicator(tp, log_, leader_epoch, source_topic_id)
+        clustered = self.link.broker.clustered
+        self.replicators[tp] = PartitionReplicator(tp, partition, source_topic_id, trust_source_epochs=not clustered)
         self.request_reroute()
+
+    def stop_partition(self, tp: TopicPartition) -> None:
+        """This broker no longer leads ``tp`` (or it is not replicated any more): its replicator stops."""
+        rep = self.replicators.pop(tp, None)
+        if rep is not None:
+            rep.stopped = True
+            rep.set_state(TaskState.STOPPED)
+            self.detach(rep)
 
     def stop_topic(self, topic: str) -> None:
         """Fence every replicator of ``topic``: after this returns, nothing more is written to it."""
@@ -358,7 +369,8 @@ class ReplicationEngine:
                 if not records:
                     continue
             try:
-                rep.log.append_at_offsets(records, expected_start_offset=end, leader_epoch=rep.leader_epoch)
+                # Fenced: refused unless this broker still leads the partition at the replicator's epoch.
+                rep.partition.append_replicated(records, end, rep.leader_epoch)
                 rep.appended = True
                 changed = False
                 for epoch, base_offset in planned.epoch_starts:  # the source's epochs, as fetched
@@ -391,6 +403,12 @@ class ReplicationEngine:
         if append_error is not None:
             link.metrics.errors.labels(link.spec.name, append_error.code.name).inc()
             self.detach(rep)
+            if isinstance(append_error, (NotLeaderOrFollower, FencedLeaderEpoch)):
+                # Deposed: the write was refused. The new leader replicates on; this replicator is done.
+                rep.stopped = True
+                rep.set_state(TaskState.STOPPED, f"no longer the leader: {append_error}")
+                link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: {append_error}; replication moves to the new leader")
+                return
             if isinstance(append_error, KafkaStorageError):
                 # The shadow's own disk: the partition waits until it is online again (umbra storage recover).
                 rep.set_state(TaskState.FAULTED, f"storage offline: {append_error}")
@@ -403,7 +421,8 @@ class ReplicationEngine:
             return
         if planned is not None and rep.appended:
             rep.appended = False
-            log_.high_watermark = log_.log_end_offset
+            # The high watermark moves as for any leader: to the lowest log end over the in-sync replicas.
+            rep.partition.maybe_advance_high_watermark()
             link.broker.notifier.notify(rep.tp)
             rep.last_batch_monotonic = time.monotonic()
             link.metrics.bytes.labels(link.spec.name).inc(planned.end)

@@ -3,13 +3,16 @@ terms; the broker satisfies it structurally, and the shadow package never import
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from umbra.cluster.control import ControlPlane
     from umbra.cluster.metadata import MetadataStore, TopicMetadata
     from umbra.groups.coordinator import GroupCoordinator
-    from umbra.security.acls import AclStore
-    from umbra.storage.log import Log
+    from umbra.records.crc import Buffer
+    from umbra.security.acls import AclBinding, AclFilter, AclStore
+    from umbra.storage.log import AppendResult, Log
     from umbra.storage.manager import LogManager
 
 
@@ -22,21 +25,44 @@ class HeldPartition(Protocol):
     @property
     def leader_epoch(self) -> int: ...
 
+    def append_replicated(self, records: Buffer, expected_start_offset: int, leader_epoch: int) -> AppendResult:
+        """Append at the source's offsets; refused (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH) once this
+        broker no longer leads the partition at ``leader_epoch``."""
+
     def maybe_advance_high_watermark(self) -> None: ...
+
+
+class Leadership(Protocol):
+    @property
+    def leader(self) -> int: ...
 
 
 class Partitions(Protocol):
     def leader_partition(self, topic: str, index: int, current_leader_epoch: int = -1) -> HeldPartition: ...
 
+    def state(self, topic: str, index: int) -> Leadership:
+        """Who leads ``topic-index`` (the control plane's assignment on a cluster)."""
+
+
+class PeerUnavailable(Exception):
+    """Another broker of the cluster did not answer (down, unreachable, or it refused)."""
+
+
+class Peers(Protocol):
+    """The other live brokers of the cluster, reached over their admin API (the controller's failover, and
+    status gathered from every broker)."""
+
+    def others(self) -> list[int]:
+        """Node ids of the other live brokers."""
+
+    async def call(self, node_id: int, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST ``body`` (GET without one) to ``path`` on broker ``node_id``; its JSON answer. Raises
+        PeerUnavailable."""
+
 
 class Notifier(Protocol):
     def notify(self, tp: tuple[str, int]) -> None:
         """Wake fetches waiting on ``tp`` (new data, or a changed high watermark)."""
-
-
-class ProducerIds(Protocol):
-    def ensure_above(self, producer_id: int) -> None:
-        """New producer ids from now on are above ``producer_id`` (failover: never reuse a replicated one)."""
 
 
 class Metrics(Protocol):
@@ -54,10 +80,15 @@ class ShadowHost(Protocol):
     logs: LogManager
     acls: AclStore
     groups: GroupCoordinator | None
+    control: ControlPlane
 
     @property
     def clustered(self) -> bool:
-        """On a cluster on etcd (shadow links there are the next step; refused until then)."""
+        """On a cluster on etcd: topics, links and shadow-topic states live there."""
+
+    @property
+    def coordinates_groups(self) -> bool:
+        """The group coordinator is on this broker (where the consumer-offset syncer commits)."""
 
     @property
     def replicas(self) -> Partitions: ...
@@ -66,16 +97,20 @@ class ShadowHost(Protocol):
     def notifier(self) -> Notifier: ...
 
     @property
-    def producer_ids(self) -> ProducerIds: ...
-
-    @property
     def metrics(self) -> Metrics: ...
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None,
-                     internal: bool = False, *, open_logs: bool = True) -> TopicMetadata: ...
+    async def create_topic_with_defaults(self, name: str, partitions: int, configs: dict[str, str]
+                                         ) -> TopicMetadata:
+        """A topic with the cluster's defaults (replication factor); on a cluster through the control plane."""
 
-    def add_partitions(self, name: str, count: int, *, open_logs: bool = True) -> TopicMetadata: ...
+    async def grow_topic(self, name: str, count: int) -> TopicMetadata: ...
 
-    async def open_topic_logs(self, meta: TopicMetadata) -> None: ...
+    async def change_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
 
-    def topic_configs_changed(self, name: str) -> None: ...
+    async def change_acls(self, add: Sequence[AclBinding], remove: Sequence[AclFilter]) -> None: ...
+
+    async def producer_id_barrier(self, floor: int) -> None:
+        """New producer ids on this cluster are at or above ``floor`` from now on."""
+
+    def drop_producer_id_block(self) -> None:
+        """Forget producer ids reserved but not handed out (another broker raised the floor)."""

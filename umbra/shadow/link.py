@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from umbra.client.capabilities import SourceCapabilities
 from umbra.client.cluster import SourceCluster
 from umbra.client.errors import ClientError
 from umbra.cluster.configs import validate_topic_configs
+from umbra.cluster.control import ControlPlaneError
 from umbra.errors import KafkaError
 from umbra.groups.model import OffsetAndMetadata
 from umbra.security.acls import AclBinding, AclFilter, PatternType, ResourceType
@@ -129,6 +131,8 @@ class ShadowLink:
         self.source: SourceCluster | None = None
         self.engine: ReplicationEngine | None = None
         self.syncers: list[SyncTask] = []
+        self._syncer_tasks: dict[str, asyncio.Task[None]] = {}
+        self._was_controller = False
         self._tasks: list[asyncio.Task[None]] = []
         self.conflicts: dict[str, str] = {}
         # The source offsets last seen per partition, kept across pauses so status still shows the lag.
@@ -145,25 +149,75 @@ class ShadowLink:
 
     # --- lifecycle -----------------------------------------------------
     async def start(self) -> None:
-        pending = [t for t, e in self.manager.topics_of(self.spec.name).items()
-                   if e["state"] == ShadowTopicState.FAILING_OVER]
+        """Start replication (the engine: on every broker, for the shadow partitions it leads). The syncers
+        start with this broker's roles (:meth:`set_roles`)."""
+        controller = self.manager.is_controller
         if not self.running:
-            self._set_topics_paused(self.state is LinkState.PAUSED)
+            if controller:
+                self._set_topics_paused(self.state is LinkState.PAUSED)
             return
-        self._set_topics_paused(False)
+        if controller:
+            self._set_topics_paused(False)
         self.source = self.manager.connect_source(self.spec)
         self.engine = ReplicationEngine(self, self.source)
         await self.engine.start()
-        self.syncers = [SyncTask("topic-sync", self.spec.topics.sync_interval_ms, self.sync_topics_now)]
-        if self.spec.consumer_offsets.enabled:
-            self.syncers.append(SyncTask("consumer-offset-sync", self.spec.consumer_offsets.interval_ms,
-                                         self.sync_offsets_now))
-        if self.spec.acls.enabled:
-            self.syncers.append(SyncTask("acl-sync", self.spec.acls.interval_ms, self.sync_acls_now))
-        for syncer in self.syncers:
-            self._tasks.append(asyncio.create_task(syncer.run(), name=f"shadow-{self.spec.name}-{syncer.name}"))
-        if pending:
-            self.schedule_failover(pending)
+        self._was_controller = False
+
+    def set_roles(self, controller: bool, coordinator: bool) -> None:
+        """The link controller's syncers (topics and configs, ACLs) run on the controller; the consumer-offset
+        syncer where the groups are coordinated. Each starts and stops as this broker's roles change; a broker
+        that becomes the controller finishes the failovers its predecessor left under way."""
+        if not self.running or self.source is None:
+            return
+        wanted = {"topic-sync": (controller, self.spec.topics.sync_interval_ms, self.sync_topics_now),
+                  "consumer-offset-sync": (coordinator and self.spec.consumer_offsets.enabled,
+                                           self.spec.consumer_offsets.interval_ms, self.sync_offsets_now),
+                  "acl-sync": (controller and self.spec.acls.enabled, self.spec.acls.interval_ms, self.sync_acls_now)}
+        for name, (want, interval_ms, work) in wanted.items():
+            running = self._syncer_tasks.get(name)
+            if want and running is None:
+                syncer = SyncTask(name, interval_ms, work)
+                self.syncers.append(syncer)
+                task = asyncio.create_task(syncer.run(), name=f"shadow-{self.spec.name}-{name}")
+                self._syncer_tasks[name] = task
+                self._tasks.append(task)
+            elif not want and running is not None:
+                running.cancel()
+                del self._syncer_tasks[name]
+                self.syncers = [s for s in self.syncers if s.name != name]
+        if controller and not self._was_controller:
+            pending = [t for t, e in self.manager.topics_of(self.spec.name).items()
+                       if e["state"] == ShadowTopicState.FAILING_OVER]
+            if pending:
+                self.schedule_failover(sorted(pending))
+        self._was_controller = controller
+
+    def reconcile_replicators(self, fenced: set[str]) -> None:
+        """A replicator for each ACTIVE shadow partition this broker leads, at its current leader epoch; none
+        for any other (leadership moved away, the topic is paused, failed over, faulted or fenced)."""
+        engine = self.engine
+        if engine is None:
+            return
+        replicas, node = self.broker.replicas, self.manager.node_id
+        wanted: set[tuple[str, int]] = set()
+        for topic, entry in self.manager.topics_of(self.spec.name).items():
+            if entry["state"] != ShadowTopicState.ACTIVE or topic in fenced:
+                continue
+            meta = self.broker.metadata.topic(topic)
+            if meta is None:
+                continue
+            source_id = uuid.UUID(entry["source_topic_id"]) if entry.get("source_topic_id") else None
+            for partition in range(meta.partitions):
+                if replicas.state(topic, partition).leader != node:
+                    continue
+                try:
+                    held = replicas.leader_partition(topic, partition)
+                except KafkaError:  # deposed or deleted meanwhile
+                    continue
+                wanted.add((topic, partition))
+                engine.ensure((topic, partition), held, source_id)
+        for tp in [tp for tp in engine.replicators if tp not in wanted]:
+            engine.stop_partition(tp)
 
     async def stop(self) -> None:
         if self.engine is not None:
@@ -174,6 +228,7 @@ class ShadowLink:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._syncer_tasks.clear()
         self.syncers = []
         if self.engine is not None:
             await self.engine.stop()
@@ -198,16 +253,21 @@ class ShadowLink:
 
     # --- failover ------------------------------------------------------
     def schedule_failover(self, topics: list[str]) -> None:
-        # Fence the replicators now (synchronously): no write can land after this point.
-        if self.engine is not None:
-            for topic in topics:
-                self.engine.stop_topic(topic)
+        # Fence this broker's replicators now (synchronously): no write can land here after this point.
+        self.manager.fence_here(self.spec.name, topics)
         self._tasks.append(asyncio.create_task(self._finish_failover(topics), name=f"shadow-{self.spec.name}-failover"))
 
     async def _finish_failover(self, topics: list[str]) -> None:
-        if self.engine is not None:
-            await self.engine.drain_writes()  # the fence is up; let appends already under way land first
-        self.manager.finish_failover(self, topics)
+        backoff = 0.5
+        while True:
+            try:
+                await self.manager.finish_failover(self, topics)
+                return
+            except ControlPlaneError as exc:  # etcd or a broker out of reach: the topics stay FAILING_OVER
+                self.record_event(f"failover of {len(topics)} topic(s) not finished yet: {exc}; retrying",
+                                  logging.WARNING)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     # --- topic sync ----------------------------------------------------
     async def sync_topics_now(self) -> None:
@@ -223,23 +283,22 @@ class ShadowLink:
                     if not info.is_internal and self.spec.selects_topic(name)}
         configs_synced = await self.source.supports(api.DESCRIBE_CONFIGS)
         source_configs = await self.source.describe_configs(sorted(selected)) if selected and configs_synced else {}
-        broker = self.broker
+        broker, store = self.broker, self.manager.store
         for name, info in sorted(selected.items()):
             synced = self._synced_configs(name, source_configs.get(name, {}))
             entry = self.manager.topic_entry(name)
             meta = broker.metadata.topic(name)
             if meta is None:
-                if entry is not None:
-                    broker.metadata.delete_shadow_topic(name)
-                created = broker.create_topic(name, len(info.partitions), synced, open_logs=False)
-                broker.metadata.put_shadow_topic(name, {
+                # The shadow entry first, in the cluster metadata too: the topic is read-only from its first
+                # moment, on every broker.
+                store.put_topic(name, {
                     "link": self.spec.name, "state": str(ShadowTopicState.ACTIVE), "reason": "",
                     "source_topic_id": str(info.topic_id) if info.topic_id else None,
                     "since_ms": int(time.time() * 1000)})
-                await broker.open_topic_logs(created)  # read-only already: it is a shadow topic from here on
+                await store.publish()
+                meta = await broker.create_topic_with_defaults(name, len(info.partitions), synced)
                 log.info("link %s: created shadow topic %s (%d partitions, configs %s)", self.spec.name, name,
                          len(info.partitions), synced)
-                meta = broker.metadata.require_topic(name)
             elif entry is None or entry.get("link") != self.spec.name:
                 owner = "a topic of this cluster" if entry is None else f"a shadow of link {entry.get('link')!r}"
                 self.conflicts[name] = f"not replicated: {name} already exists here as {owner}"
@@ -253,20 +312,21 @@ class ShadowLink:
                     self.fault_topic(name, f"the source topic was recreated (topic id {entry['source_topic_id']} "
                                       f"is now {source_id}); shadow data kept")
                     continue
+                if state is ShadowTopicState.SOURCE_DELETED:  # it came back (a source without topic ids)
+                    self.manager.set_topic_state(name, ShadowTopicState.PAUSED if self.state is LinkState.PAUSED
+                                                 else ShadowTopicState.ACTIVE, "the source topic is back")
                 if len(info.partitions) > meta.partitions:
                     log.info("link %s: %s grows from %d to %d partitions", self.spec.name, name, meta.partitions,
                              len(info.partitions))
-                    meta = broker.add_partitions(name, len(info.partitions), open_logs=False)
-                    await broker.open_topic_logs(meta)
+                    meta = await broker.grow_topic(name, len(info.partitions))
                 if configs_synced:
-                    self._apply_configs(name, dict(meta.configs), synced)
+                    await self._apply_configs(name, dict(meta.configs), synced)
             self.conflicts.pop(name, None)
-            for partition in range(meta.partitions):
-                held = broker.replicas.leader_partition(name, partition)
-                self.engine.ensure((name, partition), held.log, held.leader_epoch, info.topic_id)
         for name, entry in self.manager.topics_of(self.spec.name).items():
             if entry["state"] in (ShadowTopicState.ACTIVE, ShadowTopicState.PAUSED) and name not in metadata.topics:
-                self.fault_topic(name, "the source topic no longer exists; shadow data kept")
+                self.fault_topic(name, "the source topic no longer exists; shadow data kept (readable, and it "
+                                       "can be failed over)", ShadowTopicState.SOURCE_DELETED)
+        self.reconcile_replicators(self.manager.fenced_topics)
         self._update_topic_gauges()
 
     def _synced_configs(self, topic: str, entries: dict[str, Any]) -> dict[str, str]:
@@ -282,19 +342,19 @@ class ShadowLink:
                 self.conflicts[f"{topic}:{key}"] = f"config {key}={value} not synced: {exc}"
         return accepted
 
-    def _apply_configs(self, topic: str, current: dict[str, str], synced: dict[str, str]) -> None:
+    async def _apply_configs(self, topic: str, current: dict[str, str], synced: dict[str, str]) -> None:
         desired = {k: v for k, v in current.items() if k not in self.spec.topics.synced_properties}
         desired.update(synced)
         if desired != current:
             log.info("link %s: %s configs %s -> %s", self.spec.name, topic, current, desired)
-            self.broker.metadata.set_topic_configs(topic, desired)
-            self.broker.topic_configs_changed(topic)
+            await self.broker.change_topic_configs(topic, desired)
 
-    def fault_topic(self, topic: str, reason: str) -> None:
-        """The shadow topic can no longer follow its source: FAULTED, replication stopped, data kept."""
+    def fault_topic(self, topic: str, reason: str, state: ShadowTopicState = ShadowTopicState.FAULTED) -> None:
+        """The shadow topic can no longer follow its source: FAULTED (or SOURCE_DELETED), replication stopped
+        on this broker now and on the others once they read the state, data kept."""
         if self.engine is not None:
             self.engine.stop_topic(topic)
-        self.manager.set_topic_state(topic, ShadowTopicState.FAULTED, reason)
+        self.manager.set_topic_state(topic, state, reason)
 
     def _update_topic_gauges(self) -> None:
         counts = dict.fromkeys((str(s) for s in ShadowTopicState), 0)
@@ -327,7 +387,7 @@ class ShadowLink:
                 if tp[0] not in shadow_topics or offset.offset < 0:
                     continue
                 shadow_log = self.broker.logs.get(*tp)
-                if shadow_log is None:
+                if shadow_log is None:  # not a replica here: its offsets wait for a coordinator that holds it
                     continue
                 value = min(offset.offset, shadow_log.high_watermark)
                 existing = current.get(tp)
@@ -374,14 +434,11 @@ class ShadowLink:
         record = self.manager.record(self.spec.name)
         if record is None:
             return  # deleted meanwhile
-        store = self.broker.acls
-        existing = set(store.all())
+        existing = set(self.broker.acls.all())
         to_add = sorted(wanted - existing, key=str)
         to_remove = sorted(record.created_acls - wanted, key=str)
-        if to_add:
-            store.add(to_add)
-        if to_remove:
-            store.delete([AclFilter.exactly(b) for b in to_remove])
+        if to_add or to_remove:  # on a cluster, in its ACL document: every broker enforces the same list
+            await self.broker.change_acls(to_add, [AclFilter.exactly(b) for b in to_remove])
         created = (record.created_acls - set(to_remove)) | set(to_add)
         if created != record.created_acls:
             self.manager.save_record(replace(record, created_acls=frozenset(created)))
@@ -421,47 +478,86 @@ class ShadowLink:
                     self.metrics.lag.labels(self.spec.name, tp[0], str(tp[1])).set(lag)
         self._update_topic_gauges()
 
-    def status(self) -> dict[str, Any]:
+    def local_status(self) -> dict[str, Any]:
+        """What this broker knows of the link: its tasks, and the shadow partitions it leads (each entry names
+        its ``broker``; ``writable`` says whether this broker, their leader, takes producers' writes now)."""
+        node = self.manager.node_id
         topics = self.manager.topics_of(self.spec.name)
         partitions = []
         if self.engine is not None:
             for tp, rep in sorted(self.engine.replicators.items()):
-                partitions.append(rep.status())
+                partitions.append({**rep.status(), "broker": node, "writable": False})
                 if rep.source_high_watermark >= 0:
                     self.last_source_offsets[tp] = (rep.source_log_start_offset, rep.source_high_watermark)
         replicated = {(p["topic"], p["partition"]) for p in partitions}
         for topic, entry in sorted(topics.items()):
             meta = self.broker.metadata.topic(topic)
             for partition in range(meta.partitions if meta else 0):
-                if (topic, partition) in replicated:
+                if (topic, partition) in replicated or self.broker.replicas.state(topic, partition).leader != node:
                     continue
-                log_ = self.broker.logs.get(topic, partition)
-                hw = log_.high_watermark if log_ is not None else -1
-                source_start, source_hw = self.last_source_offsets.get((topic, partition), (-1, -1))
-                lag = max(source_hw - hw, 0) if source_hw >= 0 else None
-                if entry["state"] == ShadowTopicState.FAILED_OVER:
-                    source_start, source_hw, lag = -1, -1, 0  # an ordinary topic now: no source to lag behind
-                partitions.append({"topic": topic, "partition": partition, "state": entry["state"],
-                                   "reason": entry.get("reason", ""), "source_log_start_offset": source_start,
-                                   "source_high_watermark": source_hw,
-                                   "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
-                                   "shadow_high_watermark": hw, "lag": lag,
-                                   "ms_since_last_batch": None, "gaps": 0, "skipped_records": 0,
-                                   **IDLE_PARTITION_FIELDS})
-        partitions.sort(key=lambda p: (p["topic"], p["partition"]))
-        tasks = [s.status() for s in self.syncers]
+                partitions.append({**self.idle_partition(topic, partition, entry), "broker": node,
+                                   "writable": entry["state"] == ShadowTopicState.FAILED_OVER})
+        tasks = [{**s.status(), "broker": node} for s in self.syncers]
         if self.engine is not None:
-            tasks += [loop.status() for _, (loop, _) in sorted(self.engine.loops.items())]
+            tasks += [{**loop.status(), "broker": node} for _, (loop, _) in sorted(self.engine.loops.items())]
         self.note_capabilities()
+        return {"broker": node, "tasks": tasks, "partitions": partitions, "conflicts": dict(self.conflicts),
+                "source_capabilities": self._capabilities.to_json() if self.source is not None else None,
+                "start_point_checks": dict(self.engine.start_point_checks) if self.engine is not None else {},
+                "events": [{**e, "broker": node} for e in self.events]}
+
+    def idle_partition(self, topic: str, partition: int, entry: dict[str, Any]) -> dict[str, Any]:
+        """The status of a shadow partition no replicator runs for (paused, failed over, faulted, or led by a
+        broker that did not answer), from what this broker has."""
+        log_ = self.broker.logs.get(topic, partition)
+        hw = log_.high_watermark if log_ is not None else -1
+        source_start, source_hw = self.last_source_offsets.get((topic, partition), (-1, -1))
+        lag = max(source_hw - hw, 0) if source_hw >= 0 and hw >= 0 else None
+        if entry["state"] == ShadowTopicState.FAILED_OVER:
+            source_start, source_hw, lag = -1, -1, 0  # an ordinary topic now: no source to lag behind
+        return {"topic": topic, "partition": partition, "state": entry["state"], "reason": entry.get("reason", ""),
+                "source_log_start_offset": source_start, "source_high_watermark": source_hw,
+                "shadow_log_start_offset": log_.log_start_offset if log_ is not None else -1,
+                "shadow_high_watermark": hw, "lag": lag, "ms_since_last_batch": None, "gaps": 0,
+                "skipped_records": 0, **IDLE_PARTITION_FIELDS}
+
+    def status(self, others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The link's status: this broker's part and ``others``, the other brokers' (their ``local_status``)."""
+        parts = [self.local_status(), *(others or [])]
+        topics = self.manager.topics_of(self.spec.name)
+        by_tp: dict[tuple[str, int], dict[str, Any]] = {}
+        for part in parts:
+            for entry in part.get("partitions", []):
+                tp = (entry["topic"], entry["partition"])
+                leader = self.broker.replicas.state(*tp).leader
+                # Two brokers report a partition while its leadership moves: the current leader's wins.
+                if tp not in by_tp or entry.get("broker") == leader:
+                    by_tp[tp] = entry
+        for topic, entry in sorted(topics.items()):
+            meta = self.broker.metadata.topic(topic)
+            for partition in range(meta.partitions if meta else 0):
+                if (topic, partition) not in by_tp:  # its leader did not answer, or it has none
+                    leader = self.broker.replicas.state(topic, partition).leader
+                    by_tp[(topic, partition)] = {**self.idle_partition(topic, partition, entry),
+                                                 "broker": leader, "writable": False}
+        partitions = [by_tp[tp] for tp in sorted(by_tp) if tp[0] in topics]
+        checks: Counter[str] = Counter()
+        for part in parts:
+            checks.update(part.get("start_point_checks", {}))
+        events = sorted((e for part in parts for e in part.get("events", [])), key=lambda e: e["time_ms"])
+        capabilities = next((c for c in (p.get("source_capabilities") for p in parts) if c), None)
+        conflicts: dict[str, str] = {}
+        for part in parts:
+            conflicts.update(part.get("conflicts", {}))
         return {"name": self.spec.name, "state": str(self.state),
                 "source": list(self.spec.source.bootstrap_servers),
                 "topics": [{"topic": t, "state": e["state"], "reason": e.get("reason", "")}
                            for t, e in sorted(topics.items())],
-                "tasks": tasks, "conflicts": dict(self.conflicts), "partitions": partitions,
+                "tasks": [t for part in parts for t in part.get("tasks", [])], "conflicts": conflicts,
+                "partitions": partitions,
                 "total_lag": sum(p["lag"] or 0 for p in partitions),
                 # False while some partition's source high watermark is unknown: total_lag leaves it out.
                 "total_lag_complete": all(p["lag"] is not None for p in partitions),
-                "source_capabilities": self._capabilities.to_json(),
-                "start_point_checks": dict(self.engine.start_point_checks) if self.engine is not None else {},
-                "events": list(self.events)}
-
+                "brokers": sorted({p["broker"] for p in parts}),
+                "source_capabilities": capabilities or self._capabilities.to_json(),
+                "start_point_checks": dict(checks), "events": events[-EVENTS_KEPT:]}

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from umbra.client.fetch_response import FetchedPartition
     from umbra.client.fetcher import FetchResult
     from umbra.shadow.engine import ReplicationEngine
-    from umbra.storage.log import Log
+    from umbra.shadow.host import HeldPartition
 
 log = logging.getLogger("umbra.shadow.replicator")
 
@@ -89,10 +89,12 @@ def present_batches_end(records: memoryview, log_end_offset: int) -> int:
 class PartitionReplicator:
     """What one shadow partition knows about its replication, at one shadow leader epoch."""
 
-    def __init__(self, tp: TopicPartition, log_: Log, leader_epoch: int, source_topic_id: uuid.UUID | None) -> None:
+    def __init__(self, tp: TopicPartition, partition: HeldPartition, source_topic_id: uuid.UUID | None, *,
+                 trust_source_epochs: bool = True) -> None:
         self.tp = tp
-        self.log = log_
-        self.leader_epoch = leader_epoch
+        self.partition = partition  # appends go through it, fenced by the leader epoch it was led at
+        self.log = log_ = partition.log
+        self.leader_epoch = partition.leader_epoch
         self.source_topic_id = source_topic_id
         self.state = TaskState.STARTING
         self.reason = ""
@@ -116,6 +118,11 @@ class PartitionReplicator:
         self.suspect = False
         self.start_point_check: str | None = None  # the last check's outcome (see umbra.shadow.startpoint)
         self.source_epochs = open_source_epochs(log_)  # the source's leader epochs of the batches held
+        if not trust_source_epochs and self.source_epochs.latest_epoch >= 0:
+            # On a cluster, this copy may hold batches another leader replicated since this broker last
+            # wrote the file: the start point is checked by CRC, and the epochs are recorded afresh from here.
+            self.source_epochs.clear()
+            self.source_epochs.persist()
         self.start_requested = -1  # the log start offset last handed to the writer thread
         self.waiting_for_storage = False  # FAULTED by a storage error of the shadow's own: resumes when online
         self.truncations = 0

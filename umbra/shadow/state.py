@@ -17,7 +17,8 @@ class ShadowTopicState(enum.StrEnum):
     PAUSED = "PAUSED"  # link paused, read-only
     FAILING_OVER = "FAILING_OVER"  # replication stopping, still read-only
     FAILED_OVER = "FAILED_OVER"  # an ordinary writable topic now
-    FAULTED = "FAULTED"  # source topic deleted or recreated; read-only, data kept
+    FAULTED = "FAULTED"  # the source topic was recreated, or a partition cannot follow; read-only, data kept
+    SOURCE_DELETED = "SOURCE_DELETED"  # the source topic is gone; read-only and readable, can be failed over
 
     @property
     def read_only(self) -> bool:

@@ -162,7 +162,7 @@ def test_links_and_topic_states_survive_a_restart(clusters) -> None:
     wait_caught_up(shadow, {"keep-a": 2, "keep-b": 2, "keep-gone": 2})
     wait_caught_up(shadow, {"idle-a": 2}, name="idle")
 
-    # One topic of each state: ACTIVE, FAILED_OVER, FAULTED, and PAUSED (the "idle" link).
+    # One topic of each state: ACTIVE, FAILED_OVER, SOURCE_DELETED, and PAUSED (the "idle" link).
     status, _ = admin_call(shadow, "POST", "/v1/shadow-links/dr/failover", {"topics": ["keep-b"]})
     assert status == 202
     source_admin = admin(source)
@@ -170,8 +170,8 @@ def test_links_and_topic_states_survive_a_restart(clusters) -> None:
     status, _ = admin_call(shadow, "POST", "/v1/shadow-links/idle/pause")
     assert status == 200
     wait_until(lambda: topic_states(shadow)["keep-b"][0] == "FAILED_OVER"
-               and topic_states(shadow)["keep-gone"][0] == "FAULTED", timeout=TIMEOUT,
-               message=lambda: f"keep-b FAILED_OVER and keep-gone FAULTED: {topic_states(shadow)}")
+               and topic_states(shadow)["keep-gone"][0] == "SOURCE_DELETED", timeout=TIMEOUT,
+               message=lambda: f"keep-b FAILED_OVER and keep-gone SOURCE_DELETED: {topic_states(shadow)}")
     assert _produce_one(shadow, "keep-b") == (None, high_watermarks(source, "keep-b", 2)[0])
     before = {name: admin_call(shadow, "GET", f"/v1/shadow-links/{name}")[1] for name in ("dr", "idle")}
     assert before["idle"]["state"] == "PAUSED"
@@ -182,9 +182,9 @@ def test_links_and_topic_states_survive_a_restart(clusters) -> None:
     assert after == before
     assert link_names(shadow) == ["dr", "idle"]
     faulted = before["dr"]["topics"]["keep-gone"]
-    assert faulted["state"] == "FAULTED" and "no longer exists" in faulted["reason"], faulted
+    assert faulted["state"] == "SOURCE_DELETED" and "no longer exists" in faulted["reason"], faulted
     assert topic_states(shadow) == {"keep-a": ("ACTIVE", ""), "keep-b": ("FAILED_OVER", ""),
-                                    "keep-gone": ("FAULTED", faulted["reason"])}
+                                    "keep-gone": ("SOURCE_DELETED", faulted["reason"])}
     assert topic_states(shadow, "idle") == {"idle-a": ("PAUSED", "link paused")}
 
     # Replication of the ACTIVE topic resumes; the failed-over one is still ours (writable, not replicated);

@@ -157,7 +157,9 @@ def test_configs_and_acls_follow_the_source(clusters) -> None:
                message=lambda: f"only the prefixed ACL left on the shadow: {_acl_keys(shadow)}")
 
 
-def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its_data(clusters) -> None:
+def test_deleted_or_recreated_source_topic_stops_the_shadow_topic_and_keeps_its_data(clusters) -> None:
+    """A deleted source topic leaves its shadow SOURCE_DELETED, a recreated one FAULTED: both read-only, their
+    data kept."""
     source, shadow = clusters
     for topic, partitions in (("gone", 2), ("reborn", 1), ("kept", 1)):
         create_topic(source.bootstrap, topic, partitions=partitions)
@@ -177,16 +179,18 @@ def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its
 
     def faulted() -> bool:
         states = topic_states(shadow)
-        return states["gone"][0] == "FAULTED" and states["reborn"][0] == "FAULTED"
+        return states["gone"][0] == "SOURCE_DELETED" and states["reborn"][0] == "FAULTED"
 
-    wait_until(faulted, timeout=TIMEOUT, message=lambda: f"gone and reborn FAULTED: {topic_states(shadow)}")
+    wait_until(faulted, timeout=TIMEOUT,
+               message=lambda: f"gone SOURCE_DELETED and reborn FAULTED: {topic_states(shadow)}")
     states = topic_states(shadow)
     assert "no longer exists" in states["gone"][1] and "data kept" in states["gone"][1], states
-    # Depending on when the syncer looked, the source topic was missing or had a new id: either reason will do.
-    assert ("no longer exists" in states["reborn"][1] or "recreated" in states["reborn"][1]), states
+    # Seen missing first (SOURCE_DELETED) or not, the new topic id faults it.
+    assert "recreated" in states["reborn"][1], states
     assert states["kept"] == ("ACTIVE", "")
     status, described = admin_call(shadow, "GET", "/v1/shadow-links/dr")
-    assert status == 200 and described["topics"]["gone"] == {"state": "FAULTED", "reason": states["gone"][1]}
+    assert status == 200 and described["topics"]["gone"] == {"state": "SOURCE_DELETED",
+                                                              "reason": states["gone"][1]}
 
     # The link keeps replicating the other topics; a pass after the faults changed nothing in the faulted ones:
     # their data is kept as it was, and they stay read-only.
@@ -201,7 +205,7 @@ def test_deleted_or_recreated_source_topic_faults_the_shadow_topic_and_keeps_its
     producer.produce("gone", value=b"x", partition=0, on_delivery=lambda err, _m: reports.append(err))
     producer.flush(TIMEOUT)
     assert reports and reports[0] is not None and reports[0].code() == KafkaError.TOPIC_EXCEPTION, reports
-    assert {t: st[0] for t, st in topic_states(shadow).items()} == {"gone": "FAULTED", "reborn": "FAULTED",
+    assert {t: st[0] for t, st in topic_states(shadow).items()} == {"gone": "SOURCE_DELETED", "reborn": "FAULTED",
                                                                      "kept": "ACTIVE"}
 
 

@@ -191,7 +191,10 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> dict[str,
 async def handle_list_groups(ctx: RequestContext, request: Any) -> dict[str, Any]:
     states = (request.states_filter or []) if ctx.api_version >= 4 else []
     types = (request.types_filter or []) if ctx.api_version >= 5 else []
-    listed = coordinator(ctx).list_groups(states, types)
+    try:
+        listed = coordinator(ctx).list_groups(states, types)
+    except NotCoordinator:  # as in Kafka, each broker lists the groups it coordinates: here, none
+        listed = []
     return {"throttle_time_ms": 0, "error_code": 0,
             "groups": [{"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
                         "group_type": g.group_type} for g in listed]}

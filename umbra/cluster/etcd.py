@@ -351,8 +351,8 @@ class EtcdControlPlane:
             await self._connect()
             await self._register()
             await self._elect_and_read()
+            await self._read_documents()  # before the topics: a new shadow topic is read-only from the start
             await self._read_topics()
-            await self._read_documents()
         except _ETCD_ERRORS as exc:
             await self._close_client()
             endpoints = ",".join(f"http://{h}:{p}" for h, p in self._endpoints)
@@ -475,8 +475,10 @@ class EtcdControlPlane:
                     log.warning("the lease in etcd expired; registering again")
                     await self._register()
                 await self._elect_and_read()
-                await self._read_topics()
+                # Documents before topics: the shadow-topic state of a new shadow topic is in etcd before the
+                # topic, so this broker never serves the topic as an ordinary, writable one.
                 await self._read_documents()
+                await self._read_topics()
                 if self.is_controller():
                     await self._elect_leaders()
                     await self._maybe_restore_preferred_leaders()

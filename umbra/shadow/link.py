@@ -133,6 +133,7 @@ class ShadowLink:
         self.syncers: list[SyncTask] = []
         self._syncer_tasks: dict[str, asyncio.Task[None]] = {}
         self._was_controller = False
+        self._reconciled: tuple[int, int, int] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.conflicts: dict[str, str] = {}
         # The source offsets last seen per partition, kept across pauses so status still shows the lag.
@@ -198,6 +199,11 @@ class ShadowLink:
         engine = self.engine
         if engine is None:
             return
+        # Nothing to do unless the metadata (topics, leaders, shadow-topic states) or the fences changed.
+        key = (self.broker.metadata.version, len(fenced), id(engine))
+        if key == self._reconciled and not any(rep.stopped for rep in engine.replicators.values()):
+            return
+        self._reconciled = key
         replicas, node = self.broker.replicas, self.manager.node_id
         wanted: set[tuple[str, int]] = set()
         for topic, entry in self.manager.topics_of(self.spec.name).items():

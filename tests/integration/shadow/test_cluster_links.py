@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from harness import BrokerProcess, http_get, wait_until
 from link_api import admin_call, link_spec
 from shadow_helpers import PartitionImage, assert_contiguous, read_partition, watermarks
@@ -209,6 +209,14 @@ def test_every_shadow_broker_replicates_the_partitions_it_leads(start_cluster: C
     text = subprocess.run([sys.executable, "-m", "umbra", "shadow", "status", "dr", "--admin-url",
                            shadow[other].admin_url], capture_output=True, text=True, timeout=60)
     assert text.returncode == 0 and "BROKER" in text.stdout and "on broker" in text.stdout, text
+
+    # The source topic gains partitions: so does the shadow topic, and they replicate like the others.
+    source_admin = AdminClient({"bootstrap.servers": bootstrap(source)})
+    for future in source_admin.create_partitions([NewPartitions("orders", 16)]).values():
+        future.result(timeout=30)
+    produce(source, "orders", 1600, 16, seed=2)
+    wait_caught_up(source, shadow, {"orders": 16})
+    assert_same_logs(source, shadow, {"orders": 16})
 
 
 def _catch_up_under_way(source: Cluster, shadow: Cluster, topics: Mapping[str, int]) -> bool:

@@ -208,6 +208,18 @@ def test_deleted_or_recreated_source_topic_stops_the_shadow_topic_and_keeps_its_
     assert {t: st[0] for t, st in topic_states(shadow).items()} == {"gone": "SOURCE_DELETED", "reborn": "FAULTED",
                                                                      "kept": "ACTIVE"}
 
+    # A topic whose source is gone can still be failed over: it becomes an ordinary writable topic, data kept.
+    status, _ = admin_call(shadow, "POST", "/v1/shadow-links/dr/failover", {"topics": ["gone"]})
+    assert status == 202
+    wait_until(lambda: topic_states(shadow)["gone"][0] == "FAILED_OVER", timeout=TIMEOUT,
+               message=lambda: f"gone FAILED_OVER: {topic_states(shadow)}")
+    reports.clear()
+    producer.produce("gone", value=b"after failover", partition=0, on_delivery=lambda err, _m: reports.append(err))
+    producer.flush(TIMEOUT)
+    assert reports == [None]
+    after = consume_all(shadow, "gone", 61, group="after-failover")
+    assert [r for r in after if r[:2] != (0, 30)] == before["gone"] and (0, 30, None, b"after failover") in after
+
 
 def test_acl_revocations_follow_across_pause_update_and_restart(clusters) -> None:
     """The link remembers which ACLs it created: a revocation on the source while the link is paused, updated or

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from harness import BrokerProcess, http_get, wait_until
 from link_api import admin_call, link_spec
+from rawclient import RawConnection
 from shadow_helpers import PartitionImage, assert_contiguous, read_partition, watermarks
 from tcpproxy import TcpProxy
 
@@ -28,6 +29,7 @@ from umbra.devcluster import EtcdServer
 BrokerFactory = Callable[..., BrokerProcess]
 Cluster = dict[int, BrokerProcess]
 SESSION_MS = 3000
+INIT_PRODUCER_ID = 22
 TIMEOUT = 90
 
 
@@ -317,6 +319,15 @@ def test_failover_with_a_shadow_broker_down(start_cluster: Callable[..., Cluster
     doc = link_status(shadow)
     assert doc["state"] == "FAILED_OVER" and all(p["writable"] and p["broker"] != victim_id
                                                   for p in doc["partitions"]), doc["partitions"]
+    # The producer-id barrier holds on every broker: a new idempotent producer, whichever broker it asks,
+    # never gets an id a replicated batch carries.
+    replicated = {pid for image in images(shadow, {"payments": 6}).values() for pid in image.producer_ids}
+    assert max(replicated) >= 0, "the source wrote no idempotent batches; the check tests nothing"
+    for broker in shadow.values():
+        if broker.running:
+            with RawConnection(broker.host, broker.port) as conn:
+                answer = conn.request(INIT_PRODUCER_ID, 0, transactional_id=None, transaction_timeout_ms=60000)
+            assert answer.error_code == 0 and answer.producer_id > max(replicated), (broker.name, answer)
 
     # The group resumes on the shadow where it committed: the rest of the records, each once.
     consumer = _consumer(bootstrap(shadow))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -199,21 +197,6 @@ def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, 
 
     wait_until(lambda: all("7200000" in broker_configs(b).values() for b in brokers.values()), timeout=30,
                message="every broker took the cluster-wide broker config")
-
-    # Shadow links are refused on a cluster until they run there, with a reason.
-    code, body = http_post(brokers[1].admin_url + "/v1/shadow-links", {
-        "name": "dr", "source": {"bootstrap_servers": ["127.0.0.1:9"]}, "topics": {"include": ["*"]}})
-    assert code == 400 and b"not built yet" in body
-
-
-def http_post(url: str, doc: dict[str, object]) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
 
 
 def test_a_reassignment_through_the_kafka_api_moves_a_partition(broker_factory: BrokerFactory,

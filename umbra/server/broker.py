@@ -251,7 +251,7 @@ class Broker:
             meta = self.create_topic(name, partitions, configs, open_logs=False)
             await self.open_topic_logs(meta)
             return meta
-        alive = len(self.control.view().alive_brokers())
+        alive = len((await self.control.refresh()).alive_brokers())  # not the last poll's: brokers just joined
         replication = max(1, min(self.config.default_replication_factor, alive))
         if replication < self.config.default_replication_factor:
             log.warning("creating %s with replication factor %d: only %d brokers are alive (default_replication_"
@@ -489,7 +489,9 @@ class Broker:
             if checkpoint_due:
                 last_checkpoint = now
             await asyncio.to_thread(self._flush_and_retain, now, retention_due, checkpoint_due)
-            self.replicas.shrink_isrs(now)
+            view = self.control.view()  # brokers whose session ended leave every ISR this broker leads at once
+            self.replicas.shrink_isrs(now, frozenset(b.node_id for b in view.brokers if not b.alive)
+                                      if view.reachable else frozenset())
             if self.groups is not None and (not self.clustered or self._coordinating is not None):
                 await self.groups.tick(now)  # on a cluster, only the coordinator expires sessions and offsets
 

@@ -177,12 +177,15 @@ class Partition:
             self._state = PartitionState(self._state.leader, self._state.leader_epoch, replicas, isr)
         self.maybe_advance_high_watermark()
 
-    def maybe_shrink_isr(self, now_ms: int) -> tuple[int, ...]:
-        """Drop followers that have not caught up for ``replica_lag_time_max_ms``; returns those dropped."""
+    def maybe_shrink_isr(self, now_ms: int, dead: frozenset[int] = frozenset()) -> tuple[int, ...]:
+        """Drop followers that have not caught up for ``replica_lag_time_max_ms``, and at once those in ``dead``
+        (brokers whose session in the control plane ended: Kafka's controller drops them from every ISR, so
+        the high watermark and acks=all do not wait for them); returns those dropped."""
         with self._lock:
             isr = self._state.isr
             lagging = tuple(r for r in isr if r != self._node_id and (
-                (p := self._followers.get(r)) is None or now_ms - p.last_caught_up_ms > self._lag_max_ms))
+                r in dead or (p := self._followers.get(r)) is None
+                or now_ms - p.last_caught_up_ms > self._lag_max_ms))
         if lagging:
             self._change_isr(tuple(r for r in isr if r not in lagging))
             self.maybe_advance_high_watermark()  # fewer replicas to wait for
@@ -288,13 +291,13 @@ class ReplicaManager:
             existing.update_replicas(state.replicas)
         return existing
 
-    def shrink_isrs(self, now_ms: int) -> None:
+    def shrink_isrs(self, now_ms: int, dead: frozenset[int] = frozenset()) -> None:
         """Drop followers that fell behind ``replica_lag_time_max_ms`` from the ISR of every partition led here
         (housekeeping; partitions without followers cost a lookup)."""
         with self._lock:
             led = [p for p in self._partitions.values() if len(p.state.isr) > 1]
         for partition in led:
-            partition.maybe_shrink_isr(now_ms)
+            partition.maybe_shrink_isr(now_ms, dead)
 
     def forget_topic(self, topic: str) -> None:
         """A deleted topic: its partitions go (their logs are the log manager's to remove)."""

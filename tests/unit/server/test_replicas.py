@@ -142,6 +142,23 @@ def test_a_lagging_follower_leaves_the_isr_and_rejoins_once_caught_up(tmp_path: 
     partition.log.close()
 
 
+def test_a_follower_whose_broker_died_leaves_the_isr_at_once(tmp_path: Path) -> None:
+    """A broker whose session in the control plane ended is dropped from the ISR at the next check, caught up
+    or not, so the high watermark stops waiting for it long before ``replica_lag_time_max_ms``."""
+    changes: list[tuple[int, ...]] = []
+    partition = three_replicas(tmp_path, changes)
+    start = partition.follower_progress(2)
+    assert start is not None
+    now = start.last_caught_up_ms
+    end = append(partition, 3)
+    partition.record_follower_fetch(2, end, now_ms=now + 10)
+    assert partition.log.high_watermark == 0  # replica 3 has nothing
+    assert partition.maybe_shrink_isr(now + 20) == ()  # well within the lag time
+    assert partition.maybe_shrink_isr(now + 20, dead=frozenset({3})) == (3,)
+    assert partition.state.isr == (1, 2) and changes == [(1, 2)] and partition.log.high_watermark == end
+    partition.log.close()
+
+
 def test_a_follower_that_keeps_up_with_a_steady_stream_stays_in_sync(tmp_path: Path) -> None:
     """Kafka's rule: having what the leader had at the previous fetch counts as caught up, so appends
     between fetches never make a follower that keeps up look behind."""

@@ -19,6 +19,7 @@ from umbra.cluster.configs import (
     describe_topic,
     validate_topic_configs,
 )
+from umbra.cluster.control import ControlPlaneError
 from umbra.cluster.metadata import TopicMetadata, validate_topic_name
 from umbra.errors import (
     ErrorCode,
@@ -118,6 +119,11 @@ def _failed_result(name: str, code: int, message: str) -> dict[str, Any]:
 async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, Any]:
     validate_only = bool(getattr(request, "validate_only", False)) and ctx.api_version >= 1
     repeated = duplicates([t.name for t in request.topics])
+    if ctx.broker.clustered and ctx.broker.control.is_controller():
+        try:  # the live brokers now, not at the last poll: a broker that just joined counts for the replicas
+            await ctx.broker.control.refresh()
+        except ControlPlaneError:
+            pass  # etcd out of reach: require_controller answers for each topic
     results = []
     for topic in request.topics:
         if topic.name in repeated:

@@ -1,17 +1,23 @@
-"""`make demo`: umbra's story in a couple of minutes: a shadow link, live replication, failover, and a
-consumer group that carries on at the shadow at the offsets it committed at the source.
+"""`make demo`: shadow links between two clusters of three brokers, a broker lost, a failover, and a consumer
+group that carries on at the shadow at the offsets it committed at the source. About a minute, then it stops.
 
-1. Start two single-broker clusters on embedded defaults (free loopback ports, temporary directories):
-   a *source* and a *shadow*.
-2. Create a shadow link on the shadow cluster with ``umbra shadow create``.
-3. A producer writes to the source while the link's live status shows the lag.
-4. A consumer group reads part of the topic on the source and commits; the link copies its offsets.
-5. Fail over with ``umbra shadow failover --all --wait``.
-6. The same consumer group resumes on the shadow at its committed offsets and reads the rest: every record
-   exactly once across the two clusters. New writes on the shadow continue at the next offset.
+1. Start one etcd and two clusters on it (umbra/devcluster.py, as `umbra dev cluster` does): a *source* and a
+   *shadow*, three brokers each, on free loopback ports in a temporary directory, on embedded defaults except
+   ``default_replication_factor: 3`` on the shadow (so shadow topics survive the loss of a broker).
+2. Create topic ``orders`` (6 partitions, replication factor 3) on the source. A producer writes to it at a
+   steady rate until the source is lost, and consumer group ``billing`` reads it, slower, committing as it goes.
+3. Create a shadow link with ``umbra shadow create``; show ``umbra shadow status``: each of the three shadow
+   brokers runs the replication tasks of the partitions it leads.
+4. ``kill -9`` one shadow broker (by the pid the demo started it with). Its partitions get new leaders once its
+   etcd session expires, replication continues there, and the lag falls back; status again.
+5. The source is lost: the producer and the group stop, the link catches up and copies the group's offsets,
+   the source brokers are killed, and ``umbra shadow failover dr --all --wait`` fails the shadow over.
+6. The group resumes on the shadow at its committed offsets. The demo checks that what the group read on
+   both clusters is exactly what the producer had acknowledged: nothing lost, nothing read twice. A new
+   record on the shadow lands at the next offset.
 
-Clients are kafka-python (umbra's own protocol codec, so nothing beyond umbra's dependencies is needed).
-Both brokers are stopped by pid at the end, also on failure. Exit status 0 means every check passed.
+The clients are in umbra/demo_clients.py. Every process is stopped by pid at the end, also on failure, Ctrl-C
+or SIGTERM. Exit status 0 means every check passed.
 """
 
 from __future__ import annotations
@@ -19,394 +25,374 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
-import socket
-import subprocess
+import signal
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any
 
-TOPIC = "orders"
-PARTITIONS = 3
-RECORDS = 60_000
-PRODUCE_SECONDS = 3.0
-GROUP = "billing"
+from umbra.demo_clients import (
+    GROUP,
+    PARTITIONS,
+    TOPIC,
+    BillingService,
+    DemoError,
+    LiveProducer,
+    Offsets,
+    check_exactly_once,
+    committed_offsets,
+    create_topic,
+    produce_one,
+    replica_sets,
+    resume_group,
+    wait_for,
+)
+from umbra.devcluster import ClusterBroker, DevCluster, DevClusterError, EtcdServer
+
 LINK = "dr"
-T = TypeVar("T")
+PRODUCE_RATE = 1000  # records/s, until the source is lost
+CONSUME_RATE = 400  # slower than the producer: the group has a backlog to resume on the shadow
+SHADOW_SETTINGS = ["--set", "default_replication_factor=3"]
+OFFSET_INVALID = -1001  # librdkafka's committed offset where there is none
 
 
-class DemoError(Exception):
-    """A step of the demo failed; the message says which and why."""
+@dataclass
+class Started:
+    """What the demo started, so that it stops all of it whatever happens: processes (by pid) and clients."""
+
+    processes: list[EtcdServer | ClusterBroker] = field(default_factory=list)
+    clients: list[LiveProducer | BillingService] = field(default_factory=list)
 
 
 # --- output ------------------------------------------------------------------------------------------
 
 _step = 0
+_started = time.monotonic()
 
 
 def step(title: str) -> None:
     global _step
     _step += 1
-    print(f"\n== {_step}. {title}", flush=True)
+    print(f"\n== {_step}. {title}   [{time.monotonic() - _started:.0f}s]", flush=True)
 
 
 def say(text: str) -> None:
     print(f"   {text}", flush=True)
 
 
-# --- waiting ------------------------------------------------------------------------------------------
+# --- the CLI and the admin API, as an operator uses them ---------------------------------------------------
 
 
-def wait_for(what: str, predicate: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
-    """Poll ``predicate`` until it returns something truthy; DemoError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (OSError, urllib.error.URLError) as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-# --- brokers -----------------------------------------------------------------------------------------
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-class Broker:
-    """One `umbra broker` process on embedded defaults, except for its ports and data directory."""
-
-    def __init__(self, name: str, node_id: int, work_dir: Path) -> None:
-        self.name = name
-        self.node_id = node_id
-        self.work_dir = work_dir
-        self.port, self.admin_port = _free_ports(2)
-        self.log_path = work_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "umbra", "broker", "--data-dir", str(self.work_dir / "data"),
-                   "--node-id", str(self.node_id), "--listen", self.bootstrap,
-                   "--admin-listen", f"127.0.0.1:{self.admin_port}"]
-        print("   $ umbra " + " ".join(command[3:]), flush=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-        def ready() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise DemoError(f"the {self.name} broker exited with code {self.process.returncode} during start-up:\n"
-                                f"{self.log_tail()}")
-            with urllib.request.urlopen(f"{self.admin_url}/v1/health", timeout=1) as response:
-                return bool(response.status == 200)
-
-        wait_for(f"the {self.name} broker to answer {self.admin_url}/v1/health", ready, timeout=30)
-        say(f"{self.name} broker ready: Kafka {self.bootstrap}, admin {self.admin_url}, pid {self.process.pid}")
-
-    def stop(self) -> int | None:
-        """SIGTERM by pid, then SIGKILL if it has not exited within 20 s. Returns the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.admin_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-
-
-# --- the CLI, as an operator runs it --------------------------------------------------------------------
-
-
-def umbra_shadow(shadow: Broker, *args: str) -> None:
-    """Run `umbra shadow --admin-url URL ARGS` in this process, print its output, fail the demo if it fails."""
+def umbra_cli(admin_url: str, *args: str) -> None:
+    """Run `umbra ARGS[0] --admin-url URL ARGS[1:]` in this process, print its output, fail if it fails."""
     from umbra.cli.main import main as umbra_main
 
-    print(f"   $ umbra shadow --admin-url {shadow.admin_url} {' '.join(args)}", flush=True)
+    command, rest = args[0], list(args[1:])
+    print(f"   $ umbra {command} --admin-url {admin_url} {' '.join(rest)}", flush=True)
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        code = umbra_main(["shadow", "--admin-url", shadow.admin_url, *args])
+        code = umbra_main([command, "--admin-url", admin_url, *rest])
     for line in output.getvalue().rstrip("\n").split("\n"):
         say("  " + line.split("\r")[-1])  # a progress line rewritten in place with \r: its final state
     if code != 0:
-        raise DemoError(f"`umbra shadow {' '.join(args)}` exited with status {code}")
+        raise DemoError(f"`umbra {' '.join(args)}` exited with status {code}")
 
 
-# --- Kafka clients (kafka-python) ------------------------------------------------------------------------
+def admin_url(cluster: DevCluster) -> str:
+    """Any running broker's admin API answers for the whole cluster (it asks the others, or the controller)."""
+    return next(b.admin_url for b in cluster.brokers if b.running())
 
 
-def value_of(i: int) -> bytes:
-    return f"order {i:05d}: amount={(i * 37) % 1000}.{i % 100:02d}".encode()
+def link_status(shadow: DevCluster) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{admin_url(shadow)}/v1/shadow-links/{LINK}/status", timeout=15) as response:
+        return dict(json.loads(response.read()))
 
 
-def produce_live(bootstrap: str, records: int, seconds: float, done: threading.Event,
-                 errors: list[BaseException]) -> None:
-    """Write ``records`` records at a steady pace over about ``seconds`` (acks=all), then set ``done``."""
-    from kafka import KafkaProducer
-
-    try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, compression_type="lz4")
-        started = time.monotonic()
-        chunk = max(1, records // 50)
-        for i in range(records):
-            producer.send(TOPIC, key=f"customer-{i % 97}".encode(), value=value_of(i), partition=i % PARTITIONS)
-            if i % chunk == chunk - 1:
-                pause = started + seconds * (i + 1) / records - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)  # pacing, so the replication can be watched live
-        producer.flush(timeout=30)
-        producer.close(timeout=10)
-    except BaseException as exc:
-        errors.append(exc)
-    finally:
-        done.set()
+def partitions(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in doc["partitions"] if p["topic"] == TOPIC]
 
 
-def committed_offsets(bootstrap: str) -> dict[int, int]:
-    """The group's committed offsets per partition of the topic (OffsetFetch, without joining the group)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
-    try:
-        result = {}
-        for p in range(PARTITIONS):
-            offset = consumer.committed(TopicPartition(TOPIC, p))
-            result[p] = -1 if offset is None else offset
-        return result
-    finally:
-        consumer.close()
+def by_broker(doc: dict[str, Any]) -> dict[int, list[int]]:
+    """The shadow partitions grouped by the broker that leads, and so replicates, them (-1: no leader)."""
+    found: dict[int, list[int]] = {}
+    for p in partitions(doc):
+        found.setdefault(p["broker"] if p["broker"] is not None else -1, []).append(p["partition"])
+    return dict(sorted(found.items()))
 
 
-@contextlib.contextmanager
-def group_consumer(bootstrap: str) -> Iterator[Any]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_poll_records=500, max_partition_fetch_bytes=32768)
-    try:
-        yield consumer
-    finally:
-        consumer.close()
+def summary(doc: dict[str, Any], since: float, down: int | None = None) -> str:
+    """One line of the link's status: records on the shadow, lag, and which shadow broker replicates what."""
+    shadow = sum(max(p["shadow_high_watermark"], 0) for p in partitions(doc))
+    unknown = [p["partition"] for p in partitions(doc) if p["lag"] is None]
+    lag = f"{doc['total_lag']:>6,}" + (f" + unknown on {unknown}" if unknown else "")
+    leaders = "  ".join(f"{b}{'(down)' if b == down else ''}:{ps}" for b, ps in by_broker(doc).items())
+    return f"+{time.monotonic() - since:4.1f}s  shadow has {shadow:>6,} records, lag {lag}  | leaders {leaders}"
 
 
-def consume(consumer: Any, per_partition: dict[int, int], timeout: float) -> list[Any]:
-    """Poll until every partition p gave at least ``per_partition[p]`` records, pausing the ones that have.
+def watch(shadow: DevCluster, until: Callable[[dict[str, Any]], bool], what: str, timeout: float,
+          down: int | None = None) -> dict[str, Any]:
+    """Print a status line every second, and the last one, until ``until(status)``; returns that status."""
+    since = time.monotonic()
+    last = 0.0
 
-    Every record a poll returned is kept (and so counts as processed when the caller commits).
-    """
-    records: list[Any] = []
-    counts = dict.fromkeys(per_partition, 0)
+    def check() -> dict[str, Any] | None:
+        nonlocal last
+        doc = link_status(shadow)
+        done = until(doc)
+        if done or time.monotonic() - last >= 1:
+            last = time.monotonic()
+            say(summary(doc, since, down))
+        return doc if done else None
 
-    def enough() -> bool:
-        for tp, batch in consumer.poll(timeout_ms=500).items():
-            records.extend(batch)
-            counts[tp.partition] += len(batch)
-            if counts[tp.partition] >= per_partition[tp.partition]:
-                consumer.pause(tp)
-        return all(counts[p] >= wanted for p, wanted in per_partition.items())
-
-    wait_for(f"{sum(per_partition.values()):,} records for group {GROUP}", enough, timeout=timeout, interval=0)
-    return records
+    return wait_for(what, check, timeout, interval=0.25)
 
 
-# --- the story ------------------------------------------------------------------------------------------------
+# --- the story, a function per step ------------------------------------------------------------------------
 
 
-def spec_yaml(source: Broker) -> str:
-    return (f"name: {LINK}\n"
+def start_clusters(work_dir: Path, started: Started) -> tuple[DevCluster, DevCluster]:
+    step("Start one etcd and two clusters of three brokers on it: a source and a shadow")
+    say("(umbra/devcluster.py, as `umbra dev cluster` does: free loopback ports, a temporary directory)")
+    etcd = EtcdServer(work_dir / "etcd")
+    started.processes.append(etcd)
+    etcd.start()
+    say(f"etcd {etcd.url}, pid {etcd.pid}: one control plane, each cluster's keys under its cluster id")
+    source = DevCluster(work_dir / "source", 3, etcd=etcd.url, cluster_id="source", name="source")
+    shadow = DevCluster(work_dir / "shadow", 3, etcd=etcd.url, cluster_id="shadow", name="shadow",
+                        extra=SHADOW_SETTINGS)
+    for cluster in (source, shadow):
+        started.processes += cluster.brokers
+        cluster.start()
+        controller = cluster.wait_ready()  # every broker sees all three: new topics get all three
+        for b in cluster.brokers:
+            say(f"{cluster.cluster_id} broker {b.node_id}: kafka {b.bootstrap}, admin {b.admin_url}, pid {b.pid}"
+                f"{'  (controller)' if b.node_id == controller else ''}")
+    say(f"the shadow brokers run with {' '.join(SHADOW_SETTINGS)}: shadow topics get three replicas too")
+    return source, shadow
+
+
+def start_clients(source: DevCluster, started: Started) -> tuple[LiveProducer, BillingService]:
+    step("A topic, a producer and a consumer group on the source")
+    create_topic(source.bootstrap_servers, replication_factor=3)
+
+    def in_sync() -> dict[int, int] | None:
+        found = replica_sets(source.bootstrap_servers)
+        ok = len(found) == PARTITIONS and all(len(isr) == 3 for _, _, isr in found.values())
+        return {p: leader for p, (leader, _, _) in found.items()} if ok else None
+
+    leaders = wait_for(f"{TOPIC}: {PARTITIONS} partitions with three in-sync replicas", in_sync, timeout=60)
+    say(f"created {TOPIC!r}: {PARTITIONS} partitions, three replicas each, leaders {leaders}")
+    producer = LiveProducer(source.bootstrap_servers, PRODUCE_RATE)
+    billing = BillingService(source.bootstrap_servers, CONSUME_RATE)
+    started.clients += [producer, billing]
+    producer.start()
+    billing.start()
+    say(f"a producer writes {PRODUCE_RATE:,} records/s (acks=all, idempotent) until the source is lost")
+    say(f"group {GROUP!r} reads {CONSUME_RATE:,} records/s and commits after every batch: it falls behind, so that "
+        "it has records left to read after the failover")
+    wait_for("the producer's first acknowledged records", lambda: producer.acked or producer.failures, timeout=60)
+    return producer, billing
+
+
+def create_link(work_dir: Path, source: DevCluster, shadow: DevCluster) -> None:
+    step("Create the shadow link on the shadow cluster: it catches up, then replicates live")
+    spec = (f"name: {LINK}\n"
             f"source:\n"
-            f'  bootstrap_servers: ["{source.bootstrap}"]\n'
+            f"  bootstrap_servers: [{', '.join(b.bootstrap for b in source.brokers)}]\n"
             f"topics:\n"
             f"  sync_interval: 1s\n"
             f"  filters:\n"
             f'    - {{include: prefix, name: "{TOPIC}"}}\n'
-            f'    - {{exclude: literal, name: "{TOPIC}-tmp"}}\n'
             f"  start_at: earliest\n"
-            f"consumer_offsets: {{enabled: true, interval: 1s, groups: [{{include: prefix, name: \"\"}}]}}\n"
-            f"acls: {{enabled: true, interval: 30s}}\n")
-
-
-def status_line(doc: dict[str, Any], elapsed: float) -> str:
-    parts = [p for p in doc["partitions"] if p["topic"] == TOPIC]
-    source_hw = sum(max(p["source_high_watermark"], 0) for p in parts)
-    shadow_hw = sum(max(p["shadow_high_watermark"], 0) for p in parts)
-    lag = sum(p["lag"] or 0 for p in parts)
-    return (f"t={elapsed:4.1f}s  source high watermark {source_hw:>6,}  shadow high watermark {shadow_hw:>6,}  "
-            f"lag {lag:>5,} records")
-
-
-def caught_up(shadow: Broker, source_end: dict[int, int]) -> dict[str, Any] | None:
-    doc: dict[str, Any] = shadow.api("GET", f"/v1/shadow-links/{LINK}/status")
-    parts = {p["partition"]: p for p in doc["partitions"] if p["topic"] == TOPIC}
-    if all(p in parts and parts[p]["lag"] == 0 and parts[p]["shadow_high_watermark"] == end
-           for p, end in source_end.items()):
-        return doc
-    return None
-
-
-def run(work_dir: Path, brokers: list[Broker]) -> None:
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    step("Start two clusters: a source and a shadow (single brokers, embedded defaults)")
-    source = Broker("source", 1, work_dir / "source")
-    shadow = Broker("shadow", 2, work_dir / "shadow")
-    for broker in (source, shadow):
-        broker.work_dir.mkdir(parents=True)
-        brokers.append(broker)
-        broker.start()
-    admin = KafkaAdminClient(bootstrap_servers=source.bootstrap)
-    admin.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=1)])
-    admin.close()
-    say(f"created topic {TOPIC!r} ({PARTITIONS} partitions) on the source")
-
-    step("Create a shadow link on the shadow cluster")
+            f"consumer_offsets: {{enabled: true, interval: 1s}}\n")
     spec_path = work_dir / "dr.yaml"
-    spec_path.write_text(spec_yaml(source))
-    say(f"the link spec, {spec_path.name}:")
-    for line in spec_path.read_text().splitlines():
+    spec_path.write_text(spec)
+    say(f"{spec_path.name}:")
+    for line in spec.splitlines():
         say(f"    {line}")
-    umbra_shadow(shadow, "create", "--config", str(spec_path))
+    umbra_cli(admin_url(shadow), "shadow", "create", "--config", str(spec_path))
+    say("status every second: lag, the records on the source not yet on the shadow; leaders, which shadow broker "
+        "leads, and so replicates, which partitions")
 
-    step(f"A producer writes {RECORDS:,} records to the source; the link replicates them live")
-    done = threading.Event()
-    errors: list[BaseException] = []
-    producer = threading.Thread(target=produce_live, args=(source.bootstrap, RECORDS, PRODUCE_SECONDS, done, errors),
-                                daemon=True)
-    say("the link's status every half second (lag = the source's high watermark minus the shadow's, in records)")
-    started = time.monotonic()
-    producer.start()
-    while not done.wait(0.5):  # a status line every half second while the producer runs
-        say(status_line(shadow.api("GET", f"/v1/shadow-links/{LINK}/status"), time.monotonic() - started))
-    producer.join()
-    if errors:
-        raise DemoError(f"the producer failed: {errors[0]!r}")
-    stopped = time.monotonic()
-    source_end = {p: RECORDS // PARTITIONS + (1 if p < RECORDS % PARTITIONS else 0) for p in range(PARTITIONS)}
-    doc = wait_for("the link to catch up", lambda: caught_up(shadow, source_end), timeout=60)
-    say(status_line(doc, time.monotonic() - started))
-    say(f"the producer stopped; the lag was 0 {1000 * (time.monotonic() - stopped):.0f} ms later")
-    umbra_shadow(shadow, "status", LINK)
+    def on_every_broker(doc: dict[str, Any]) -> bool:
+        fetchers = {t["broker"] for t in doc["tasks"] if t["task"].startswith("fetch-from-source-broker-")}
+        return (len(partitions(doc)) == PARTITIONS and fetchers == {1, 2, 3} and set(by_broker(doc)) == {1, 2, 3}
+                and all(p["state"] == "ACTIVE" and p["lag"] is not None for p in partitions(doc))
+                and doc["total_lag"] <= PRODUCE_RATE // 2)
 
-    step(f"Consumer group {GROUP!r} reads about half of the topic on the source and commits")
-    with group_consumer(source.bootstrap) as consumer:
-        before = consume(consumer, {p: end // 2 for p, end in source_end.items()}, timeout=60)
-        consumer.commit()
-    on_source = committed_offsets(source.bootstrap)
-    say(f"read {len(before):,} records on the source; committed offsets {on_source}")
+    watch(shadow, on_every_broker, "replication tasks on all three shadow brokers, caught up", timeout=90)
+    umbra_cli(admin_url(shadow), "shadow", "status", LINK)
+    offset, error = produce_one(shadow.live_bootstrap_servers, b"written to the shadow before failover", 0)
+    if error is None:
+        raise DemoError(f"the shadow topic took a write before failover (offset {offset}): it must be read-only")
+    say(f"shadow topics are read-only until failover: producing to one fails with {error!r}")
 
-    def copied() -> dict[int, int] | None:
-        offsets = committed_offsets(shadow.bootstrap)
-        return offsets if offsets == on_source else None
 
-    on_shadow = wait_for("the link to copy the group's offsets to the shadow", copied, timeout=60, interval=0.3)
-    say(f"the link copied them to the shadow: {on_shadow}")
+def kill_shadow_broker(shadow: DevCluster) -> int:
+    step("Kill -9 a shadow broker: its partitions move, replication continues, the lag falls back")
 
-    step("Disaster: fail over to the shadow")
-    umbra_shadow(shadow, "failover", LINK, "--all", "--wait")
-    states = {t["topic"]: t["state"] for t in shadow.api("GET", f"/v1/shadow-links/{LINK}/status")["topics"]}
-    if states.get(TOPIC) != "FAILED_OVER":
-        raise DemoError(f"{TOPIC} is {states.get(TOPIC)} after failover, not FAILED_OVER")
+    def three_in_sync() -> bool:
+        found = replica_sets(shadow.live_bootstrap_servers)
+        if any(len(replicas) != 3 for _, replicas, _ in found.values()):
+            raise DemoError(f"shadow partitions without three replicas (leader, replicas, ISR): {found}")
+        return len(found) == PARTITIONS and all(len(isr) == 3 for _, _, isr in found.values())
 
-    step(f"Consumer group {GROUP!r} resumes on the shadow at its committed offsets")
-    with group_consumer(shadow.bootstrap) as consumer:
-        after = consume(consumer, {p: end - on_shadow[p] for p, end in source_end.items()}, timeout=60)
-        first = {p: min((r.offset for r in after if r.partition == p), default=source_end[p])
-                 for p in range(PARTITIONS)}
-        say(f"committed on the shadow: {on_shadow}")
-        say(f"first offsets read:      {first}")
-        if first != on_shadow:
-            raise DemoError(f"the group did not resume at its committed offsets: {first} != {on_shadow}")
-        consumer.commit()
-    say(f"read the remaining {len(after):,} records on the shadow")
-    seen = [r.value for r in before] + [r.value for r in after]
-    expected = {value_of(i) for i in range(RECORDS)}
-    if len(seen) != RECORDS or set(seen) != expected:
-        raise DemoError(f"records across source and shadow: {len(seen)} read, {len(set(seen))} distinct, "
-                        f"{len(expected - set(seen))} missing (expected each of {RECORDS} once)")
-    say(f"every one of the {RECORDS:,} records was read exactly once across source and shadow: no gap, no repeat")
+    wait_for("every shadow partition with three in-sync replicas", three_in_sync, timeout=60)
+    say("every shadow partition has three replicas, all in sync: losing a broker loses nothing")
+    controller = shadow.wait_ready()
+    led = by_broker(link_status(shadow))
+    victim = shadow.broker(max(b for b in led if b != controller))
+    moving = led[victim.node_id]
+    say(f"broker {victim.node_id} leads and replicates partitions {moving}; it is not the controller (broker "
+        f"{controller}), which runs the link's topic and ACL syncers")
+    say(f"$ kill -9 {victim.pid}   # shadow broker {victim.node_id}")
+    victim.kill()
+    say(f"the source keeps taking writes. Partitions {moving} stand still until broker {victim.node_id}'s etcd "
+        "session expires (broker_session_timeout_ms, 9 s) and the controller makes in-sync replicas their leaders, "
+        "which replicate on from where the shadow log ends")
+    say(f"a shadow partition's high watermark advances once all its in-sync replicas have the records, so the "
+        f"partitions broker {victim.node_id} followed wait until it leaves their ISR (replica_lag_time_max_ms, "
+        "30 s), then catch up at once")
+    peak = 0
+    moved = False
 
-    producer_ = KafkaProducer(bootstrap_servers=shadow.bootstrap, acks="all")
-    metadata = producer_.send(TOPIC, key=b"after-failover", value=b"a new order", partition=0).get(timeout=30)
-    producer_.close()
-    say(f"a new record written to the shadow got offset {metadata.offset} in {TOPIC}-0 "
-        f"(the source's log ended at {source_end[0]}): the topic is an ordinary writable topic now")
-    if metadata.offset != source_end[0]:
-        raise DemoError(f"the new record got offset {metadata.offset}, expected {source_end[0]}")
+    def moved_and_caught_up(doc: dict[str, Any]) -> bool:
+        nonlocal peak, moved
+        peak = max(peak, doc["total_lag"])
+        if not moved and victim.node_id not in by_broker(doc) and -1 not in by_broker(doc):
+            moved = True
+            say(f"partitions {moving} have new leaders: {by_broker(doc)}")
+        return (moved and all(p["state"] == "ACTIVE" and p["lag"] is not None for p in partitions(doc))
+                and doc["total_lag"] <= PRODUCE_RATE // 2 and peak > doc["total_lag"])
+
+    after = watch(shadow, moved_and_caught_up, f"broker {victim.node_id}'s partitions led elsewhere, lag falling",
+                  timeout=120, down=victim.node_id)
+    say(f"the lag peaked at {peak:,} records and is {after['total_lag']:,} now. The cluster and the link:")
+    umbra_cli(admin_url(shadow), "cluster", "status")
+    umbra_cli(admin_url(shadow), "shadow", "status", LINK)
+    return victim.node_id
+
+
+def fail_over(source: DevCluster, shadow: DevCluster, producer: LiveProducer, billing: BillingService,
+              lost: int) -> Offsets:
+    """Returns each partition's end offset: the records the producer had acknowledged."""
+    step("Disaster: the source is lost. Fail the shadow over")
+    producer.stop()
+    billing.stop()
+    if producer.failures or billing.failures:
+        raise DemoError(f"a client failed: {(producer.failures + billing.failures)[0]}")
+    end: Offsets = {p: sum(1 for q, _ in producer.acked if q == p) for p in range(PARTITIONS)}
+    if set(producer.acked) != {(p, o) for p in end for o in range(end[p])}:
+        raise DemoError("the producer's acknowledged offsets are not contiguous from 0 on every partition")
+    say(f"the producer stopped: {len(producer.acked):,} records, every one acknowledged; partitions end at {end}")
+    say(f"group {GROUP!r} stopped: read {len(billing.read):,} records, committed {billing.committed}")
+    say("so that nothing is lost, wait until the link has copied every record and the group's offsets (lag 0); in "
+        "a real disaster, what is still in the lag is lost")
+    group_offsets = {p: billing.committed.get(p, OFFSET_INVALID) for p in range(PARTITIONS)}
+
+    def copied() -> bool:
+        marks = {p["partition"]: p["shadow_high_watermark"] for p in partitions(link_status(shadow))}
+        return marks == end and committed_offsets(shadow.live_bootstrap_servers) == group_offsets
+
+    wait_for("the shadow to have every record and the group's committed offsets", copied, timeout=90, interval=0.5)
+    say(f"the shadow has them: partitions end at {end}, group {GROUP!r} committed {billing.committed}")
+    for b in source.brokers:
+        say(f"$ kill -9 {b.pid}   # source broker {b.node_id}")
+        b.kill()
+    umbra_cli(admin_url(shadow), "shadow", "failover", LINK, "--all", "--wait", "--timeout", "90")
+    doc = link_status(shadow)
+    if {t["topic"]: t["state"] for t in doc["topics"]}.get(TOPIC) != "FAILED_OVER":
+        raise DemoError(f"{TOPIC} is not FAILED_OVER after failover: {doc['topics']}")
+    if not all(p["writable"] and p["broker"] != lost for p in partitions(doc)):
+        raise DemoError(f"not every partition is writable on a live leader: {partitions(doc)}")
+    say(f"{TOPIC} is FAILED_OVER: an ordinary topic, writable on its leaders, brokers {sorted(by_broker(doc))}")
+    return end
+
+
+def resume_on_shadow(shadow: DevCluster, producer: LiveProducer, billing: BillingService, end: Offsets) -> None:
+    step(f"Group {GROUP!r} resumes on the shadow at its committed offsets")
+    committed = committed_offsets(shadow.live_bootstrap_servers)
+    start = {p: max(committed[p], 0) for p in range(PARTITIONS)}
+    read = resume_group(shadow.live_bootstrap_servers, start, end, timeout=90)
+    first = {p: min((o for q, o, _ in read if q == p), default=end[p]) for p in range(PARTITIONS)}
+    say(f"committed on the shadow: {committed}")
+    say(f"first offsets read:      {first}")
+    if first != start:
+        raise DemoError(f"the group did not resume at its committed offsets: read from {first}, committed {start}")
+    say(f"read the remaining {len(read):,} records on the shadow")
+    check_exactly_once(producer.acked, billing.read, read)
+    say(f"{len(billing.read):,} read on the source + {len(read):,} on the shadow = {len(producer.acked):,} "
+        "acknowledged, each read once, with its value: nothing lost, nothing read twice")
+    offset, error = produce_one(shadow.live_bootstrap_servers, b"a new order, after failover", 0)
+    if offset != end[0]:
+        raise DemoError(f"a new record on the shadow got offset {offset} ({error}), expected {end[0]}")
+    say(f"a new record on the shadow got offset {offset} in {TOPIC}-0, right after the source's last one")
+
+
+def run(work_dir: Path, started: Started) -> None:
+    source, shadow = start_clusters(work_dir, started)
+    producer, billing = start_clients(source, started)
+    create_link(work_dir, source, shadow)
+    lost = kill_shadow_broker(shadow)
+    end = fail_over(source, shadow, producer, billing, lost)
+    resume_on_shadow(shadow, producer, billing, end)
+
+
+# --- start and stop ---------------------------------------------------------------------------------------
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.CRITICAL)  # kafka-python's connection chatter is not the story
-    print("umbra demo: shadow links (broker-internal replication at the source's offsets) and failover")
-    brokers: list[Broker] = []
+    print("umbra demo: shadow links between two clusters, a broker lost, failover, a consumer group resuming")
+    signal.signal(signal.SIGTERM, _interrupted)  # stopped by SIGTERM as by Ctrl-C: what it started stops too
+    started = Started()
     failure: str | None = None
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="umbra-demo-") as temp:
         try:
-            run(Path(temp), brokers)
-        except DemoError as exc:
+            run(Path(temp), started)
+        except (DemoError, DevClusterError) as exc:
             failure = str(exc)
         except KeyboardInterrupt:
             failure = "interrupted"
         except Exception as exc:  # any other failure is a failed demo too, with its cause
             failure = f"{type(exc).__name__}: {exc}"
         finally:
-            if failure is not None:
-                for broker in brokers:
-                    print(f"--- last lines of the {broker.name} broker's log ---\n{broker.log_tail()}", file=sys.stderr)
-            step("Stop both brokers")
-            for broker in brokers:
-                code = broker.stop()
-                say(f"{broker.name} broker (pid {broker.process.pid if broker.process else '-'}) stopped, "
-                    f"exit code {code}")
+            stop_everything(started, show_logs=failure not in (None, "interrupted"))
     if failure is not None:
         print(f"\numbra demo: FAILED: {failure}", file=sys.stderr)
         return 1
-    print(f"\numbra demo: done in {time.monotonic() - started:.0f}s, every check passed")
+    print(f"\numbra demo: done in {time.monotonic() - _started:.0f}s, every check passed")
     return 0
+
+
+def stop_everything(started: Started, show_logs: bool) -> None:
+    """The clients, then every process the demo started, by pid, etcd last; their logs' tails after a failure."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave processes behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for client in started.clients:
+        client.stopping.set()
+    for client in started.clients:
+        if client.is_alive():
+            client.join(10)
+    step("Stop every process the demo started (SIGTERM by pid; the ones it killed are gone already)")
+    for process in reversed(started.processes):
+        if process.pid is None:
+            continue  # never started
+        if show_logs:
+            print(f"--- last lines of {process.name}'s log ({process.log_path}) ---\n{process.log_tail()}",
+                  file=sys.stderr)
+        was_running = process.running()
+        code = process.stop()
+        ended = f"by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        say(f"{process.name} (pid {process.pid}): {'stopped' if was_running else 'had ended'}, {ended}")
 
 
 if __name__ == "__main__":

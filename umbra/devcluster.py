@@ -1,11 +1,13 @@
 """A local cluster for development and tests: an etcd (Debian's ``etcd``) and N `umbra broker` processes on free
-loopback ports. `umbra dev cluster` runs it; the tests start their etcd with :class:`EtcdServer`.
+loopback ports. `umbra dev cluster` runs it; the tests start their etcd with :class:`EtcdServer`; `make demo`
+(umbra/demo.py) runs two clusters on one etcd.
 
 Every process is started by this module and stopped by pid: SIGTERM, then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -139,8 +142,8 @@ class ClusterBroker(_Process):
     """One `umbra broker` of a cluster on etcd."""
 
     def __init__(self, work_dir: Path, node_id: int, etcd: str, cluster_id: str, *, rack: str | None = None,
-                 extra: list[str] | None = None) -> None:
-        super().__init__(f"broker-{node_id}", work_dir / f"broker-{node_id}.log")
+                 extra: list[str] | None = None, name: str | None = None) -> None:
+        super().__init__(name or f"broker-{node_id}", work_dir / f"broker-{node_id}.log")
         self.work_dir = work_dir
         self.node_id = node_id
         self.etcd = etcd
@@ -158,6 +161,12 @@ class ClusterBroker(_Process):
         return f"http://{LOOPBACK}:{self.admin_port}"
 
     def start(self, timeout: float = 60.0) -> ClusterBroker:
+        self.spawn()
+        self.wait_healthy(timeout)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process; :meth:`wait_healthy` waits for its admin API."""
         command = [sys.executable, "-m", "umbra", "broker", "--etcd", self.etcd, "--cluster-id", self.cluster_id,
                    "--node-id", str(self.node_id), "--data-dir", str(self.work_dir / f"broker-{self.node_id}"),
                    "--listen", self.bootstrap, "--admin-listen", f"{LOOPBACK}:{self.admin_port}", *self.extra]
@@ -165,36 +174,98 @@ class ClusterBroker(_Process):
             command += ["--rack", self.rack]
         self._spawn(command)
 
+    def wait_healthy(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             self.check_alive()
             return _http_ok(self.admin_url + "/v1/health")
 
         _wait(f"{self.name} to answer {self.admin_url}/v1/health", ready, timeout)
-        return self
+
+    def cluster_status(self) -> dict[str, Any]:
+        """This broker's view of its cluster (GET /v1/cluster: brokers alive or not, the controller, ...)."""
+        with urllib.request.urlopen(self.admin_url + "/v1/cluster", timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+
+BROKER_CONFIG_FILE = "broker.yaml"
 
 
 class DevCluster:
-    """etcd (unless one is given) and ``brokers`` brokers, started in order and stopped in reverse."""
+    """etcd (unless one is given) and ``brokers`` brokers (node ids 1 to N), started together and stopped in
+    reverse. ``extra`` are more `umbra broker` arguments for every broker (e.g. ``["--set", "KEY=VALUE"]``);
+    ``name`` prefixes the brokers' names in messages ("source broker 2").
 
-    def __init__(self, data_dir: Path, brokers: int, *, etcd: str | None = None, cluster_id: str = "dev") -> None:
+    When ``data_dir`` holds a ``broker.yaml``, every broker is started with ``--config`` it: how settings reach
+    the brokers of `umbra dev cluster` (e.g. ``default_replication_factor: 3``). The flags win over it."""
+
+    def __init__(self, data_dir: Path, brokers: int, *, etcd: str | None = None, cluster_id: str = "dev",
+                 extra: list[str] | None = None, name: str | None = None) -> None:
         self.data_dir = data_dir
+        self.cluster_id = cluster_id
         self.etcd_server = EtcdServer(data_dir) if etcd is None else None
         self.etcd_url = etcd or (self.etcd_server.url if self.etcd_server else "")
-        self.brokers = [ClusterBroker(data_dir, i + 1, self.etcd_url, cluster_id) for i in range(brokers)]
+        config_file = data_dir / BROKER_CONFIG_FILE
+        arguments = (["--config", str(config_file)] if config_file.is_file() else []) + (extra or [])
+        self.brokers = [ClusterBroker(data_dir, i + 1, self.etcd_url, cluster_id, extra=arguments,
+                                      name=f"{name} broker {i + 1}" if name else None) for i in range(brokers)]
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(b.bootstrap for b in self.brokers)
 
-    def start(self) -> None:
+    @property
+    def live_bootstrap_servers(self) -> str:
+        """The brokers whose process runs (after a kill, clients are given only those)."""
+        return ",".join(b.bootstrap for b in self.brokers if b.running())
+
+    def broker(self, node_id: int) -> ClusterBroker:
+        return next(b for b in self.brokers if b.node_id == node_id)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start etcd, then every broker at once; wait for each to answer its health check, then for all of them
+        to see each other (until then, the controller would create topics over fewer brokers, or refuse them)."""
         try:
             if self.etcd_server is not None:
                 self.etcd_server.start()
             for broker in self.brokers:
-                broker.start()
+                broker.spawn()
+            for broker in self.brokers:
+                broker.wait_healthy(timeout)
+            self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def wait_ready(self, timeout: float = 60.0) -> int:
+        """Until every running broker sees every running broker alive and the same controller (the controller's
+        own view included: it assigns new topics' replicas over the brokers it sees); returns the controller."""
+        running = [b for b in self.brokers if b.running()]
+        wanted = {b.node_id for b in running}
+
+        def controller() -> int | None:
+            seen: set[int | None] = set()
+            for broker in running:
+                broker.check_alive()
+                try:
+                    doc = broker.cluster_status()
+                except (urllib.error.URLError, OSError, ValueError):
+                    return None
+                if not wanted <= {b["node_id"] for b in doc["brokers"] if b["alive"]}:
+                    return None
+                seen.add(doc["controller"])
+            return seen.pop() if len(seen) == 1 else None
+
+        found: list[int] = []
+
+        def ready() -> bool:
+            node = controller()
+            if node is not None:
+                found.append(node)
+            return node is not None
+
+        _wait(f"the {len(running)} brokers of cluster {self.cluster_id} to see each other and one controller", ready,
+              timeout)
+        return found[-1]
 
     def stop(self) -> None:
         for broker in reversed(self.brokers):

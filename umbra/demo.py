@@ -256,8 +256,8 @@ def kill_shadow_broker(shadow: DevCluster) -> int:
         "session expires (broker_session_timeout_ms, 9 s) and the controller makes in-sync replicas their leaders, "
         "which replicate on from where the shadow log ends")
     say(f"a shadow partition's high watermark advances once all its in-sync replicas have the records, so the "
-        f"partitions broker {victim.node_id} followed wait until it leaves their ISR (replica_lag_time_max_ms, "
-        "30 s), then catch up at once")
+        f"partitions broker {victim.node_id} followed wait too, until its session expires and their leaders drop "
+        "it from their ISR; then they catch up at once")
     peak = 0
     moved = False
 

@@ -85,6 +85,7 @@ class Broker:
                                        on_isr_change=self._isr_changed)
         self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify)
         self._isr_updates: set[asyncio.Task[bool]] = set()
+        self._isr_locks: dict[tuple[str, int], asyncio.Lock] = {}  # one ISR write at a time per partition
         self._cluster_producer_ids: list[int] | None = None  # [next, end) of the block reserved in etcd
         self._coordinating: tuple[int, int] | None = None  # (this node, epoch) while it leads the offsets topic
         self.started_ms = now_ms()
@@ -312,10 +313,18 @@ class Broker:
             self.metrics.isr_expands.inc(len(isr) - len(before))
         if not self.clustered:
             return
-        task = asyncio.get_running_loop().create_task(
-            self.control.update_isr(partition.topic, partition.index, partition.leader_epoch, isr))
+        task = asyncio.get_running_loop().create_task(self._record_isr(partition))
         self._isr_updates.add(task)
         task.add_done_callback(self._isr_updates.discard)
+
+    async def _record_isr(self, partition: Partition) -> bool:
+        """One write at a time per partition, each of the ISR as it is when the write starts: concurrent
+        compare-and-swaps of a quick shrink and expand could land in either order and leave the control plane
+        with an ISR the leader no longer has (and, the leader seeing no change, never corrects)."""
+        lock = self._isr_locks.setdefault((partition.topic, partition.index), asyncio.Lock())
+        async with lock:
+            state = partition.state
+            return await self.control.update_isr(partition.topic, partition.index, state.leader_epoch, state.isr)
 
     async def apply_cluster_topics(self, topics: dict[str, TopicMetadata]) -> None:
         """The control plane's topics replace this broker's view: logs of partitions this broker leads are

@@ -40,6 +40,9 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
+FETCHED_RECENTLY_MS = 1_000  # a fetch this recent proves a follower alive, whatever the last view said
+
+
 @dataclass(slots=True)
 class FollowerProgress:
     """What the leader knows of one follower, from its fetches (Kafka's replica state on the leader)."""
@@ -180,11 +183,14 @@ class Partition:
     def maybe_shrink_isr(self, now_ms: int, dead: frozenset[int] = frozenset()) -> tuple[int, ...]:
         """Drop followers that have not caught up for ``replica_lag_time_max_ms``, and at once those in ``dead``
         (brokers whose session in the control plane ended: Kafka's controller drops them from every ISR, so
-        the high watermark and acks=all do not wait for them); returns those dropped."""
+        the high watermark and acks=all do not wait for them). The control plane's view is a poll old: a
+        follower in ``dead`` that fetched within ``FETCHED_RECENTLY_MS`` has restarted and stays. Returns
+        those dropped."""
         with self._lock:
             isr = self._state.isr
             lagging = tuple(r for r in isr if r != self._node_id and (
-                r in dead or (p := self._followers.get(r)) is None
+                (p := self._followers.get(r)) is None
+                or (r in dead and now_ms - p.last_fetch_ms > FETCHED_RECENTLY_MS)
                 or now_ms - p.last_caught_up_ms > self._lag_max_ms))
         if lagging:
             self._change_isr(tuple(r for r in isr if r not in lagging))

@@ -216,6 +216,10 @@ def test_every_shadow_broker_replicates_the_partitions_it_leads(start_cluster: C
     source_admin = AdminClient({"bootstrap.servers": bootstrap(source)})
     for future in source_admin.create_partitions([NewPartitions("orders", 16)]).values():
         future.result(timeout=30)
+    for broker in source.values():  # every source broker's metadata has them (brokers poll etcd): a producer
+        each = AdminClient({"bootstrap.servers": broker.bootstrap})  # naming a partition it lacks fails at once
+        wait_until(lambda a=each: len(a.list_topics(topic="orders", timeout=10).topics["orders"].partitions) == 16,
+                   timeout=30, message="16 source partitions on every source broker")
     produce(source, "orders", 1600, 16, seed=2)
     wait_caught_up(source, shadow, {"orders": 16})
     assert_same_logs(source, shadow, {"orders": 16})

@@ -13,7 +13,7 @@ from umbra.cluster.metadata import TopicMetadata
 from umbra.errors import ErrorCode, KafkaError
 from umbra.records.batch import validate_record_set
 from umbra.records.records import build_batch
-from umbra.server.replicas import Partition, PartitionState, ReplicaManager
+from umbra.server.replicas import FETCHED_RECENTLY_MS, Partition, PartitionState, ReplicaManager
 from umbra.storage.config import LogConfig
 from umbra.storage.log import Log
 
@@ -156,6 +156,25 @@ def test_a_follower_whose_broker_died_leaves_the_isr_at_once(tmp_path: Path) -> 
     assert partition.maybe_shrink_isr(now + 20) == ()  # well within the lag time
     assert partition.maybe_shrink_isr(now + 20, dead=frozenset({3})) == (3,)
     assert partition.state.isr == (1, 2) and changes == [(1, 2)] and partition.log.high_watermark == end
+    partition.log.close()
+
+
+def test_a_follower_that_fetches_stays_in_the_isr_while_the_view_still_calls_it_dead(tmp_path: Path) -> None:
+    """The control plane's view is a poll old: a broker that restarted, caught up and rejoined is still dead
+    there for a moment. Its fetches prove it alive, so the ISR does not flap; once it stops fetching, it goes."""
+    changes: list[tuple[int, ...]] = []
+    partition = three_replicas(tmp_path, changes)
+    start = partition.follower_progress(3)
+    assert start is not None
+    now = start.last_caught_up_ms
+    end = append(partition, 3)
+    partition.record_follower_fetch(2, end, now_ms=now + 10)
+    partition.record_follower_fetch(3, end, now_ms=now + 10)
+    assert partition.maybe_shrink_isr(now + 20, dead=frozenset({3})) == ()
+    assert partition.maybe_shrink_isr(now + 10 + FETCHED_RECENTLY_MS, dead=frozenset({3})) == ()
+    partition.record_follower_fetch(2, end, now_ms=now + 10 + FETCHED_RECENTLY_MS)  # replica 2 keeps fetching
+    assert partition.maybe_shrink_isr(now + 11 + FETCHED_RECENTLY_MS, dead=frozenset({3})) == (3,)
+    assert partition.state.isr == (1, 2) and changes == [(1, 2)]
     partition.log.close()
 
 

@@ -76,6 +76,8 @@ def _load() -> ctypes.CDLL:
         "rd_kafka_mock_push_request_errors_array": (None, [p, i16, size_t, ctypes.POINTER(c_int)]),
         "rd_kafka_mock_clear_request_errors": (None, [p, i16]),
         "rd_kafka_mock_coordinator_set": (c_int, [p, ctypes.c_char_p, ctypes.c_char_p, i32]),
+        "rd_kafka_mock_partition_set_follower": (c_int, [p, ctypes.c_char_p, i32, i32]),
+        "rd_kafka_mock_broker_set_rack": (c_int, [p, i32, ctypes.c_char_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -175,6 +177,14 @@ class MockCluster:
         """Move the partition's leadership (the mock bumps its leader epoch); -1 leaves it leaderless."""
         _check(self._lib.rd_kafka_mock_partition_set_leader(self._cluster, topic.encode(), partition, broker_id),
                f"set leader of {topic}-{partition}")
+
+    def set_follower(self, topic: str, partition: int, broker_id: int) -> None:
+        """KIP-392: the leader names ``broker_id`` as the preferred read replica of the partition in Fetch."""
+        _check(self._lib.rd_kafka_mock_partition_set_follower(self._cluster, topic.encode(), partition, broker_id),
+               f"set follower of {topic}-{partition}")
+
+    def set_rack(self, broker_id: int, rack: str) -> None:
+        _check(self._lib.rd_kafka_mock_broker_set_rack(self._cluster, broker_id, rack.encode()), "set rack")
 
     def delete_records(self, topic: str, partition: int, before_offset: int) -> None:
         _check(self._lib.rd_kafka_mock_partition_delete_records(self._cluster, topic.encode(), partition,

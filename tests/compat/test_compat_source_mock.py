@@ -323,3 +323,30 @@ def test_recreated_topic_detected_without_topic_ids(broker: BrokerProcess) -> No
                    for e in doc["events"]), doc["events"]
         # Nothing of the new topic was written over the shadow's data.
         assert read_batches(broker.bootstrap, TOPIC, 3) == before
+
+
+def test_source_client_rack_fetches_from_the_preferred_replica(mock: MockCluster, broker: BrokerProcess) -> None:
+    """KIP-392: with ``source.client.rack``, each partition is fetched from the replica the source's leader
+    prefers for that rack, and copied exactly as from the leader."""
+    mock.create_topic(TOPIC, PARTITIONS)
+    led = leaders(mock.bootstraps, TOPIC)
+    for broker_id, rack in zip(mock.broker_ids, ("az1", "az2", "az3"), strict=True):
+        mock.set_rack(broker_id, rack)
+    followers = {p: next(b for b in mock.broker_ids if b != led[p]) for p in range(PARTITIONS)}
+    for p, follower in followers.items():
+        mock.set_follower(TOPIC, p, follower)
+    records = make_records("rack", 1200, PARTITIONS)
+    acknowledged = produce_with_every_codec(mock.bootstraps, TOPIC, records)
+
+    spec = mock_link_spec(mock)
+    spec["source"]["client"]["rack"] = "az1"
+    create_link(broker, spec)
+    doc = wait_mirrored(mock, broker, TOPIC, PARTITIONS)
+    for p in range(PARTITIONS):  # no preferred replica: the test's own reader (leaders only) gets the data
+        mock.set_follower(TOPIC, p, -1)
+    assert_mirrored(mock, broker, TOPIC, PARTITIONS, records, acknowledged)
+    by_partition = partitions_by_number(doc, TOPIC)
+    assert {p: by_partition[p]["source_broker"] for p in range(PARTITIONS)} == followers, doc["events"]
+    assert {p: by_partition[p]["source_leader"] for p in range(PARTITIONS)} == led
+    assert any("the replica the leader prefers for rack az1" in e["event"] for e in doc["events"]), doc["events"]
+

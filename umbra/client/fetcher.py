@@ -1,21 +1,29 @@
-"""One fetcher per source broker: Fetch requests in a fetch session, raw record bytes out.
+"""Fetchers: Fetch requests in a fetch session, raw record bytes out, and how many to keep in flight.
 
 The fetcher never moves a fetch offset on its own. Its owner (a replicator) appends what it got and
 then calls :meth:`BrokerFetcher.set_offset`; until then every fetch asks for the same offset again.
 It owns a dedicated connection, so long-polling fetches never queue admin requests behind them.
+
+A session has one Fetch in flight, so a source broker far away is fetched over several fetchers, each
+with its own session: :func:`plan_in_flight` says how many and how large, from the round trip a fetcher
+measures (:attr:`BrokerFetcher.round_trip_s`) and the rate its owner sees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from umbra import __version__
 from umbra.client import versions as api
 from umbra.client.connection import BrokerConnection
-from umbra.client.errors import ClientConnectionError, ClientResponseError
+from umbra.client.errors import ClientConnectionError, ClientError, ClientResponseError
 from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
 from umbra.client.fetch_session import NO_SESSION, FetchRequestPlan, FetchSession, PartitionPosition, TopicPartition
 from umbra.client.messages import response_header_size
@@ -25,6 +33,13 @@ from umbra.errors import ErrorCode
 ConnectionSource = Callable[[], Awaitable[BrokerConnection]]
 _SESSION_ERRORS = (ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH)
 _ZERO_UUID = uuid.UUID(int=0)
+ROUND_TRIP_PROBE_INTERVAL_S = 10.0
+_ROUND_TRIP_SAMPLES = 5  # the round trip is the lowest of the last few probes: a busy event loop only adds
+_PROBE_FIELDS = {"client_software_name": "umbra", "client_software_version": __version__}
+MAX_FETCHES_IN_FLIGHT = 4  # fetch sessions per source broker
+# One Fetch in flight leaves the pipe empty for a round trip per response. That costs under 3 % while a full
+# response takes 32 round trips or more to arrive (a LAN); past that, fetches overlap.
+_ONE_FETCH_MIN_ROUND_TRIPS = 32
 
 
 @dataclass(slots=True)
@@ -62,10 +77,30 @@ class BrokerFetcher:
         # Whether the remote granted a fetch session to the last full request; None until one was answered.
         self.sessions_granted: bool | None = None
         self.version: int | None = None  # the Fetch version of the last request
-        self._in_flight = asyncio.Lock()  # one fetch at a time; the session supports more, later
+        self._in_flight = asyncio.Lock()  # one fetch at a time: each request names the offsets the last one ended at
+        self._connection_requests = [0]  # requests in flight on the connection, over this fetcher and its siblings
+        # Set by an owner that sizes its fetches by the round trip: an ApiVersions probe (at the version the
+        # handshake settled on) goes out just ahead of a Fetch every ROUND_TRIP_PROBE_INTERVAL_S, when nothing
+        # else is in flight on the connection; the remote answers it at once, before it reads the Fetch.
+        self.probe_round_trip = False
+        self.round_trip_s: float | None = None
+        self._round_trips: deque[float] = deque(maxlen=_ROUND_TRIP_SAMPLES)
+        self._next_probe = 0.0
 
     def __repr__(self) -> str:
         return f"<BrokerFetcher broker={self.broker_id} partitions={len(self.session.partitions)}>"
+
+    def sibling(self) -> BrokerFetcher:
+        """Another fetch session over this fetcher's connection, with a Fetch of its own in flight.
+
+        The remote answers a connection's requests one after another, in order (Kafka does, and so does
+        umbra), so the siblings' responses follow each other on the wire instead of sharing it: while one
+        arrives, the next requests are already there. Closing a sibling ends its session, not the connection.
+        """
+        sibling = BrokerFetcher(self._connect, self.settings, broker_id=self.broker_id,
+                                request_timeout_s=self.request_timeout_s)
+        sibling._connection_requests = self._connection_requests
+        return sibling
 
     async def close(self) -> None:
         """Close the fetcher's connection (if its owner gave a way to). The remote session expires."""
@@ -120,12 +155,21 @@ class BrokerFetcher:
         plan = self.session.build_request()
         fields = fetch_request_fields(plan, self.settings)
         timeout = self.request_timeout_s + self.settings.fetch_max_wait_ms / 1000
+        probe: asyncio.Task[None] | None = None
+        self._connection_requests[0] += 1
         try:
+            if self.probe_round_trip and time.monotonic() >= self._next_probe and self._connection_requests[0] == 1:
+                probe = asyncio.ensure_future(self._time_round_trip(connection))
+                await asyncio.sleep(0)  # the probe task writes its request now, ahead of the Fetch
             frame = await connection.request_frame(api.FETCH, fields, version=version, timeout=timeout)
         except BaseException:
             # Lost, timed out or cancelled: the remote may or may not have applied this epoch.
             self.session.on_request_lost()
             raise
+        finally:
+            self._connection_requests[0] -= 1
+            if probe is not None and not probe.done():  # answered before the Fetch, unless the Fetch failed first
+                probe.cancel()
         view = memoryview(frame)
         try:
             response = decode_fetch_response(view[response_header_size(api.FETCH, version, view):], version)
@@ -142,6 +186,17 @@ class BrokerFetcher:
         return FetchResult(name_fetched_partitions(response.partitions, plan), plan.offsets, response.session_id,
                            plan.epoch, response.throttle_time_ms, version)
 
+    async def _time_round_trip(self, connection: BrokerConnection) -> None:
+        self._next_probe = time.monotonic() + ROUND_TRIP_PROBE_INTERVAL_S
+        started = time.monotonic()
+        try:
+            await connection.request_frame(api.API_VERSIONS, _PROBE_FIELDS, version=connection.version(api.API_VERSIONS),
+                                           timeout=self.request_timeout_s)
+        except ClientError:
+            return  # the Fetch behind it, on the same connection, reports what went wrong
+        self._round_trips.append(time.monotonic() - started)
+        self.round_trip_s = min(self._round_trips)
+
     def _choose_version(self, connection: BrokerConnection) -> int:
         version = fetch_version_for(connection, self.session.positions().values())
         uses_topic_ids = version >= api.FETCH_TOPIC_IDS
@@ -151,8 +206,39 @@ class BrokerFetcher:
         return version
 
 
-
 # -- sans-I/O pieces, shared with one-off reads (SourceCluster.fetch_at) ------------------------------
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """How many fetch sessions to keep towards one source broker, each with one Fetch of up to ``max_bytes``."""
+
+    fetches: int
+    max_bytes: int
+
+
+def plan_in_flight(settings: FetchSettings, partitions: int, rate_bytes_s: float, round_trip_s: float | None,
+                   at_least: int = 1) -> InFlight:
+    """Enough bytes in flight towards one source broker for its bandwidth-delay product.
+
+    A session has one Fetch in flight, so it moves at most ``max_bytes / (round trip + max_bytes / bandwidth)``:
+    between two responses the pipe carries nothing for a round trip. While a full response takes at least
+    32 round trips to arrive that is fine (one session). Beyond, the partitions are spread over
+    MAX_FETCHES_IN_FLIGHT sessions (at most one per partition, and never fewer than ``at_least``), siblings on
+    one connection (:meth:`BrokerFetcher.sibling`): their responses arrive one after another, and while one
+    arrives the next requests are at the source already, if ``(fetches - 1) * max_bytes`` covers the
+    bandwidth-delay product. Each asks for ``fetch_max_bytes / fetches`` (what one session had in flight,
+    shared) or, where the bandwidth-delay product needs more, ``2 * BDP / (fetches - 1)``, never above
+    ``fetch_max_bytes``. ``rate_bytes_s`` is the rate measured while the source had more to give: under too few
+    bytes in flight it is the rate they allow, which raises the plan until the pipe is full.
+    """
+    largest = settings.fetch_max_bytes
+    bdp = rate_bytes_s * (round_trip_s or 0.0)
+    wanted = MAX_FETCHES_IN_FLIGHT if bdp * _ONE_FETCH_MIN_ROUND_TRIPS > largest else 1
+    fetches = max(1, min(max(wanted, at_least), MAX_FETCHES_IN_FLIGHT, partitions))
+    if fetches == 1:
+        return InFlight(1, largest)
+    return InFlight(fetches, min(largest, max(largest // fetches, math.ceil(2 * bdp / (fetches - 1)))))
+
 
 def fetch_version_for(connection: BrokerConnection, positions: Iterable[PartitionPosition]) -> int:
     """The negotiated Fetch version, or v12 when some partition's topic id is unknown (name topics then)."""
@@ -179,7 +265,7 @@ def fetch_request_fields(plan: FetchRequestPlan, settings: FetchSettings) -> dic
     return {"replica_id": -1, "max_wait_ms": settings.fetch_max_wait_ms, "min_bytes": settings.fetch_min_bytes,
             "max_bytes": settings.fetch_max_bytes, "isolation_level": 0, "session_id": plan.session_id,
             "session_epoch": plan.epoch, "topics": list(topics.values()),
-            "forgotten_topics_data": list(forgotten.values()), "rack_id": ""}
+            "forgotten_topics_data": list(forgotten.values()), "rack_id": settings.rack}
 
 
 def name_fetched_partitions(fetched: list[FetchedPartition], plan: FetchRequestPlan

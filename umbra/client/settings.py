@@ -31,6 +31,7 @@ class FetchSettings:
     fetch_min_bytes: int = 1
     fetch_max_bytes: int = 52428800
     fetch_partition_max_bytes: int = 10485760
+    rack: str = ""  # KIP-392: sent as the Fetch's rack_id; a source may then name a replica in this rack
 
     def __post_init__(self) -> None:
         for name in ("fetch_max_wait_ms", "fetch_min_bytes", "fetch_max_bytes", "fetch_partition_max_bytes"):

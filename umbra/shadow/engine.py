@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Container, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ log = logging.getLogger("umbra.shadow.engine")
 
 EARLIEST, LATEST = -2, -1
 LAG_PROBE_INTERVAL_S = 1.0
+PREFERRED_REPLICA_TTL_S = 300.0  # as a Kafka consumer keeps a preferred read replica: metadata.max.age.ms
 _REROUTE_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
                    ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.REPLICA_NOT_AVAILABLE, ErrorCode.KAFKA_STORAGE_ERROR,
@@ -60,7 +61,8 @@ class ReplicationEngine:
         self.source = source
         client = link.spec.source.client
         self.fetch_settings: FetchSettings = FetchSettings(client.fetch_max_wait_ms, client.fetch_min_bytes,
-                                            client.fetch_max_bytes, client.fetch_partition_max_bytes)
+                                            client.fetch_max_bytes, client.fetch_partition_max_bytes,
+                                            client.rack or "")
         self.replicators: dict[TopicPartition, PartitionReplicator] = {}
         self.loops: dict[int, tuple[SourceFetchLoop, asyncio.Task[None]]] = {}
         self._reroute = asyncio.Event()
@@ -246,13 +248,16 @@ class ReplicationEngine:
                                        f"to {epoch}; checking the shadow's end against the source")
                 self.detach(rep)
                 rep.suspect, rep.verified = True, False
-            if rep.source_broker == leader and epoch != rep.source_leader_epoch:
+            if rep.source_leader == leader and rep.source_broker is not None and epoch != rep.source_leader_epoch:
                 # A new leader epoch is a start point, as for Kafka's followers: the old leader may have
                 # written what the new one never had.
                 self.detach(rep)
                 rep.verified = False
-            if rep.source_broker == leader:
+            target = self._fetch_from(rep, leader, metadata.brokers)
+            if rep.source_broker == target:
                 continue
+            if rep.source_broker is not None:
+                self.detach(rep)
             moving.append((rep, leader, epoch))
         for broker_id in sorted(missing.keys() - self._missing_leaders):
             count = missing[broker_id]
@@ -279,8 +284,17 @@ class ReplicationEngine:
                 self.link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: source leader moved from broker {rep.source_leader} "
                                        f"to broker {leader}{at_epoch}; fetching on from offset {offset}")
             rep.source_leader, rep.source_leader_epoch = leader, epoch
-            self._loop_for(leader).add(rep, offset)
+            self._loop_for(self._fetch_from(rep, leader, metadata.brokers)).add(rep, offset)
         return unrouted
+
+    @staticmethod
+    def _fetch_from(rep: PartitionReplicator, leader: int, brokers: Container[int]) -> int:
+        """The source broker to fetch ``rep`` from: the replica the leader named as preferred (KIP-392, with
+        ``source.client.rack``) while that lasts and the replica is there, else the leader."""
+        preferred = rep.preferred_replica
+        if preferred is not None and (time.monotonic() > rep.preferred_until or preferred not in brokers):
+            rep.preferred_replica = preferred = None
+        return preferred if preferred is not None else leader
 
     def _loop_for(self, broker_id: int) -> SourceFetchLoop:
         entry = self.loops.get(broker_id)
@@ -394,7 +408,21 @@ class ReplicationEngine:
                    planned: PlannedAppend | None, append_error: KafkaError | None = None) -> None:
         link = self.link
         if fetched.error_code:
+            if rep.preferred_replica == loop.broker_id:  # the preferred replica cannot serve it: the leader again
+                rep.preferred_replica = None
             self._on_error(loop, rep, fetched)
+            return
+        if 0 <= fetched.preferred_read_replica != loop.broker_id:
+            # KIP-392: the leader names a replica in our rack; fetch from it (until it fails, or for
+            # PREFERRED_REPLICA_TTL_S, then ask the leader again).
+            if rep.preferred_replica is None:
+                link.record_event(f"{rep.tp[0]}-{rep.tp[1]}: fetching from source broker "
+                                  f"{fetched.preferred_read_replica}, the replica the leader prefers for rack "
+                                  f"{link.spec.source.client.rack}")
+            rep.preferred_replica = fetched.preferred_read_replica
+            rep.preferred_until = time.monotonic() + PREFERRED_REPLICA_TTL_S
+            self.detach(rep)
+            self.request_reroute()
             return
         rep.source_high_watermark = fetched.high_watermark
         if fetched.log_start_offset >= 0:

@@ -37,9 +37,9 @@ log = logging.getLogger("umbra.shadow")
 EVENTS_KEPT = 50
 # The fields of a partition's status that only a running replicator knows, for partitions without one.
 IDLE_PARTITION_FIELDS: dict[str, Any] = {
-    "leader_epoch": None, "source_broker": None, "source_leader_epoch": -1, "source_leader_changes": 0,
-    "source_errors": {}, "last_source_error": "", "start_point_check": None, "truncations": 0,
-    "truncated_records": 0, "last_truncation": None}
+    "leader_epoch": None, "source_broker": None, "source_leader": None, "source_leader_epoch": -1,
+    "source_leader_changes": 0, "source_errors": {}, "last_source_error": "", "start_point_check": None,
+    "truncations": 0, "truncated_records": 0, "last_truncation": None}
 
 # One set of shadow metrics per broker registry; weakly held, so a registry's id reused after it is freed (a
 # second broker in one process) never finds the old one's metrics.

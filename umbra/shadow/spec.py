@@ -82,6 +82,8 @@ class ClientSettings:
     fetch_min_bytes: int = 1
     fetch_max_bytes: int = 52428800
     fetch_partition_max_bytes: int = 10485760
+    # client.rack (KIP-392): fetch from a replica in this rack where the source says one is preferred
+    rack: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class LinkSpec:
         return {
             "name": self.name,
             "source": {"bootstrap_servers": list(self.source.bootstrap_servers),
-                       "client": asdict(self.source.client)},
+                       "client": {k: v for k, v in asdict(self.source.client).items()
+                                  if k != "rack" or v is not None}},
             "topics": {"sync_interval": format_duration(self.topics.sync_interval_ms),
                        "filters": [f.to_json() for f in self.topics.filters],
                        "start_at": self.topics.start_at.to_json(),
@@ -228,8 +231,12 @@ def parse_link_spec(doc: Any) -> LinkSpec:
     client = ClientSettings()
     if "client" in src:
         c = _mapping("source.client", src["client"], set(ClientSettings.__dataclass_fields__))
+        rack = c.get("rack")
+        if rack is not None and (not isinstance(rack, str) or not rack.strip() or len(rack) > 255):
+            raise SpecError(f"source.client.rack: expected the rack (availability zone) of this cluster's brokers "
+                            f"as a non-empty string, got {rack!r}")
         client = ClientSettings(**{k: _int(f"source.client.{k}", v, 0 if k == "fetch_max_wait_ms" else 1)
-                                   for k, v in c.items()})
+                                   for k, v in c.items() if k != "rack"}, rack=rack)
     source = SourceSpec(_bootstrap("source.bootstrap_servers", src["bootstrap_servers"]), client)
 
     t = _mapping("topics", doc["topics"], {"sync_interval", "filters", "start_at", "synced_properties"}, {"filters"})

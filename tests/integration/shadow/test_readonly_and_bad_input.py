@@ -169,8 +169,11 @@ def test_bad_link_specs_are_refused_and_create_nothing(clusters, tmp_path: Path)
     bad_filter["topics"]["filters"] = [{"include": "regex", "name": "orders.*"}]
     unreachable = link_spec(source)
     unreachable["source"]["bootstrap_servers"] = [f"127.0.0.1:{_closed_port()}"]
+    bad_rack = link_spec(source)
+    bad_rack["source"]["client"]["rack"] = 3
     cases = {
         "unknown key": (unknown_key, "source.client.fetch_max_wait: unknown key"),
+        "bad rack": (bad_rack, "source.client.rack: expected the rack"),
         "bad filter": (bad_filter, "topics.filters[0].include: expected literal or prefix"),
         "unreachable source": (unreachable, "source.bootstrap_servers: cannot reach the source cluster"),
     }

@@ -100,6 +100,8 @@ class FakeSource:
         # What each answered: partition -> (fetch offset, bytes of records), in order.
         self.answered: list[dict[TopicPartition, tuple[int, int]]] = []
         self.clients: list[FakeSourceClient] = []
+        # The round trip the fetchers report (None: not measured), as if the source were that far away.
+        self.round_trip_s: float | None = None
         self._changed = asyncio.Event()
 
     # --- what a test does to the source ---------------------------------------------------------
@@ -300,6 +302,9 @@ class FakeSourceClient:
         self._request(api.DESCRIBE_ACLS)
         return list(self.source.acls)
 
+    def sibling(self) -> FakeFetcher:
+        return self.client.fetcher_for(self.broker_id, self.settings)
+
     async def close(self) -> None:
         self.closed = True
 
@@ -315,6 +320,20 @@ class FakeFetcher:
         self.positions: dict[TopicPartition, FakePosition] = {}
         self.sessions_granted: bool | None = None
         self.version: int | None = None
+        self.probe_round_trip = False
+        self.closed = False
+        self.records_fetched = 0  # bytes of records this fetcher's Fetches were answered
+
+    @property
+    def round_trip_s(self) -> float | None:
+        """What a BrokerFetcher's probe would measure: the source's ``round_trip_s``."""
+        return self.client.source.round_trip_s
+
+    def sibling(self) -> FakeFetcher:
+        return self.client.fetcher_for(self.broker_id, self.settings)
+
+    async def close(self) -> None:
+        self.closed = True
 
     def add_partition(self, tp: TopicPartition, fetch_offset: int, topic_id: uuid.UUID | None = None,
                       current_leader_epoch: int = -1, last_fetched_epoch: int = -1) -> None:
@@ -359,6 +378,7 @@ class FakeFetcher:
             if self.client.closed:
                 raise ClientConnectionError("the source cluster client is closed")
         source.answered.append({tp: (a.fetch_offset, len(a.records)) for tp, a in answers.items()})
+        self.records_fetched += sum(len(a.records) for a in answers.values())
         self.version = version
         self.sessions_granted = version >= api.FETCH_SESSIONS
         return FetchResult(answers, {tp: p.fetch_offset for tp, p in asked.items()}, 1, 0, 0, version)

@@ -29,7 +29,7 @@ DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server
 MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=
 
-.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench bench-cluster demo clean distclean
+.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench bench-cluster bench-scaling bench-wan demo clean distclean
 
 help:
 	@echo "make install           create .venv, install pinned deps + umbra (editable) + Debian test tools + KafkaJS"
@@ -40,7 +40,9 @@ help:
 	@echo "make lint              ruff, and mypy --strict on $(MYPY_STRICT_PATHS)"
 	@echo "make bench             benchmarks/produce_consume.py (BENCH_ARGS='--mb 64' to size it)"
 	@echo "make bench-cluster     benchmarks/cluster.py: replication factor 1 vs 3 on three brokers (needs etcd)"
-	@echo "make demo              run the demo (umbra.demo)"
+	@echo "make bench-scaling     benchmarks/replication_scaling.py: shadow-link catch-up on 1, 2 and 3 shadow brokers (needs etcd)"
+	@echo "make bench-wan         benchmarks/wan.py: shadow-link catch-up at 50 ms RTT against 0 ms, and RPO at 20 MB/s across it"
+	@echo "make demo              the demo (umbra/demo.py): two 3-broker clusters on etcd, a shadow link, a broker killed, failover"
 	@echo "make clean             remove caches and build output; make distclean also removes .venv"
 
 install: $(INSTALL_STAMP) system-packages kafkajs
@@ -96,6 +98,12 @@ bench: install
 
 bench-cluster: install
 	$(PY) benchmarks/cluster.py $(BENCH_ARGS)
+
+bench-scaling: install
+	$(PY) benchmarks/replication_scaling.py $(BENCH_ARGS)
+
+bench-wan: install
+	$(PY) benchmarks/wan.py $(BENCH_ARGS)
 
 demo: install
 	$(PY) -m umbra.demo

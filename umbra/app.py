@@ -64,6 +64,7 @@ class BrokerApp:
         await self.shadow.start()
         if self.control.clustered:
             self._tasks.append(asyncio.create_task(self._create_offsets_topic(), name="offsets-topic"))
+        self.admin.ready = True
         log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
                  broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
 

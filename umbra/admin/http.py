@@ -29,6 +29,9 @@ class AdminServer:
         self.shadow = shadow
         self.control = control
         self.host, self.port = host, port  # the port actually bound once started (for port 0)
+        # False until the broker has started: registered in its cluster, shadow links loaded. The admin API binds
+        # first (the cluster learns its address), so /v1/health answers 503 until then (a readiness probe).
+        self.ready = False
         self.app = web.Application()
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
@@ -54,6 +57,8 @@ class AdminServer:
 
     async def health(self, request: web.Request) -> web.Response:
         b = self.broker
+        if not self.ready:
+            return web.json_response({"status": "starting", "node_id": b.node_id}, status=503)
         return web.json_response({"status": "ok", "node_id": b.node_id, "cluster_id": b.metadata.cluster_id,
                                   "topics": len(b.metadata.topics())})
 

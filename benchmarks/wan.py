@@ -46,7 +46,6 @@ import struct
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -100,47 +99,6 @@ class WanProxy(TcpProxy):
         await asyncio.gather(*pipes, return_exceptions=True)
         for writer in (client_writer, server_writer):
             self._writers.discard(writer)
-            writer.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """TcpProxy's delay line (each chunk leaves ``delay_s`` after it arrived; no rate limit here), writing
-        every chunk that is due at once: one write and one drain per wake-up, not per 64 KiB chunk. Per chunk,
-        the timer wake-ups cost the proxy's one core more than the copy at 500 MB/s and up, and made a delay
-        cost bandwidth as well as latency."""
-        queue: deque[tuple[float, bytes]] = deque()
-        arrived = asyncio.Event()
-        done = False
-
-        async def receive() -> None:
-            nonlocal done
-            try:
-                while data := await reader.read(CHUNK):
-                    queue.append((time.monotonic() + self.settings.delay_s, data))
-                    arrived.set()
-            finally:
-                done = True
-                arrived.set()
-
-        receiver = asyncio.ensure_future(receive())
-        try:
-            while True:
-                if not queue:
-                    if done:
-                        break
-                    arrived.clear()
-                    await arrived.wait()
-                    continue
-                now = time.monotonic()
-                if queue[0][0] > now:
-                    await asyncio.sleep(queue[0][0] - now)
-                    continue
-                due = []
-                while queue and queue[0][0] <= now:
-                    due.append(queue.popleft()[1])
-                writer.writelines(due)
-                await writer.drain()
-        finally:
-            receiver.cancel()
             writer.transport.abort()
 
 

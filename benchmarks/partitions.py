@@ -68,6 +68,10 @@ class Loaded:
     end_offsets: list[int]
     seconds: float
 
+    @property
+    def record_size(self) -> int:
+        return self.value_bytes // self.records
+
 
 @dataclass
 class Result:
@@ -92,7 +96,9 @@ class Result:
         return self.loaded.value_bytes / MIB / max(1e-9, self.seconds - self.data_after)
 
 
-def load(source: BrokerProcess, topic: str, partitions: int, record_size: int, total_bytes: int) -> Loaded:
+def load(source: BrokerProcess, topic: str, partitions: int, record_size: int, total_bytes: int,
+         timeout: float = 600) -> Loaded:
+    """``total_bytes`` of ``record_size``-byte values into a new topic (confluent-kafka, acks=1, round robin)."""
     create_topic(source.bootstrap, topic, partitions=partitions, timeout=60)
     records = max(partitions, total_bytes // record_size)
     config = {
@@ -103,7 +109,7 @@ def load(source: BrokerProcess, topic: str, partitions: int, record_size: int, t
         "queue.buffering.max.kbytes": 1024 * 1024,
         "queue.buffering.max.messages": 2_000_000,
     }
-    seconds = produce_values(source.bootstrap, topic, partitions, record_size, records, config)
+    seconds = produce_values(source.bootstrap, topic, partitions, record_size, records, config, timeout=timeout)
     end_offsets = [records // partitions + (1 if p < records % partitions else 0) for p in range(partitions)]
     return Loaded(topic, partitions, records, records * record_size, end_offsets, seconds)
 

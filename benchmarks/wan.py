@@ -58,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from copylimit import page_cache_write_rates, warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all, wait_until  # noqa: E402
-from loading import MIB, produce_values  # noqa: E402
+from loading import MIB  # noqa: E402
+from partitions import Loaded, load  # noqa: E402
 from rpo import Case, CpuMeter, admin, link_partitions, ms, percentile  # noqa: E402
 from rpo import measure as measure_rpo  # noqa: E402
 from tcpproxy import CHUNK, TcpProxy  # noqa: E402
@@ -184,18 +185,6 @@ def _serve_proxy(control: Connection) -> None:
 
 
 @dataclass
-class Loaded:
-    topic: str
-    record_size: int
-    records: int
-    end_offsets: list[int]
-
-    @property
-    def value_bytes(self) -> int:
-        return self.records * self.record_size
-
-
-@dataclass
 class CatchUp:
     delay_ms: float
     seconds: float  # from the POST
@@ -207,22 +196,6 @@ class CatchUp:
 
     def copy_mb_per_second(self, loaded: Loaded) -> float:
         return loaded.value_bytes / MIB / max(1e-9, self.seconds - self.data_after)
-
-
-def load(source: BrokerProcess, topic: str, partitions: int, record_size: int, total_bytes: int) -> Loaded:
-    create_topic(source.bootstrap, topic, partitions=partitions, timeout=60)
-    records = max(partitions, total_bytes // record_size)
-    config = {
-        "acks": 1,
-        "linger.ms": 100,
-        "batch.size": MIB,
-        "compression.type": "none",
-        "queue.buffering.max.kbytes": 1024 * 1024,
-        "queue.buffering.max.messages": 2_000_000,
-    }
-    produce_values(source.bootstrap, topic, partitions, record_size, records, config, timeout=900)
-    end_offsets = [records // partitions + (1 if p < records % partitions else 0) for p in range(partitions)]
-    return Loaded(topic, record_size, records, end_offsets)
 
 
 def wan_link_spec(name: str, proxy: ProxyProcess, topic: str) -> dict[str, Any]:
@@ -417,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loaded = []
             for size in args.sizes:
                 print(f"loading {args.mb} MiB of {_size_label(size)} records into the source ...", flush=True)
-                loaded.append(load(source, f"wan-{size}", args.partitions, size, args.mb * MIB))
+                loaded.append(load(source, f"wan-{size}", args.partitions, size, args.mb * MIB, timeout=900))
             os.sync()
             rates = page_cache_write_rates(work, min(args.mb, 512) * MIB)
             print(f"page-cache writes: {rates[0]:,.0f} MiB/s into new pages, {rates[1]:,.0f} MiB/s into pages "

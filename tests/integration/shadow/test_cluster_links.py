@@ -240,8 +240,10 @@ def test_a_broker_killed_during_catch_up_moves_the_tasks(start_cluster: Callable
     produce(source, "events", 30000, 12, size=200)
     shadow = start_cluster("dr", default_replication_factor=3)
     topics = {"events": 12}
-    for proxy in proxies:  # 1 MB/s from each source broker: catch-up takes seconds, time to kill in the middle
-        proxy.set(rate_bytes_s=1_000_000)
+    # 250 kB/s from each source broker: the 6 MB take about 8 s, time to see the catch-up under way (each poll
+    # of both sides' watermarks takes a second or more on a busy machine) and to kill in the middle.
+    for proxy in proxies:
+        proxy.set(rate_bytes_s=250_000)
     status, body = admin_call(live(shadow), "POST", "/v1/shadow-links", cluster_spec(source))
     assert status == 201, body
     wait_until(lambda: _catch_up_under_way(source, shadow, topics), timeout=TIMEOUT, retry_on=(KafkaException,),

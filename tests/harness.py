@@ -15,6 +15,7 @@ bottom import confluent-kafka lazily.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import os
 import shutil
@@ -273,7 +274,10 @@ class BrokerProcess:
             try:
                 self._process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self._log_note(f"did not exit within {timeout:.0f}s of SIGTERM; sending SIGKILL")
+                self._log_note(f"did not exit within {timeout:.0f}s of SIGTERM; its stacks (SIGUSR1), then SIGKILL")
+                self._signal(signal.SIGUSR1)  # the broker prints what each task and thread is waiting for
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=2)
                 self._kill_and_reap()
         return self._reaped()
 

@@ -21,6 +21,7 @@ from umbra.groups.persistence import offsets_topic_configs
 from umbra.server.broker import OFFSETS_TOPIC, Broker
 from umbra.server.connection import KafkaConnection
 from umbra.shadow.manager import ShadowLinkManager
+from umbra.tasks import cancel_and_wait
 
 log = logging.getLogger("umbra.broker")
 OFFSETS_TOPIC_WAIT_S = 10.0
@@ -93,9 +94,7 @@ class BrokerApp:
 
     async def stop(self) -> None:
         log.info("shutting down")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         # Controlled shutdown: leaderships move to other in-sync replicas while this broker still serves.
         await self.control.prepare_shutdown(timeout_s=max(10.0, 2 * self.config.broker_session_timeout_ms / 1000))
         await self.control.stop()  # first: the controllership moves on while this broker winds down

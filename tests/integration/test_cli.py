@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from harness import create_topic
+from harness import create_topic, wait_until
 
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -60,6 +62,18 @@ def test_sigterm_flushes_and_exits_cleanly(broker_factory) -> None:
     assert "shutdown complete" in broker.log_text()
     broker.restart()
     assert "truncat" not in broker.log_text().split("start #2")[-1].lower()
+
+
+def test_sigusr1_prints_every_task_and_thread_and_the_broker_serves_on(broker_factory) -> None:
+    """What a stuck broker waits for (the test harness asks before it SIGKILLs one that does not stop)."""
+    broker = broker_factory("stacks", config={"log_level": "INFO"})
+    os.kill(broker.pid, signal.SIGUSR1)
+    wait_until(lambda: "--- threads ---" in broker.log_text(), timeout=10, message="the stack dump")
+    text = broker.log_text()
+    assert "asyncio tasks ---" in text and "Stack for <Task" in text
+    assert "Current thread" in text or "Thread 0x" in text
+    create_topic(broker.bootstrap, "after-the-dump", partitions=1)  # still serving
+    assert broker.stop() == 0
 
 
 @pytest.mark.parametrize(("metadata", "flags", "expected"), [

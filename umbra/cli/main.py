@@ -95,6 +95,7 @@ def run_broker(config: BrokerConfig) -> int:
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         pass
     from umbra.app import BrokerApp
+    from umbra.tasks import dump_stacks
 
     # Worker threads (the log cleaner decoding records, the shadow writer) hold the GIL for up to the switch
     # interval at a time; 5 ms by default is 5 ms the event loop, and every client, waits. 1 ms is measured
@@ -107,6 +108,7 @@ def run_broker(config: BrokerConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, dump_stacks, sys.stdout)
         try:
             await app.start()
             await stop.wait()

@@ -53,6 +53,7 @@ from umbra.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
+from umbra.tasks import cancel_and_wait
 
 log = logging.getLogger("umbra.cluster.etcd")
 
@@ -362,12 +363,12 @@ class EtcdControlPlane:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
             self._task = None
         if self._client is not None and self._lease is not None:
             try:  # leave at once: the controllership and the alive key go with the lease
-                await asyncio.wait_for(self._lease.revoke(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await self._lease.revoke()
             except _ETCD_ERRORS as exc:
                 log.warning("could not revoke the lease in etcd (it expires by itself): %s", describe(exc))
         await self._close_client()
@@ -379,8 +380,10 @@ class EtcdControlPlane:
             host, port = self._endpoints[(self._endpoint_index + attempt) % len(self._endpoints)]
             client = aetcd.Client(host=host, port=port, timeout=int(self._timeout) or 1)
             try:
-                await asyncio.wait_for(client.connect(), self._timeout)
-                await asyncio.wait_for(client.status(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await client.connect()
+                async with asyncio.timeout(self._timeout):
+                    await client.status()
             except _ETCD_ERRORS as exc:
                 errors.append(f"{host}:{port}: {describe(exc)}")
                 await _close_quietly(client)
@@ -399,7 +402,9 @@ class EtcdControlPlane:
         return self._prefix + "/".join(str(p) for p in parts).encode()
 
     async def _call(self, coro: Any) -> Any:
-        return await asyncio.wait_for(coro, self._timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation (the loop would run on)
+        async with asyncio.timeout(self._timeout):
+            return await coro
 
     async def _register(self) -> None:
         client, me = self._client, self._me
@@ -527,13 +532,15 @@ def describe(exc: BaseException) -> str:
 
 async def _close_quietly(client: aetcd.Client) -> None:
     try:
-        await asyncio.wait_for(client.close(), 2.0)
+        async with asyncio.timeout(2.0):
+            await client.close()
     except _ETCD_ERRORS:
         pass
 
 
 async def _revoke_quietly(lease: Any) -> None:
     try:
-        await asyncio.wait_for(lease.revoke(), 2.0)
+        async with asyncio.timeout(2.0):
+            await lease.revoke()
     except _ETCD_ERRORS:
         pass

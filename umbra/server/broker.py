@@ -49,6 +49,7 @@ from umbra.storage.cleaner import CleanResult, LogCleaner
 from umbra.storage.config import LogConfig
 from umbra.storage.log import Log
 from umbra.storage.manager import LogManager, remove_directories
+from umbra.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from umbra.groups.coordinator import GroupCoordinator
@@ -556,18 +557,12 @@ class Broker:
         """Close the listener and every connection, and stop the background tasks (storage stays open)."""
         self.cleaner.stop()
         await self.fetchers.stop()
-        for update in list(self._isr_updates):
-            update.cancel()
-        await asyncio.gather(*self._isr_updates, return_exceptions=True)
+        await cancel_and_wait(list(self._isr_updates))
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
             connection.close()
-        for task in self._background:
-            task.cancel()
-        for task in list(self._connection_tasks):
-            task.cancel()
-        await asyncio.gather(*self._background, *self._connection_tasks, return_exceptions=True)
+        await cancel_and_wait([*self._background, *self._connection_tasks])
         await asyncio.to_thread(self.cleaner.wait_idle)  # a pass on its worker thread stops at its next batch
         shutdown_sendfile_executor()  # its workers gave up when their connections closed
         await asyncio.to_thread(self._stop_housekeeping)

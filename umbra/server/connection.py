@@ -34,7 +34,7 @@ from umbra.protocol.codec import (
     error_response,
 )
 from umbra.protocol.framing import FrameDecoder, FrameError
-from umbra.server.handlers import API_HANDLERS, RequestContext
+from umbra.server.handlers import ANONYMOUS, API_HANDLERS, RequestContext
 from umbra.server.sendfile import THREAD_WAIT_SECONDS, DirectSender, executor
 from umbra.storage.region import FileRegion, RegionTruncated, close_regions
 
@@ -53,6 +53,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.broker = broker
         self.id = next(_ids)
         self.peer = "?"
+        self.principal = ANONYMOUS  # until TLS (a client certificate) or SASL authenticates the client
         self._memory = broker.request_memory
         self._frames = FrameDecoder(broker.config.max_request_bytes, budget=self._memory)
         self._ip: str | None = None  # counted in the broker's connection limits
@@ -266,7 +267,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
             return None
-        ctx = RequestContext(self.broker, header, self.peer, self.id)
+        ctx = RequestContext(self.broker, header, self.peer, self.id, self.principal)
         metadata_version = self.broker.metadata.version
         try:
             result = await handler.handle(ctx, body)

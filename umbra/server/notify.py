@@ -26,7 +26,8 @@ class AppendNotifier:
         for tp in keys:
             self._waiters.setdefault(tp, set()).add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancellation on 3.11
+                await fut
             return True
         except TimeoutError:
             return False

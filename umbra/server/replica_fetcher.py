@@ -27,6 +27,7 @@ from umbra.client.messages import response_header_size
 from umbra.client.settings import ConnectionSettings, FetchSettings
 from umbra.errors import ErrorCode, KafkaError
 from umbra.storage.log import Log, LogEndOffsetMismatch
+from umbra.tasks import cancel_and_wait
 
 log = logging.getLogger("umbra.replication")
 
@@ -75,9 +76,7 @@ class ReplicaFetchers:
 
     async def stop(self) -> None:
         loops, self._loops = list(self._loops.values()), {}
-        for loop in loops:
-            loop.stop()
-        await asyncio.gather(*(loop.task for loop in loops), return_exceptions=True)
+        await cancel_and_wait([loop.task for loop in loops])
 
 
 class _LeaderLoop:

@@ -230,7 +230,8 @@ class Partition:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hw_waiters.append((offset, future))
         try:
-            await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await future
             return True
         except TimeoutError:
             with self._lock:

@@ -31,6 +31,7 @@ from umbra.shadow.replicator import (
     present_batches_end,
 )
 from umbra.shadow.state import TaskState
+from umbra.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from umbra.client.admin import ListedOffset
@@ -82,9 +83,7 @@ class ReplicationEngine:
         tasks = [task for _, task in self.loops.values()] + list(self._side_tasks)
         if self._router is not None:
             tasks.append(self._router)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         await self.drain_writes()
         self.writer.shutdown(wait=True)
         self.loops.clear()
@@ -159,7 +158,8 @@ class ReplicationEngine:
         while True:
             deadline = next_probe if retry_at is None else min(next_probe, retry_at)
             try:
-                await asyncio.wait_for(self._reroute.wait(), max(deadline - time.monotonic(), 0))
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    await self._reroute.wait()
             except TimeoutError:
                 pass
             now = time.monotonic()

@@ -29,6 +29,7 @@ from umbra.shadow.engine import ReplicationEngine
 from umbra.shadow.metrics import ShadowMetrics
 from umbra.shadow.spec import LinkSpec
 from umbra.shadow.state import LinkState, ShadowTopicState, TaskState
+from umbra.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from umbra.shadow.manager import ShadowLinkManager
@@ -65,7 +66,8 @@ async def probe_source(spec: LinkSpec, timeout_s: float = 10.0, connect: SourceF
     """Raise unless the source answers Metadata within ``timeout_s``."""
     source = connect(spec)
     try:
-        await asyncio.wait_for(source.refresh_metadata(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await source.refresh_metadata()
     except TimeoutError:
         raise ClientError(f"no answer within {timeout_s:.0f}s") from None
     finally:
@@ -113,7 +115,8 @@ class SyncTask:
                 delay = self.interval_s
             self._kick.clear()
             try:
-                await asyncio.wait_for(self._kick.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
             except TimeoutError:
                 pass
 
@@ -230,9 +233,7 @@ class ShadowLink:
             for tp, rep in self.engine.replicators.items():
                 if rep.source_high_watermark >= 0:
                     self.last_source_offsets[tp] = (rep.source_log_start_offset, rep.source_high_watermark)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         self._syncer_tasks.clear()
         self.syncers = []

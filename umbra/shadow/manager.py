@@ -33,6 +33,7 @@ from umbra.shadow.records import LinkRecord
 from umbra.shadow.spec import LinkSpec, SpecError, parse_link_spec
 from umbra.shadow.state import LinkState, ShadowTopicState
 from umbra.shadow.store import ShadowStore
+from umbra.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from umbra.cluster.control import ControlPlane
@@ -97,7 +98,7 @@ class ShadowLinkManager:
         for link in list(self.links.values()):  # first: a failover under way stops where it is (and resumes
             await link.stop()  # at the next start), before any other task gets to run
         if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -24,12 +24,16 @@ if TYPE_CHECKING:
     from umbra.server.broker import Broker
 
 
+ANONYMOUS = "User:ANONYMOUS"  # Kafka's principal for a connection that did not authenticate
+
+
 @dataclass(slots=True)
 class RequestContext:
     broker: Broker
     header: RequestHeader
     peer: str
     connection_id: int
+    principal: str = ANONYMOUS  # "User:<name>", set by SASL or by the client certificate (mTLS)
 
     @property
     def api_version(self) -> int:

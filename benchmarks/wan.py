@@ -190,6 +190,8 @@ class CatchUp:
     seconds: float  # from the POST
     data_after: float  # seconds from the POST to the first data on the shadow
     cpu: str
+    trace: str = ""  # with --trace: when the shadow had 10/50/90 % of the records, and each partition all
+
 
     def mb_per_second(self, loaded: Loaded) -> float:
         return loaded.value_bytes / MIB / self.seconds
@@ -236,6 +238,9 @@ def catch_up(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy:
         name = f"wan-{loaded.record_size}"
         expected = {(loaded.topic, p): end for p, end in enumerate(loaded.end_offsets)}
         data_after: list[float] = []
+        total = sum(expected.values())
+        milestones: dict[int, float] = {}  # percent of the records on the shadow -> seconds from the POST
+        finished: dict[int, float] = {}  # partition -> seconds from the POST when it had every record
         cpu = CpuMeter({"source": source.pid, "shadow": shadow.pid}, include_self=True)
         started = time.perf_counter()
         admin(shadow, "POST", "/v1/shadow-links", wan_link_spec(name, proxy, loaded.topic))
@@ -244,6 +249,15 @@ def catch_up(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy:
             parts = link_partitions(shadow, name)
             if not data_after and any(p["shadow_high_watermark"] > 0 for p in parts.values()):
                 data_after.append(time.perf_counter() - started)
+            if args.trace:
+                now = time.perf_counter() - started
+                have = sum(min(p["shadow_high_watermark"], expected.get(tp, 0)) for tp, p in parts.items())
+                for percent in (10, 50, 90):
+                    if have * 100 >= percent * total:
+                        milestones.setdefault(percent, now)
+                for (_, partition), end in expected.items():
+                    if (p := parts.get((loaded.topic, partition))) is not None and p["shadow_high_watermark"] >= end:
+                        finished.setdefault(partition, now)
             return all(
                 (p := parts.get(tp)) is not None
                 and p["lag"] == 0
@@ -253,7 +267,11 @@ def catch_up(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy:
 
         wait_until(caught_up, timeout=args.timeout, interval=0.02, message=f"link {name} to catch up")
         seconds = time.perf_counter() - started
-        return CatchUp(delay_ms, seconds, data_after[0] if data_after else seconds, cpu.report())
+        trace = ""
+        if args.trace:
+            trace = (", ".join(f"{pc} % at {at:.2f} s" for pc, at in sorted(milestones.items()))
+                     + "; partitions done at " + ", ".join(f"{at:.2f}" for at in sorted(finished.values())))
+        return CatchUp(delay_ms, seconds, data_after[0] if data_after else seconds, cpu.report(), trace)
     finally:
         stop_shadow(shadow, brokers)
 
@@ -308,6 +326,8 @@ def print_catch_up(args: argparse.Namespace, loaded: Loaded, runs: list[tuple[Ca
             f"{delayed.copy_mb_per_second(loaded) / zero.copy_mb_per_second(loaded):.3f} copy"
         )
         print(f"            CPU (% of one core): 0 ms: {zero.cpu}; {args.delay_ms:.0f} ms: {delayed.cpu}")
+        if args.trace:
+            print(f"            0 ms: {zero.trace}\n            {args.delay_ms:.0f} ms: {delayed.trace}")
     zero_post = max(z.mb_per_second(loaded) for z, _ in runs)
     delayed_post = max(d.mb_per_second(loaded) for _, d in runs)
     zero_copy = max(z.copy_mb_per_second(loaded) for z, _ in runs)
@@ -359,6 +379,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each case (default 2)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="record sizes (default 100,10240)")
     parser.add_argument("--cold", action="store_true", help="no page-cache warm-up before each catch-up")
+    parser.add_argument("--trace", action="store_true",
+                        help="print when each run had 10/50/90 %% of the records and when each partition finished")
     parser.add_argument("--timeout", type=float, default=900, help="cap in seconds on each catch-up")
     parser.add_argument("--rpo-seconds", type=float, default=30, help="seconds of measured load (default 30; 0: skip)")
     parser.add_argument("--rpo-mbps", type=float, default=20, help="MiB/s produced (default 20)")

@@ -383,8 +383,14 @@ class SourceFetchLoop:
         # With several sessions on one connection, the source answers their requests in order: a request that
         # long-polls would hold up the ones behind it, so none waits (a caught-up loop soon has one session).
         wait_ms = settings.fetch_max_wait_ms if plan.fetches == 1 else 0
+        # A partition has one request in flight at a time: across a long round trip the per-partition cap, not
+        # the session's, would bound it (10 MiB per round trip is 160 MB/s at 50 ms), so a planned session
+        # may fill its request from one partition.
+        partition_max = settings.fetch_partition_max_bytes if plan.fetches == 1 else max(
+            settings.fetch_partition_max_bytes, plan.max_bytes)
         for lane in self._lanes:
-            lane.fetcher.settings = replace(settings, fetch_max_bytes=plan.max_bytes, fetch_max_wait_ms=wait_ms)
+            lane.fetcher.settings = replace(settings, fetch_max_bytes=plan.max_bytes, fetch_max_wait_ms=wait_ms,
+                                            fetch_partition_max_bytes=partition_max)
         # Even shares (the larger ones to the lanes holding most); the moves happen at each lane's next request.
         self._moving.clear()
         count, extra = divmod(len(self._lane_of), len(lanes))

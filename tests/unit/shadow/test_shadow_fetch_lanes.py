@@ -68,6 +68,8 @@ def test_a_far_source_is_fetched_over_several_sessions_and_the_shadow_ends_equal
             loop = await eventually(lambda: loop_of(shadow), "the fetch loop of source broker 1")
             await eventually(lambda: loop.in_flight.fetches == MAX_FETCHES_IN_FLIGHT,
                              lambda: f"{MAX_FETCHES_IN_FLIGHT} fetch sessions, now {loop.status()}")
+            # One partition may fill a session's request: the per-partition cap follows the plan's size.
+            assert loop.fetcher.settings.fetch_partition_max_bytes == max(512, loop.in_flight.max_bytes)
             # More data while the partitions are spread (and being moved) over the sessions.
             for p in range(PARTITIONS):
                 source.produce(TOPIC, p, values(f"b{p}", 200))
@@ -82,6 +84,7 @@ def test_a_far_source_is_fetched_over_several_sessions_and_the_shadow_ends_equal
 
             # Caught up: back to one session; the others' connections are closed.
             await eventually(lambda: loop.in_flight.fetches == 1, lambda: f"one fetch session: {loop.status()}")
+            assert loop.fetcher.settings.fetch_partition_max_bytes == 512  # the spec's again
             await eventually(lambda: sum(f.closed for f in fetchers) == len(fetchers) - 1,
                              lambda: f"every fetcher but the first closed: {[f.closed for f in fetchers]}")
             assert not loop.fetcher.closed  # type: ignore[attr-defined]

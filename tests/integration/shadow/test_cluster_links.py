@@ -240,11 +240,14 @@ def test_a_broker_killed_during_catch_up_moves_the_tasks(start_cluster: Callable
     produce(source, "events", 30000, 12, size=200)
     shadow = start_cluster("dr", default_replication_factor=3)
     topics = {"events": 12}
-    # 250 kB/s from each source broker: the 6 MB take about 8 s, time to see the catch-up under way (each poll
-    # of both sides' watermarks takes a second or more on a busy machine) and to kill in the middle.
+    # 100 kB/s from each source broker until the kill, and fetches of at most 64 KiB: the 2 MB each source
+    # broker holds arrive in about 30 pieces over 20 s, so the catch-up is seen under way however slow the polls
+    # of both sides' watermarks are on a busy machine. (With the default 50 MB fetches each broker's share came
+    # in one response: the shadow went from nothing to everything at once, and a CI run never saw it between.)
     for proxy in proxies:
-        proxy.set(rate_bytes_s=250_000)
-    status, body = admin_call(live(shadow), "POST", "/v1/shadow-links", cluster_spec(source))
+        proxy.set(rate_bytes_s=100_000)
+    spec = cluster_spec(source, fetch_max_bytes=65536, fetch_partition_max_bytes=16384)
+    status, body = admin_call(live(shadow), "POST", "/v1/shadow-links", spec)
     assert status == 201, body
     wait_until(lambda: _catch_up_under_way(source, shadow, topics), timeout=TIMEOUT, retry_on=(KafkaException,),
                message="catch-up under way", interval=0.05)

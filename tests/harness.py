@@ -5,6 +5,10 @@ ports, writes the broker's stdout and stderr to a log file in its work directory
 readiness (`GET /v1/health` answers 200 and the Kafka port accepts a connection) with a deadline.
 On a failed start it raises `BrokerStartError` carrying the tail of that log.
 
+A config with `listeners` replaces `--listen`: each listener whose address has port 0 gets a free port
+picked here (kept across restarts), `port` and `bootstrap` are the first listener's, and
+`listener_bootstrap(name)` gives any listener's `host:port`.
+
 Nothing here sleeps to synchronise: every wait polls a condition until a deadline (`wait_until`).
 
 This module imports only the standard library (and PyYAML, a runtime dependency, when a config
@@ -158,8 +162,11 @@ class BrokerProcess:
         self.extra_env = dict(env or {})
         self.host = host
         self.advertise = advertise
+        if self.advertise is not None and self._listener_specs():
+            raise ValueError("advertise is the shorthand listener's: give each listener its own advertise")
         self.port: int | None = None
         self.admin_port: int | None = None
+        self.listener_ports: dict[str, int] = {}  # listener name -> port, with a config of listeners
         self.start_count = 0
         self.last_exit_code: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -172,6 +179,14 @@ class BrokerProcess:
         """`host:port` of the Kafka listener, for `bootstrap.servers`."""
         self._require_ports()
         return f"{self.host}:{self.port}"
+
+    def listener_bootstrap(self, name: str) -> str:
+        """`host:port` of the listener called `name` (a config with `listeners`)."""
+        self._require_ports()
+        for spec in self._listener_specs():
+            if spec["name"] == name:
+                return f"{str(spec['address']).rpartition(':')[0]}:{self.listener_ports[name]}"
+        raise KeyError(f"{self.name} has no listener {name!r}")
 
     @property
     def admin_address(self) -> str:
@@ -204,9 +219,10 @@ class BrokerProcess:
         args = [
             sys.executable, "-m", "umbra", "broker",
             "--data-dir", str(self.data_dir),
-            "--listen", self.bootstrap,
             "--admin-listen", self.admin_address,
         ]  # fmt: skip
+        if not self._listener_specs():
+            args += ["--listen", self.bootstrap]
         if self.node_id is not None:
             args += ["--node-id", str(self.node_id)]
         if self.advertise is not None:
@@ -230,7 +246,7 @@ class BrokerProcess:
         while True:
             attempts += 1
             if not keep_ports:
-                self.port, self.admin_port = free_ports(2, self.host)
+                self._pick_ports()
             self._spawn()
             try:
                 self.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
@@ -371,11 +387,32 @@ class BrokerProcess:
     def _failure_text(self, what: str) -> str:
         return f"{self.name} (pid {self.pid}) {what}\n--- tail of {self.log_path} ---\n{self.log_tail(60)}"
 
+    def _listener_specs(self) -> list[dict[str, Any]]:
+        return list((self.config or {}).get("listeners") or [])
+
+    def _pick_ports(self) -> None:
+        specs = self._listener_specs()
+        if not specs:
+            self.port, self.admin_port = free_ports(2, self.host)
+            return
+        to_pick = [spec["name"] for spec in specs if str(spec["address"]).endswith(":0")]
+        self.admin_port, *picked = free_ports(1 + len(to_pick), self.host)
+        chosen = dict(zip(to_pick, picked, strict=True))
+        self.listener_ports = {spec["name"]: chosen.get(spec["name"]) or int(str(spec["address"]).rpartition(":")[2])
+                               for spec in specs}
+        self.port = self.listener_ports[specs[0]["name"]]
+
     def _write_config(self) -> Path:
         import yaml
 
+        config = dict(self.config or {})
+        if self._listener_specs():
+            config["listeners"] = [
+                {**spec, "address": f"{str(spec['address']).rpartition(':')[0]}:{self.listener_ports[spec['name']]}"}
+                for spec in self._listener_specs()
+            ]
         path = self.work_dir / f"{self.name}.yaml"
-        path.write_text(yaml.safe_dump(self.config, sort_keys=True))
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
         return path
 
     def __repr__(self) -> str:

@@ -64,3 +64,13 @@ class RawConnection:
                 raise ConnectionError("connection closed by the broker")
             got += count
         return bytes(data)
+
+
+def error_codes(value: Any) -> set[int]:
+    """Every ``*error_code`` in a decoded response (``to_dict()``), at any depth."""
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if k.endswith("error_code") and isinstance(v, int)}
+        return found.union(*(error_codes(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(error_codes(v) for v in value))
+    return set()

@@ -54,20 +54,22 @@ class BrokerApp:
         await self.groups.start()
         broker.groups = self.groups
         broker.topic_guard = self.shadow
-        await broker.serve(lambda: KafkaConnection(broker))
+        await broker.serve(lambda listener: KafkaConnection(broker, listener))
         await self.admin.start()
-        advertised = self.config.advertise
-        kafka = f"{advertised.host}:{advertised.port}" if advertised else f"{self.config.listen.host}:{broker.listen_port}"
-        await self.control.start(BrokerInfo(broker.node_id, self.config.rack, kafka,
-                                            f"http://{self.admin.host}:{self.admin.port}"))
+        host, port = broker.advertised_endpoint()
+        await self.control.start(BrokerInfo(broker.node_id, self.config.rack, f"{host}:{port}",
+                                            f"http://{self.admin.host}:{self.admin.port}",
+                                            listeners=broker.listeners.advertised_all()))
         # After the control plane: on a cluster the links and shadow-topic states are read from etcd first
         # (a broker that was down during a failover comes back failed over).
         await self.shadow.start()
         if self.control.clustered:
             self._tasks.append(asyncio.create_task(self._create_offsets_topic(), name="offsets-topic"))
         self.admin.ready = True
-        log.info("umbra broker %d ready: kafka=%s:%d admin=%s:%d data=%s", broker.node_id, self.config.listen.host,
-                 broker.listen_port, self.admin.host, self.admin.port, self.config.data_dir)
+        listeners = ",".join(f"{name}://{address}" for name, address in broker.listeners.addresses().items())
+        log.info("umbra broker %d ready: kafka=%s:%d listeners=%s admin=%s:%d data=%s", broker.node_id,
+                 self.config.listen.host, broker.listen_port, listeners, self.admin.host, self.admin.port,
+                 self.config.data_dir)
 
     async def _create_offsets_topic(self) -> None:
         """On a cluster, the controller creates ``__consumer_offsets`` once ``offsets_topic_replication_factor``
@@ -112,7 +114,7 @@ class BrokerApp:
 def control_plane(config: BrokerConfig, cluster_id: str) -> ControlPlane:
     """etcd with ``--etcd``, else this broker alone."""
     if config.etcd is None:
-        return LocalControlPlane(cluster_id, config.node_id)
+        return LocalControlPlane(cluster_id, config.node_id, config.data_dir)  # its documents: files in data_dir
     # Imported only here: the etcd client loads grpc, which a single broker never needs.
     from umbra.cluster.etcd import EtcdControlPlane
 

@@ -7,6 +7,8 @@ value is bad; :class:`ConfigError` carries that line.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,68 @@ def parse_host_port(key: str, value: Any) -> HostPort:
     return HostPort(host, port)
 
 
+class SecurityProtocol(enum.StrEnum):
+    """Kafka's ``security.protocol`` of a listener."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+
+
+class ClientAuth(enum.StrEnum):
+    """Kafka's ``ssl.client.auth``: whether a TLS listener asks clients for a certificate."""
+
+    NONE = "none"
+    REQUESTED = "requested"  # asked for; a client without one connects as User:ANONYMOUS
+    REQUIRED = "required"  # a client without a certificate the CA signed cannot connect
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """A TLS listener's certificate, key, and how it checks client certificates (mTLS)."""
+
+    cert_file: Path  # PEM: the server certificate, then any intermediates
+    key_file: Path  # PEM, unencrypted
+    ca_file: Path | None = None  # PEM: the CAs that sign client certificates (needed unless client_auth is none)
+    client_auth: ClientAuth = ClientAuth.NONE
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """One Kafka listener: where it binds, what clients are told, and how they authenticate."""
+
+    name: str
+    address: HostPort
+    advertise: HostPort | None = None
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanisms: tuple[str, ...] = ()
+    tls: TlsSettings | None = None
+
+
+SHORTHAND_LISTENER = "PLAINTEXT"  # the name of the one listener `listen` (and `advertise`) make
+
+
+@dataclass(frozen=True)
+class AuthorizationConfig:
+    """ACL enforcement (Kafka's StandardAuthorizer): off by default, every request is allowed."""
+
+    enabled: bool = False
+    super_users: tuple[str, ...] = ()  # [super.users]: principals such as "User:admin", allowed everything
+    allow_everyone_if_no_acl_found: bool = False  # [allow.everyone.if.no.acl.found]
+
+
 @dataclass(frozen=True)
 class BrokerConfig:
     """Everything a broker is started with. Field names are the YAML keys (and --flag-names)."""
@@ -53,6 +117,9 @@ class BrokerConfig:
     node_id: int = 1
     listen: HostPort = HostPort("127.0.0.1", 9092)
     advertise: HostPort | None = None
+    # Every Kafka listener. Empty given: the one PLAINTEXT listener of listen and advertise (the shorthand);
+    # given: listen and advertise are its first listener's.
+    listeners: tuple[ListenerConfig, ...] = ()
     admin_listen: HostPort = HostPort("127.0.0.1", 9644)
     cluster_id: str | None = None
     # The control plane: etcd endpoints (http://HOST:PORT, comma-separated or a YAML list); none = this broker
@@ -68,6 +135,7 @@ class BrokerConfig:
     queued_max_request_bytes: int = 268435456
     max_connections: int = 10000  # [max.connections]: a connection over it is closed at once
     max_connections_per_ip: int = 1000  # [max.connections.per.ip]
+    authorization: AuthorizationConfig = AuthorizationConfig()  # ACLs enforced on every Kafka API (when enabled)
     auto_create_topics: bool = True
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -102,17 +170,32 @@ class BrokerConfig:
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.listeners:
+            object.__setattr__(self, "listeners", (ListenerConfig(SHORTHAND_LISTENER, self.listen, self.advertise),))
+        else:  # what reads listen and advertise (the first listener) reads the first listener's
+            object.__setattr__(self, "listen", self.listeners[0].address)
+            object.__setattr__(self, "advertise", self.listeners[0].advertise)
+
     @property
     def advertised(self) -> HostPort:
+        """The first listener's advertised address (the port is 0 until bound when it listens on port 0)."""
         return self.advertise or self.listen
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(BrokerConfig) if f.name != "extra"}
+_LISTENER_KEYS = ("name", "address", "advertise", "security_protocol", "sasl_mechanisms", "tls")
+_TLS_KEYS = ("cert_file", "key_file", "ca_file", "client_auth")
+_LISTENER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _TIMESTAMP_TYPES = {"CreateTime", "LogAppendTime"}
 
 
 def _coerce(key: str, value: Any) -> Any:
+    if key == "listeners":
+        return parse_listeners(value)
+    if key == "authorization":
+        return parse_authorization(value)
     f = _FIELDS[key]
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if kind in ("HostPort", "HostPort | None"):
@@ -203,9 +286,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Br
             if key == "etcd" and isinstance(value, list):
                 value = ",".join(str(v) for v in value)
             values[key] = _coerce(key, value)
+    if "listeners" in values and ("listen" in values or "advertise" in values):
+        given = "listen" if "listen" in values else "advertise"
+        raise ConfigError(f"{given}: give either listen (and advertise), the one-PLAINTEXT-listener shorthand, "
+                          "or listeners, not both")
     config = BrokerConfig(**values)
     _check_ranges(config)
     _check_control_plane(config)
+    _check_listener_ports(config)
     return config
 
 
@@ -218,6 +306,159 @@ def _check_control_plane(config: BrokerConfig) -> None:
         raise ConfigError(f"etcd: {exc}") from None
     if not config.cluster_id:
         raise ConfigError("cluster_id: required with etcd (every broker of a cluster gives the same one)")
+    first = config.listeners[0]
+    if first.security_protocol is not SecurityProtocol.PLAINTEXT:
+        raise ConfigError(f"listeners[0]: with etcd the first listener must be PLAINTEXT, not {first.security_protocol}"
+                          " (the brokers replicate over it, and umbra's replica fetcher speaks plaintext only)")
+
+
+def _check_listener_ports(config: BrokerConfig) -> None:
+    admin = config.admin_listen.port
+    for i, listener in enumerate(config.listeners):
+        if admin != 0 and listener.address.port == admin:
+            raise ConfigError(f"listeners[{i}].address: port {admin} is admin_listen's too")
+
+
+def parse_listeners(value: Any) -> tuple[ListenerConfig, ...]:
+    """The ``listeners`` list, each entry checked; errors name the entry and key (``listeners[1].tls``)."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"listeners: expected a non-empty list of listeners, got {value!r}")
+    listeners = tuple(_parse_listener(f"listeners[{i}]", item) for i, item in enumerate(value))
+    names: dict[str, int] = {}
+    ports: dict[int, int] = {}
+    for i, listener in enumerate(listeners):
+        other = names.setdefault(listener.name.upper(), i)
+        if other != i:
+            raise ConfigError(f"listeners[{i}].name: {listener.name!r} is listeners[{other}]'s name too")
+        port = listener.address.port
+        if port != 0 and ports.setdefault(port, i) != i:
+            raise ConfigError(f"listeners[{i}].address: port {port} is listeners[{ports[port]}]'s port too")
+    return listeners
+
+
+def _parse_listener(path: str, item: Any) -> ListenerConfig:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{path}: expected a mapping with name, address and security_protocol, got {item!r}")
+    for key in item:
+        if key not in _LISTENER_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (expected {', '.join(_LISTENER_KEYS)})")
+    name = item.get("name")
+    if not isinstance(name, str) or not _LISTENER_NAME.fullmatch(name):
+        raise ConfigError(f"{path}.name: expected 1-64 letters, digits, _ or -, got {name!r}")
+    if "address" not in item:
+        raise ConfigError(f"{path}.address: required (HOST:PORT)")
+    address = parse_host_port(f"{path}.address", item["address"])
+    advertise = parse_host_port(f"{path}.advertise", item["advertise"]) if item.get("advertise") is not None \
+        else None
+    protocol = _parse_protocol(path, item.get("security_protocol", name if name in SecurityProtocol.__members__
+                                              else None))
+    mechanisms = _parse_mechanisms(path, protocol, item.get("sasl_mechanisms"))
+    tls = _parse_tls(f"{path}.tls", protocol, item.get("tls"))
+    return ListenerConfig(name, address, advertise, protocol, mechanisms, tls)
+
+
+def _parse_protocol(path: str, value: Any) -> SecurityProtocol:
+    expected = ", ".join(p.value for p in SecurityProtocol)
+    if value is None:
+        raise ConfigError(f"{path}.security_protocol: required ({expected})")
+    try:
+        return SecurityProtocol(value)
+    except ValueError:
+        raise ConfigError(f"{path}.security_protocol: expected one of {expected}, got {value!r}") from None
+
+
+def _parse_mechanisms(path: str, protocol: SecurityProtocol, value: Any) -> tuple[str, ...]:
+    key = f"{path}.sasl_mechanisms"
+    if not protocol.uses_sasl:
+        if value is not None:
+            raise ConfigError(f"{key}: only for SASL_PLAINTEXT and SASL_SSL listeners, not {protocol}")
+        return ()
+    if value is None:
+        raise ConfigError(f"{key}: required on a {protocol} listener (one or more of {', '.join(SASL_MECHANISMS)})")
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}: expected a non-empty list of {', '.join(SASL_MECHANISMS)}, got {value!r}")
+    for mechanism in value:
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"{key}: expected {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key}: {value!r} names a mechanism twice")
+    return tuple(value)
+
+
+def _parse_tls(path: str, protocol: SecurityProtocol, value: Any) -> TlsSettings | None:
+    if not protocol.uses_tls:
+        if value is not None:
+            raise ConfigError(f"{path}: only for SSL and SASL_SSL listeners, not {protocol}")
+        return None
+    if value is None:
+        raise ConfigError(f"{path}: required on a {protocol} listener (cert_file and key_file)")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping with cert_file and key_file, got {value!r}")
+    for key in value:
+        if key not in _TLS_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (expected {', '.join(_TLS_KEYS)})")
+    cert_file = _readable_file(f"{path}.cert_file", value.get("cert_file"))
+    key_file = _readable_file(f"{path}.key_file", value.get("key_file"))
+    ca_file = _readable_file(f"{path}.ca_file", value["ca_file"]) if value.get("ca_file") is not None else None
+    client_auth_text = value.get("client_auth", ClientAuth.NONE.value)
+    try:
+        client_auth = ClientAuth(client_auth_text)
+    except ValueError:
+        raise ConfigError(f"{path}.client_auth: expected none, requested or required, got {client_auth_text!r}") \
+            from None
+    if client_auth is not ClientAuth.NONE and ca_file is None:
+        raise ConfigError(f"{path}.ca_file: required with client_auth {client_auth} (the CA that signs client "
+                          "certificates)")
+    settings = TlsSettings(cert_file, key_file, ca_file, client_auth)
+    # Imported here: umbra.security.tls imports this module's types.
+    from umbra.security.tls import TlsSetupError, server_context
+
+    try:
+        server_context(settings)
+    except TlsSetupError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return settings
+
+
+def _readable_file(key: str, value: Any) -> Path:
+    if value is None:
+        raise ConfigError(f"{key}: required (a PEM file)")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a file path, got {value!r}")
+    path = Path(value)
+    try:
+        with path.open("rb") as file:
+            file.read(1)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    return path
+
+
+_AUTHORIZATION_KEYS = ("enabled", "super_users", "allow_everyone_if_no_acl_found")
+
+
+def parse_authorization(value: Any) -> AuthorizationConfig:
+    """The ``authorization`` mapping; errors name the key (``authorization.super_users[1]``)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"authorization: expected a mapping with {', '.join(_AUTHORIZATION_KEYS)}, got {value!r}")
+    for key in value:
+        if key not in _AUTHORIZATION_KEYS:
+            raise ConfigError(f"authorization: unknown key {key!r} (expected {', '.join(_AUTHORIZATION_KEYS)})")
+    flags = {}
+    for key in ("enabled", "allow_everyone_if_no_acl_found"):
+        flag = value.get(key, False)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"authorization.{key}: expected true or false, got {flag!r}")
+        flags[key] = flag
+    users = value.get("super_users") or []
+    if not isinstance(users, list):
+        raise ConfigError(f"authorization.super_users: expected a list of principals such as User:admin, got {users!r}")
+    for i, user in enumerate(users):
+        principal_type, colon, name = user.partition(":") if isinstance(user, str) else ("", "", "")
+        if not colon or not principal_type or not name:
+            raise ConfigError(f"authorization.super_users[{i}]: expected a principal Type:name such as User:admin, "
+                              f"got {user!r}")
+    return AuthorizationConfig(flags["enabled"], tuple(users), flags["allow_everyone_if_no_acl_found"])
 
 
 def setting_names() -> list[str]:

@@ -171,3 +171,8 @@ NonEmptyGroup = _error("NonEmptyGroup", ErrorCode.NON_EMPTY_GROUP)
 FetchSessionIdNotFound = _error("FetchSessionIdNotFound", ErrorCode.FETCH_SESSION_ID_NOT_FOUND, True)
 InvalidFetchSessionEpoch = _error("InvalidFetchSessionEpoch", ErrorCode.INVALID_FETCH_SESSION_EPOCH, True)
 UnknownTopicId = _error("UnknownTopicId", ErrorCode.UNKNOWN_TOPIC_ID, True)
+TopicAuthorizationFailed = _error("TopicAuthorizationFailed", ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+GroupAuthorizationFailed = _error("GroupAuthorizationFailed", ErrorCode.GROUP_AUTHORIZATION_FAILED)
+ClusterAuthorizationFailed = _error("ClusterAuthorizationFailed", ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+TransactionalIdAuthorizationFailed = _error("TransactionalIdAuthorizationFailed",
+                                            ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)

@@ -60,8 +60,7 @@ def _pinned_kafkajs_version() -> str:
     return version
 
 
-@pytest.fixture
-def kafkajs(broker: BrokerProcess) -> KafkaJS:
+def _node_with_kafkajs() -> str:
     node = require_command("node", "make install installs Debian's nodejs and npm as root")
     installed = KAFKAJS_DIR / "node_modules" / "kafkajs" / "package.json"
     pinned = _pinned_kafkajs_version()
@@ -70,7 +69,12 @@ def kafkajs(broker: BrokerProcess) -> KafkaJS:
     installed_version = json.loads(installed.read_text())["version"]
     if installed_version != pinned:
         pytest.fail(f"KafkaJS {installed_version} is installed but {pinned} is pinned: run `make install`")
-    return KafkaJS(node, broker.bootstrap)
+    return node
+
+
+@pytest.fixture
+def kafkajs(broker: BrokerProcess) -> KafkaJS:
+    return KafkaJS(_node_with_kafkajs(), broker.bootstrap)
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -243,3 +247,34 @@ def _first_offsets_at_or_after(
         if record.timestamp_ms >= target_ms and offset < found.get(partition, 1 << 62):
             found[partition] = offset
     return found
+
+
+def test_over_mtls(broker_factory: Any, tmp_path: Path) -> None:
+    """A listener with TLS and client certificates: KafkaJS creates a topic, produces and consumes over it, and
+    Metadata gives it that listener's address."""
+    from pki import CertificateAuthority
+
+    node = _node_with_kafkajs()
+    ca = CertificateAuthority(tmp_path / "pki")
+    server, client = ca.issue_server(), ca.issue_client("kafkajs")
+    broker = broker_factory("tls", config={"log_level": "DEBUG", "listeners": [
+        {"name": "PLAINTEXT", "address": "127.0.0.1:0"},
+        {"name": "MTLS", "address": "127.0.0.1:0", "security_protocol": "SSL",
+         "tls": {"cert_file": str(server.cert_file), "key_file": str(server.key_file), "ca_file": str(ca.cert_file),
+                 "client_auth": "required"}},
+    ]})
+    kafkajs = KafkaJS(node, broker.listener_bootstrap("MTLS"))
+    ssl = ["--ssl-ca", str(ca.cert_file), "--ssl-cert", str(client.cert_file), "--ssl-key", str(client.key_file)]
+    topic = "compat-kafkajs-mtls"
+    created = kafkajs.run("admin-create", "--topic", topic, "--partitions", str(PARTITIONS), *ssl)
+    assert created["created"] is True
+    (cluster_broker,) = created["cluster"]["brokers"]
+    assert f"{cluster_broker['host']}:{cluster_broker['port']}" == broker.listener_bootstrap("MTLS")
+    sent = make_records("kafkajs-mtls", count=300)
+    produced = kafkajs.run("produce", "--topic", topic, "--records", str(write_records(tmp_path / "r.jsonl", sent)),
+                           *ssl)
+    acknowledged = {index: (partition, offset) for index, partition, offset in produced["acknowledged"]}
+    resumed = kafkajs.run("consume-resume", "--topic", topic, "--group", "mtls-group", *ssl)
+    check_round_trip(sent, to_consumed(resumed["consumed"]), acknowledged)
+    principals = [line for line in broker.log_text().splitlines() if "on listener MTLS:" in line]
+    assert principals and all(line.endswith("principal User:kafkajs") for line in principals), principals

@@ -32,6 +32,14 @@ def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         ("", ["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
         ("", ["--set", "nonsense"], "expected KEY=VALUE"),
         ("", ["--set", "no_such_key=1"], "unknown setting 'no_such_key'"),
+        ("listeners: [{name: A, address: '127.0.0.1:0', security_protocol: TLS}]\n", [],
+         "listeners[0].security_protocol: expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, got 'TLS'"),
+        ("listeners: [{name: SSL, address: '127.0.0.1:0', tls: {cert_file: /absent/s.pem, key_file: /absent/s.key}}]\n",
+         [], "listeners[0].tls.cert_file: cannot read /absent/s.pem: No such file or directory"),
+        ("listeners: [{name: PLAINTEXT, address: '127.0.0.1:0'}]\n", ["--listen", "127.0.0.1:0"],
+         "listen: give either listen (and advertise), the one-PLAINTEXT-listener shorthand, or listeners, not both"),
+        ("listeners: [{name: S, address: '127.0.0.1:0', security_protocol: SASL_PLAINTEXT, sasl_mechanisms: [PLAIN]}]\n",
+         [], "listeners[0] (S): SASL_PLAINTEXT: SASL is not implemented yet"),
     ],
 )
 def test_bad_configuration_is_one_line(tmp_path: Path, config_text: str, flags: list[str], expected: str) -> None:

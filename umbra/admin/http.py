@@ -60,7 +60,7 @@ class AdminServer:
         if not self.ready:
             return web.json_response({"status": "starting", "node_id": b.node_id}, status=503)
         return web.json_response({"status": "ok", "node_id": b.node_id, "cluster_id": b.metadata.cluster_id,
-                                  "topics": len(b.metadata.topics())})
+                                  "topics": len(b.metadata.topics()), "listeners": b.listeners.addresses()})
 
     async def cluster(self, request: web.Request) -> web.Response:
         """The cluster as this broker sees it: members, the controller, and the partitions' health."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from umbra.admin.metrics import BrokerMetrics
     from umbra.cluster.metadata import MetadataStore
+    from umbra.server.listeners import Listeners
     from umbra.server.memory import ConnectionLimits, RequestMemoryPool
     from umbra.server.notify import AppendNotifier
     from umbra.storage.manager import LogManager
@@ -23,6 +24,7 @@ class AdminHost(Protocol):
     notifier: AppendNotifier
     request_memory: RequestMemoryPool
     connection_limits: ConnectionLimits
+    listeners: Listeners
 
     @property
     def connection_count(self) -> int: ...

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import getpass
 import json
 import os
+import ssl
+import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9644"
@@ -17,6 +22,40 @@ class AdminError(Exception):
 
 
 ADMIN_URL_ENV = "UMBRA_ADMIN_URL"
+PASSWORD_ENV = "UMBRA_PASSWORD"
+
+
+@dataclass(frozen=True)
+class AdminEndpoint:
+    """A broker's admin API and how to reach it: the URL, a SCRAM user's credentials (HTTP Basic), the CA that
+    signed an https admin API's certificate, and a client certificate. ``str()`` is the URL."""
+
+    url: str
+    user: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+    def headers(self) -> dict[str, str]:
+        if self.user is None:
+            return {}
+        token = base64.b64encode(f"{self.user}:{self.password or ''}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https:"):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise AdminError(f"--ca-file/--cert-file: cannot load them: {exc}") from None
+        return context
 
 
 class _AdminSubcommands:
@@ -35,6 +74,11 @@ class _AdminSubcommands:
 def _add_admin_url(parser: argparse.ArgumentParser, whose: str) -> None:
     parser.add_argument("--admin-url", default=argparse.SUPPRESS,
                         help=f"{whose} admin API (default ${ADMIN_URL_ENV}, else {DEFAULT_ADMIN_URL})")
+    parser.add_argument("--user", default=argparse.SUPPRESS,
+                        help=f"a SCRAM user of the cluster (the password from ${PASSWORD_ENV}, else a prompt)")
+    parser.add_argument("--ca-file", default=argparse.SUPPRESS, help="the CA of an https admin API's certificate")
+    parser.add_argument("--cert-file", default=argparse.SUPPRESS, help="a client certificate (with --key-file)")
+    parser.add_argument("--key-file", default=argparse.SUPPRESS, help="the client certificate's key")
 
 
 def admin_command(sub: Any, name: str, help_text: str, whose: str,
@@ -49,18 +93,31 @@ def admin_command(sub: Any, name: str, help_text: str, whose: str,
 
 
 def resolve_admin_url(args: argparse.Namespace) -> None:
-    """Fill ``args.admin_url`` from the flag, the environment or the default."""
+    """Make ``args.admin_url`` an :class:`AdminEndpoint`: the URL from the flag, the environment or the default,
+    and the credentials and certificates the flags name. The password is never an argument."""
     url = getattr(args, "admin_url", None) or os.environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL
-    args.admin_url = url
+    user = getattr(args, "user", None)
+    password = None
+    if user is not None:
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            if not sys.stdin.isatty():
+                raise AdminError(f"--user {user}: set {PASSWORD_ENV} (no terminal to ask for the password)")
+            password = getpass.getpass(f"password for {user}: ")
+    cert_file, key_file = getattr(args, "cert_file", None), getattr(args, "key_file", None)
+    if (cert_file is None) != (key_file is None):
+        raise AdminError("--cert-file and --key-file go together")
+    args.admin_url = AdminEndpoint(url, user, password, getattr(args, "ca_file", None), cert_file, key_file)
 
 
-def call(base: str, method: str, path: str, body: Any = None) -> Any:
-    url = base.rstrip("/") + path
+def call(base: AdminEndpoint | str, method: str, path: str, body: Any = None) -> Any:
+    endpoint = base if isinstance(base, AdminEndpoint) else AdminEndpoint(base)
+    url = endpoint.url.rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    headers = {**endpoint.headers(), **({"Content-Type": "application/json"} if data else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=endpoint.ssl_context()) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:

@@ -15,6 +15,7 @@ from umbra.cli import cluster as cluster_cli
 from umbra.cli import dev as dev_cli
 from umbra.cli import shadow as shadow_cli
 from umbra.cli import storage as storage_cli
+from umbra.cli import user as user_cli
 from umbra.cli.adminapi import AdminError, resolve_admin_url
 from umbra.cluster.control import ControlPlaneError
 from umbra.cluster.metadata import DataDirError
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     shadow_cli.add_parser(sub, _Parser)
     storage_cli.add_parser(sub, _Parser)
     cluster_cli.add_parser(sub, _Parser)
+    user_cli.add_parser(sub, _Parser)
     dev_cli.add_parser(sub, _Parser)
     return parser
 
@@ -135,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             return cluster_cli.run(args)
         if args.command == "dev":
             return dev_cli.run(args)
-    except (CliError, ConfigError, AdminError, ControlPlaneError, DevClusterError) as exc:
+        if args.command == "user":
+            return user_cli.run(args)
+    except (CliError, ConfigError, AdminError, ControlPlaneError, DevClusterError, user_cli.UserCliError) as exc:
         print(f"umbra: error: {exc}", file=sys.stderr)
         return 2
     except DataDirError as exc:

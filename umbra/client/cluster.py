@@ -23,7 +23,7 @@ from umbra.client.admin import (
     ListedOffset,
 )
 from umbra.client.connection import BrokerConnection
-from umbra.client.errors import ClientConnectionError, ClientError, ClientResponseError, ClientTimeout
+from umbra.client.errors import ClientConnectionError, ClientResponseError, ClientTimeout
 from umbra.client.fetch_response import FetchedPartition, decode_fetch_response
 from umbra.client.fetch_session import PartitionPosition, sessionless_plan
 from umbra.client.fetcher import BrokerFetcher, fetch_request_fields, fetch_version_for, name_fetched_partitions
@@ -57,8 +57,6 @@ class SourceCluster:
             client_id=client_id, connect_timeout_s=base.connect_timeout_s, request_timeout_s=base.request_timeout_s,
             socket_buffer_bytes=base.socket_buffer_bytes, max_response_bytes=base.max_response_bytes,
             read_buffer_bytes=base.read_buffer_bytes, tls=tls, sasl=sasl)
-        if sasl is not None:
-            raise ClientError("SASL towards a source cluster is not supported yet")
         self._metadata = ClusterMetadata()
         self._links: dict[int, ReconnectingConnection] = {}
         self._bootstrap_links: dict[tuple[str, int], ReconnectingConnection] = {}

@@ -32,6 +32,7 @@ from umbra.client.errors import (
     UnsupportedApiError,
 )
 from umbra.client.messages import correlation_id_of, decode_response, encode_request
+from umbra.client.sasl import authenticate
 from umbra.client.settings import ConnectionSettings
 from umbra.errors import ErrorCode
 from umbra.protocol.codec import SCHEMAS, build_request
@@ -158,8 +159,6 @@ class BrokerConnection:
         self.port = port
         self.node_id = node_id
         self.settings = settings or ConnectionSettings()
-        if self.settings.sasl is not None:
-            raise ClientError("SASL towards a source cluster is not supported yet")
         self._protocol: _FrameProtocol | None = None
         self._transport: asyncio.Transport | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -201,6 +200,8 @@ class BrokerConnection:
         self._reader_task = asyncio.create_task(self._read_responses(), name=f"client-reader-{self.host}:{self.port}")
         try:
             await self._handshake()
+            if self.settings.sasl is not None:
+                await authenticate(self, self.settings.sasl)
         except BaseException:
             await self.close()
             raise
@@ -251,9 +252,13 @@ class BrokerConnection:
             return None
         import ssl
 
-        context = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
+        try:
+            context = ssl.create_default_context(cafile=tls.ca_file)
+            context.check_hostname = tls.verify_hostname
+            if tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:  # a missing or unreadable file, a key that does not match
+            raise ClientError(f"source.tls: cannot load the CA, certificate or key: {exc}") from None
         return context
 
     # -- versions --------------------------------------------------------------------------------

@@ -2,25 +2,52 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """``source.tls`` of a link spec. Placeholder: accepted and carried, wired up in a later issue."""
+    """``source.tls`` of a link spec: TLS towards the source, with a client certificate for mTLS."""
 
-    ca_file: str | None = None
+    ca_file: str | None = None  # None: the system's trusted CAs
     cert_file: str | None = None
     key_file: str | None = None
+    verify_hostname: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class SaslSettings:
-    """``source.sasl`` of a link spec. Placeholder: accepted and carried, wired up in a later issue."""
+    """``source.sasl`` of a link spec. The password is never held here: only where to read it, at each
+    connection (a rotated file or variable is picked up by the next connection)."""
 
-    mechanism: str = "PLAIN"
+    mechanism: str = "SCRAM-SHA-512"
     username: str = ""
-    password_env: str = ""
+    password_file: str | None = None
+    password_env: str | None = None
+
+    def password(self) -> str:
+        """The password, read now. Errors name the file or variable, never a secret."""
+        if self.password_file is not None:
+            try:
+                with open(self.password_file, encoding="utf-8") as stream:
+                    text = stream.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"source.sasl.password_file {self.password_file}: cannot read it "
+                                 f"({type(exc).__name__})") from None
+            password = text.removesuffix("\n").removesuffix("\r")  # a file written by echo
+        elif self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ValueError(f"source.sasl.password_env: the variable {self.password_env} is not set")
+            password = value
+        else:
+            raise ValueError("source.sasl: no password_file or password_env")
+        if not password:
+            raise ValueError("source.sasl: the password is empty")
+        return password
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,14 @@ LIST_GROUPS = 16
 DESCRIBE_ACLS = 29
 DESCRIBE_CONFIGS = 32
 OFFSET_FOR_LEADER_EPOCH = 23
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
 
 API_NAMES = {API_VERSIONS: "ApiVersions", FETCH: "Fetch", LIST_OFFSETS: "ListOffsets", METADATA: "Metadata",
              OFFSET_FETCH: "OffsetFetch", FIND_COORDINATOR: "FindCoordinator", LIST_GROUPS: "ListGroups",
              DESCRIBE_ACLS: "DescribeAcls", DESCRIBE_CONFIGS: "DescribeConfigs",
-             OFFSET_FOR_LEADER_EPOCH: "OffsetForLeaderEpoch"}
+             OFFSET_FOR_LEADER_EPOCH: "OffsetForLeaderEpoch", SASL_HANDSHAKE: "SaslHandshake",
+             SASL_AUTHENTICATE: "SaslAuthenticate"}
 
 # api_key -> (lowest, highest) version we can use.
 USABLE_VERSIONS: dict[int, tuple[int, int]] = {
@@ -45,6 +48,8 @@ USABLE_VERSIONS: dict[int, tuple[int, int]] = {
     DESCRIBE_ACLS: (1, 3),
     DESCRIBE_CONFIGS: (1, 4),
     OFFSET_FOR_LEADER_EPOCH: (2, 4),  # v2+ names the current leader epoch (Kafka 2.1)
+    SASL_HANDSHAKE: (1, 1),  # v1: the tokens travel in SaslAuthenticate (Kafka 1.0, KIP-152)
+    SASL_AUTHENTICATE: (0, 2),
 }
 
 # The versions from which a feature exists on the wire.

@@ -4,15 +4,28 @@ Two implementations sit behind :class:`ControlPlane`: :class:`LocalControlPlane`
 default (this broker is the cluster and its controller), and :class:`umbra.cluster.etcd.EtcdControlPlane`,
 where brokers register in etcd under leases and elect the controller there. Readers take a frozen
 :class:`ClusterView`; nothing here blocks the event loop.
+
+Both keep cluster-wide JSON documents (``scram_users``; on a cluster also ``acls``, ``broker_configs``): in etcd
+under ``documents/<name>``, or, for a single broker, in ``<data_dir>/documents/<name>.json``. A running single
+broker holds an exclusive lock on ``<data_dir>/.lock`` (:class:`DataDirLock`), so that ``umbra user`` can refuse
+to change its documents behind its back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import fcntl
+import json
+import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from umbra.cluster.metadata import PartitionAssignment, TopicMetadata
+from umbra.storage.checkpoint import write_atomically
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,19 +34,33 @@ class BrokerInfo:
 
     node_id: int
     rack: str | None
-    kafka_address: str  # HOST:PORT
+    kafka_address: str  # HOST:PORT: its first listener's (PLAINTEXT on a cluster: the brokers replicate over it)
     admin_address: str  # http://HOST:PORT
     alive: bool = True
+    # (listener name, HOST:PORT) of every listener, as clients reach it: Metadata answers a client with each
+    # broker's address on the listener the client came in on. Empty: kafka_address alone, named PLAINTEXT (a
+    # registration from before listeners).
+    listeners: tuple[tuple[str, str], ...] = ()
+
+    def address_for(self, listener: str | None) -> str | None:
+        """HOST:PORT of this broker on ``listener`` (None: its first), or None when it has no such listener."""
+        if listener is None:
+            return self.kafka_address
+        for name, address in self.listeners or (("PLAINTEXT", self.kafka_address),):
+            if name == listener:
+                return address
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "rack": self.rack, "kafka_address": self.kafka_address,
-                "admin_address": self.admin_address, "alive": self.alive}
+                "admin_address": self.admin_address, "alive": self.alive, "listeners": dict(self.listeners)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, alive: bool) -> BrokerInfo:
         rack = data.get("rack")
+        listeners = tuple((str(name), str(address)) for name, address in (data.get("listeners") or {}).items())
         return cls(int(data["node_id"]), str(rack) if rack is not None else None, str(data["kafka_address"]),
-                   str(data["admin_address"]), alive)
+                   str(data["admin_address"]), alive, listeners)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +131,9 @@ class ControlPlane(Protocol):
     def subscribe_document(self, name: str, listener: DocumentListener) -> None:
         """``listener`` gets every new version of the cluster document ``name`` (``acls``, ``broker_configs``)."""
 
+    def document(self, name: str) -> Any:
+        """The cluster document ``name`` as this broker last read it (None if unset)."""
+
     async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
         """Compare-and-swap a cluster document: ``change`` gets the current one (None if unset) and returns the
         new one (it may run again if another broker changed it meanwhile). Returns what was stored."""
@@ -144,16 +174,91 @@ class ControlPlaneError(Exception):
     """The control plane refused this broker, or could not be reached at start-up; one line."""
 
 
+DOCUMENTS_DIR = "documents"
+_DOCUMENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def local_document_path(data_dir: Path, name: str) -> Path:
+    if not _DOCUMENT_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a document name")
+    return data_dir / DOCUMENTS_DIR / f"{name}.json"
+
+
+def read_local_document(data_dir: Path, name: str) -> Any:
+    """A single broker's document ``name`` (None if unset). ControlPlaneError if it cannot be read."""
+    path = local_document_path(data_dir, name)
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ControlPlaneError(f"{path} cannot be read: {exc}") from None
+
+
+def write_local_document(data_dir: Path, name: str, value: Any) -> None:
+    """Replace a single broker's document (temporary file, fsync, rename, fsync of the directory); OSError if
+    it cannot be written, and then nothing changed."""
+    path = local_document_path(data_dir, name)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
+
+
+class DataDirLock:
+    """An exclusive lock on ``<data_dir>/.lock`` (flock: the kernel drops it when its holder dies). A running
+    single broker holds it; ``umbra user --data-dir`` takes it while it changes a document."""
+
+    FILE = ".lock"
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, data_dir: Path, holder: str) -> DataDirLock:
+        """ControlPlaneError, naming ``holder``'s conflict, if another process holds it."""
+        fd = os.open(data_dir / cls.FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ControlPlaneError(f"{data_dir} is in use by a running broker (or another `umbra user`): "
+                                    f"{holder}") from None
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
 class LocalControlPlane:
     """The single-node default: this broker is the whole cluster, and its controller; topics stay in its own
-    metadata store."""
+    metadata store. Its documents are files in ``data_dir`` (kept in memory only without one: tests). With a
+    ``data_dir`` it holds the directory's lock from construction (before the broker opens its logs) to
+    :meth:`stop`; ControlPlaneError if another process holds it."""
 
     clustered = False
 
-    def __init__(self, cluster_id: str, node_id: int) -> None:
+    def __init__(self, cluster_id: str, node_id: int, data_dir: Path | None = None) -> None:
         self._cluster_id = cluster_id
         self._node_id = node_id
         self._me: BrokerInfo | None = None
+        self._data_dir = data_dir
+        self._document_listeners: dict[str, list[DocumentListener]] = {}
+        self._update_lock = asyncio.Lock()
+        self._lock: DataDirLock | None = None
+        if data_dir is not None:
+            self._lock = DataDirLock.acquire(data_dir, "two brokers cannot share a data directory")
+        try:
+            self._documents: dict[str, Any] = self._read_documents()
+        except ControlPlaneError:
+            self._release()
+            raise
+
+    def _read_documents(self) -> dict[str, Any]:
+        if self._data_dir is None or not (self._data_dir / DOCUMENTS_DIR).is_dir():
+            return {}
+        names = [p.stem for p in (self._data_dir / DOCUMENTS_DIR).glob("*.json") if _DOCUMENT_NAME.fullmatch(p.stem)]
+        return {name: read_local_document(self._data_dir, name) for name in sorted(names)}
 
     @property
     def node_id(self) -> int:
@@ -171,9 +276,17 @@ class LocalControlPlane:
 
     async def start(self, me: BrokerInfo) -> None:
         self._me = me
+        for name, value in self._documents.items():  # the subscribers take the documents read at construction
+            for listener in self._document_listeners.get(name, []):
+                listener(value)
 
     async def stop(self) -> None:
-        return None
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def subscribe_topics(self, listener: TopicsListener) -> None:
         return None
@@ -201,10 +314,22 @@ class LocalControlPlane:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
 
     def subscribe_document(self, name: str, listener: DocumentListener) -> None:
-        return None
+        self._document_listeners.setdefault(name, []).append(listener)
+
+    def document(self, name: str) -> Any:
+        return self._documents.get(name)
 
     async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
-        raise ControlPlaneError("a single broker keeps its ACLs and configs in its own stores")
+        """Written to ``<data_dir>/documents/<name>.json`` before it is visible; OSError if it cannot be (and
+        then nothing changed). (ACLs and broker configs of a single broker live in their own stores.)"""
+        async with self._update_lock:  # one change at a time: each sees the one before
+            value = change(copy.deepcopy(self._documents.get(name)))
+            if self._data_dir is not None:
+                await asyncio.to_thread(write_local_document, self._data_dir, name, value)
+            self._documents[name] = value
+        for listener in self._document_listeners.get(name, []):
+            listener(value)
+        return value
 
     async def add_partitions(self, name: str, count: int) -> None:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")

@@ -144,8 +144,8 @@ class EtcdControlPlane:
 
         try:
             await self._change_partition(topic, index, change)
-        except (_Deposed, UnknownTopicOrPartition, ControlPlaneError):
-            return False
+        except (_Deposed, UnknownTopicOrPartition, ControlPlaneError, *_ETCD_ERRORS):
+            return False  # not recorded: deposed, or etcd out of reach (the leader does not retry it yet)
         return True
 
     async def reserve_producer_ids(self, count: int, floor: int) -> int:
@@ -183,7 +183,17 @@ class EtcdControlPlane:
     def subscribe_document(self, name: str, listener: DocumentListener) -> None:
         self._document_listeners.setdefault(name, []).append(listener)
 
+    def document(self, name: str) -> Any:
+        known = self._documents.get(name)
+        return known[0] if known is not None else None
+
     async def update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
+        try:
+            return await self._update_document(name, change)
+        except _ETCD_ERRORS as exc:  # callers (the ACL and user handlers) expect the control plane's own error
+            raise ControlPlaneError(f"{name}: etcd cannot be reached: {describe(exc)}") from None
+
+    async def _update_document(self, name: str, change: Callable[[Any], Any]) -> Any:
         client = self._require_client()
         key = self._key("documents", name)
         for _ in range(10):
@@ -458,8 +468,7 @@ class EtcdControlPlane:
                 brokers.append(BrokerInfo.from_json(json.loads(kv.value), alive=False))
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring an unreadable broker registration at %s", kv.key.decode(errors="replace"))
-        brokers = [BrokerInfo(b.node_id, b.rack, b.kafka_address, b.admin_address, b.node_id in alive_ids)
-                   for b in sorted(brokers, key=lambda b: b.node_id)]
+        brokers = [replace(b, alive=b.node_id in alive_ids) for b in sorted(brokers, key=lambda b: b.node_id)]
         controller, epoch = None, self._view.controller_epoch
         if current is not None:
             controller, epoch = int(current.value), int(current.create_revision)
@@ -544,3 +553,28 @@ async def _revoke_quietly(lease: Any) -> None:
             await lease.revoke()
     except _ETCD_ERRORS:
         pass
+
+
+async def change_cluster_document(endpoints: list[tuple[str, int]], cluster_id: str, name: str,
+                                  change: Callable[[Any], Any] | None, *, timeout_s: float = 5.0) -> tuple[Any, int]:
+    """From outside the cluster (``umbra user --etcd``), without registering: compare-and-swap the cluster
+    document ``name`` with ``change`` (None: only read it). Returns the document and how many brokers ever
+    registered in the cluster (none suggests a mistyped cluster id). ControlPlaneError if etcd cannot be reached."""
+    plane = EtcdControlPlane(endpoints, cluster_id, -1, 10_000, request_timeout_s=timeout_s,
+                             leader_rebalance_interval_ms=None)
+    try:
+        await plane._connect()
+        client = plane._require_client()
+        registered = len(list(await plane._call(client.get_prefix(plane._key("brokers", "")))))
+        if change is not None:
+            return await plane.update_document(name, change), registered
+        found = await plane._call(client.get(plane._key("documents", name)))
+    except _ETCD_ERRORS as exc:
+        urls = ",".join(f"http://{h}:{p}" for h, p in endpoints)
+        raise ControlPlaneError(f"etcd at {urls} cannot be reached: {describe(exc)}") from None
+    finally:
+        await plane._close_client()
+    try:
+        return (json.loads(found.value) if found is not None else None), registered
+    except ValueError as exc:
+        raise ControlPlaneError(f"the cluster document {name} in etcd is not JSON: {exc}") from None

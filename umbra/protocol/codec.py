@@ -20,6 +20,7 @@ import kafka.protocol.admin as _admin
 import kafka.protocol.consumer as _consumer
 import kafka.protocol.metadata as _metadata
 import kafka.protocol.producer as _producer
+import kafka.protocol.sasl as _sasl
 from kafka.protocol.api_message import ApiMessage
 
 from umbra.protocol import varint
@@ -58,7 +59,7 @@ class ApiSchema:
 
 def _collect_schemas() -> dict[int, ApiSchema]:
     pairs: dict[int, dict[str, type[ApiMessage]]] = {}
-    for module in (_admin, _consumer, _metadata, _producer):
+    for module in (_admin, _consumer, _metadata, _producer, _sasl):
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):

@@ -33,7 +33,9 @@ class FrameError(Exception):
 
 
 class FrameTooLarge(FrameError):
-    pass
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size  # the frame size the stream announced
 
 
 class FrameBudget(Protocol):
@@ -151,7 +153,7 @@ class FrameDecoder:
             (size,) = _SIZE.unpack_from(view, pos)
             if size < 0 or size > self._max_frame_size:
                 raise FrameTooLarge(
-                    f"request size {size} is outside 0..{self._max_frame_size} (socket.request.max.bytes)"
+                    f"request size {size} is outside 0..{self._max_frame_size} (socket.request.max.bytes)", size
                 )
             staged = end - pos - 4
             if staged >= size:  # whole in the read already: its bytes are in memory, so it is admitted

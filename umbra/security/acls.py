@@ -240,6 +240,8 @@ class AclStore:
         self.path = Path(data_dir) / self.FILE
         self._lock = threading.Lock()  # the admin API may read from another thread
         self._bindings: dict[AclBinding, None] = dict.fromkeys(self._load())
+        # Bumped by every change (each replaces the bindings as a whole): caches of decisions compare it.
+        self.generation = 0
 
     def _load(self) -> list[AclBinding]:
         try:
@@ -276,6 +278,11 @@ class AclStore:
         with self._lock:
             return list(self._bindings)
 
+    def snapshot(self) -> tuple[int, list[AclBinding]]:
+        """The generation and the bindings of that generation, read together."""
+        with self._lock:
+            return self.generation, list(self._bindings)
+
     def describe(self, acl_filter: AclFilter) -> list[AclBinding]:
         """The stored bindings that ``acl_filter`` matches. Raises InvalidRequest for an invalid filter."""
         acl_filter.validate()
@@ -290,6 +297,7 @@ class AclStore:
                 return
             self._save(candidate)
             self._bindings = candidate
+            self.generation += 1
 
     def add(self, bindings: Sequence[AclBinding]) -> list[KafkaError | None]:
         """Store each valid binding. Returns one entry per binding: None, or the error that refused it.
@@ -307,6 +315,7 @@ class AclStore:
                         results[index] = exc
                     return results
                 self._bindings = dict.fromkeys(candidate)
+                self.generation += 1
         for index in added:
             log.info("created ACL: %s", bindings[index])
         return results
@@ -325,6 +334,7 @@ class AclStore:
             if doomed:
                 self._save(remaining)
                 self._bindings = dict.fromkeys(remaining)
+                self.generation += 1
         for binding in doomed:
             log.info("deleted ACL: %s", binding)
         return matched

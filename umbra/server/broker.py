@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
@@ -36,8 +36,10 @@ from umbra.security.acls import (
     plan_add,
     plan_delete,
 )
+from umbra.server.authz import BrokerAuthorizer
 from umbra.server.fetch_sessions import FetchSessionCache
 from umbra.server.handlers import load_all
+from umbra.server.listeners import ConnectionFactory, Listeners, refuse_unservable
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.ports import TopicGuard
@@ -70,6 +72,7 @@ class Closable(Protocol):
 
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
+        refuse_unservable(config.listeners)  # before anything is created
         self.config = config
         self.node_id = config.node_id
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,7 @@ class Broker:
         self.logs = LogManager(config.data_dir)
         self.producer_ids = ProducerIdManager(config.data_dir)
         self.acls = AclStore(config.data_dir)
+        self.authorizer = BrokerAuthorizer.from_config(config.authorization, self.acls)  # None: disabled
         self.notifier = AppendNotifier()
         self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
         self.connection_limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
@@ -90,7 +94,7 @@ class Broker:
         self._cluster_producer_ids: list[int] | None = None  # [next, end) of the block reserved in etcd
         self._coordinating: tuple[int, int] | None = None  # (this node, epoch) while it leads the offsets topic
         self.started_ms = now_ms()
-        self._server: asyncio.base_events.Server | None = None
+        self.listeners = Listeners(config.listeners)
         self._connection_tasks: set[asyncio.Task[None]] = set()
         self._connections: set[Closable] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -103,18 +107,18 @@ class Broker:
         self._uncleanable: dict[str, int] = {}  # log -> its end offset when the cleaner could not decode it
         self._housekeeping_busy = threading.Lock()  # held while flushes/retention run on a worker thread
         self._closing_logs = False
-        self.listen_port = config.listen.port
+        self.listen_port = config.listeners[0].address.port  # the first listener's (the bound one once serving)
         load_all()
 
     @property
     def connection_count(self) -> int:
         return len(self._connections)
 
-    def advertised_endpoint(self) -> tuple[str, int]:
-        """Host and port clients should connect to (the actual port when listening on port 0)."""
-        if self.config.advertise is not None:
-            return self.config.advertise.host, self.config.advertise.port
-        return self.config.listen.host, self.listen_port
+    def advertised_endpoint(self, listener: str | None = None) -> tuple[str, int]:
+        """Host and port clients of ``listener`` (by name; None: the first) should connect to (the actual port
+        when listening on port 0). Kafka answers each client with the address of the listener it came in on."""
+        advertised = self.listeners.advertised(listener)
+        return advertised.host, advertised.port
 
     # --- topics and partitions ---------------------------------------
     def log_config(self, topic: TopicMetadata) -> LogConfig:
@@ -412,11 +416,12 @@ class Broker:
         except UnknownTopicOrPartition:
             pass  # deleted meanwhile
 
-    def coordinator_address(self) -> tuple[int, str, int] | None:
-        """(node id, host, port) of the group coordinator: the leader of ``__consumer_offsets``; None while
-        it is not known (a cluster that has not created it yet, or whose leader is not registered)."""
+    def coordinator_address(self, listener: str | None = None) -> tuple[int, str, int] | None:
+        """(node id, host, port) of the group coordinator on ``listener`` (the client's; None: the first): the
+        leader of ``__consumer_offsets``; None while it is not known (a cluster that has not created it yet,
+        or whose leader is not registered or has no such listener)."""
         if not self.clustered:
-            host, port = self.advertised_endpoint()
+            host, port = self.advertised_endpoint(listener)
             return self.node_id, host, port
         offsets = self.metadata.topic(OFFSETS_TOPIC)
         if offsets is None or not offsets.assignments:  # not created in the cluster yet: clients retry
@@ -424,7 +429,10 @@ class Broker:
         leader = self.replicas.state(OFFSETS_TOPIC, 0).leader
         for member in self.control.view().alive_brokers():
             if member.node_id == leader:
-                address, _, port_text = member.kafka_address.rpartition(":")
+                found = member.address_for(listener)
+                if found is None:
+                    return None
+                address, _, port_text = found.rpartition(":")
                 return leader, address, int(port_text)
         return None
 
@@ -461,12 +469,10 @@ class Broker:
             self.topic_configs_changed(OFFSETS_TOPIC)
         return self.get_log(OFFSETS_TOPIC, 0)
 
-    async def serve(self, connection_factory: Callable[[], asyncio.BaseProtocol]) -> None:
-        """Listen for Kafka clients, and start the housekeeping and the log cleaner."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            connection_factory, self.config.listen.host, self.config.listen.port, reuse_address=True, backlog=1024)
-        self.listen_port = self._server.sockets[0].getsockname()[1]
+    async def serve(self, connection_factory: ConnectionFactory) -> None:
+        """Open every listener, and start the housekeeping and the log cleaner."""
+        await self.listeners.open(connection_factory, self)
+        self.listen_port = self.listeners.bound[0].port
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.config.log_cleaner_enabled:
             self._background.append(asyncio.create_task(self._log_cleaner(), name="log-cleaner"))
@@ -558,8 +564,7 @@ class Broker:
         self.cleaner.stop()
         await self.fetchers.stop()
         await cancel_and_wait(list(self._isr_updates))
-        if self._server is not None:
-            self._server.close()
+        self.listeners.close()
         for connection in list(self._connections):
             connection.close()
         await cancel_and_wait([*self._background, *self._connection_tasks])

@@ -9,7 +9,10 @@ straight to the socket by a ``DirectSender`` when the transport's buffer is
 empty: byte pieces with ``os.writev``, regions with ``os.sendfile``, on the
 event loop until the socket is full and then on a worker thread that waits for
 it to drain. Because responses leave one at a time, nothing else writes to the
-transport meanwhile. Otherwise the regions are read and written as bytes.
+transport meanwhile. Otherwise the regions are read and written as bytes; on a
+TLS connection (its bytes are encrypted in Python, so sendfile cannot serve it)
+in chunks, each written once the transport has drained below its high-water
+mark, so a large fetch never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from umbra.config import ListenerConfig
 from umbra.errors import ErrorCode, KafkaError
 from umbra.protocol.codec import (
     SCHEMAS,
@@ -33,7 +38,8 @@ from umbra.protocol.codec import (
     encode_response,
     error_response,
 )
-from umbra.protocol.framing import FrameDecoder, FrameError
+from umbra.protocol.framing import FrameDecoder, FrameError, FrameTooLarge
+from umbra.security.tls import client_went_away, describe_tls_error, principal_from_certificate
 from umbra.server.handlers import ANONYMOUS, API_HANDLERS, RequestContext
 from umbra.server.sendfile import THREAD_WAIT_SECONDS, DirectSender, executor
 from umbra.storage.region import FileRegion, RegionTruncated, close_regions
@@ -45,15 +51,20 @@ log = logging.getLogger("umbra.connection")
 _ids = itertools.count(1)
 _MAX_QUEUED = 64
 _WRITE_HIGH_WATER = 8 * 1024 * 1024
+_TLS_REGION_CHUNK = 256 * 1024  # record-set bytes read from a segment per write on a TLS connection
+_TLS_RECORD_PREFIX = 0x1603  # a TLS handshake record (type 22, version 3.x) read as a Kafka frame size
 
 API_VERSIONS = 18
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, listener: ListenerConfig | None = None) -> None:
         self.broker = broker
+        # The listener it came in on: its protocol, its SASL mechanisms, and the addresses Metadata gives.
+        self.listener = listener or broker.config.listeners[0]
         self.id = next(_ids)
         self.peer = "?"
         self.principal = ANONYMOUS  # until TLS (a client certificate) or SASL authenticates the client
+        self._tls = self.listener.security_protocol.uses_tls
         self._memory = broker.request_memory
         self._frames = FrameDecoder(broker.config.max_request_bytes, budget=self._memory)
         self._ip: str | None = None  # counted in the broker's connection limits
@@ -72,14 +83,27 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._transport = stream = cast(asyncio.Transport, transport)  # uvloop's TCPTransport
         peer = stream.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        ip = peer[0] if peer else "?"
-        if not self.broker.connection_limits.admit(ip):
-            self._closing = True
-            stream.abort()
-            return
-        self._ip = ip
+        if self._tls:  # counted in the connection limits by the listener since its accept (TlsAcceptor)
+            self._authenticate_certificate(stream)
+        else:
+            ip = peer[0] if peer else "?"
+            if not self.broker.connection_limits.admit(ip):
+                self._closing = True
+                stream.abort()
+                return
+            self._ip = ip
         stream.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._task = self.broker.spawn_connection_task(self._run(), self)
+
+    def _authenticate_certificate(self, stream: asyncio.Transport) -> None:
+        """mTLS: the client certificate (verified in the handshake) names the principal."""
+        principal = principal_from_certificate(stream.get_extra_info("peercert"))
+        if principal is not None:
+            self.principal = principal
+        ssl_object = stream.get_extra_info("ssl_object")
+        version = ssl_object.version() if ssl_object is not None else "TLS"
+        log.debug("connection %s on listener %s: %s, principal %s", self.peer, self.listener.name, version,
+                  self.principal)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # The kernel writes straight into the decoder's buffers: a large request (Produce) lands once,
@@ -91,6 +115,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         try:
             frames = self._frames.buffer_updated(nbytes)
+        except FrameTooLarge as exc:
+            hint = ""
+            if not self._tls and exc.size >> 16 == _TLS_RECORD_PREFIX:
+                hint = f"; it began a TLS handshake on {self.listener.security_protocol} listener {self.listener.name}"
+            log.warning("closing connection %s: %s%s", self.peer, exc, hint)
+            self.close()
+            return
         except FrameError as exc:
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
@@ -130,6 +161,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ssl.SSLError):  # a TLS connection broken after its handshake (a bad record, an alert)
+            log.log(logging.DEBUG if client_went_away(exc) else logging.WARNING, "closing connection %s on listener %s:"
+                    " TLS error: %s", self.peer, self.listener.name, describe_tls_error(exc))
         self._closing = True
         self._abort_send.set()
         self._drained.set()
@@ -192,6 +226,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         owned = True  # False once a DirectSender owns the regions
         try:
+            if self._tls:
+                await self._write_through_tls(transport, pieces)
+                return
             sock_fd = self._direct_send_fd(transport)
             if sock_fd is None:
                 transport.writelines([piece.read() if isinstance(piece, FileRegion) else piece for piece in pieces])
@@ -210,6 +247,20 @@ class KafkaConnection(asyncio.BufferedProtocol):
         finally:
             if owned:
                 close_regions(pieces)
+
+    async def _write_through_tls(self, transport: asyncio.Transport, pieces: list[Any]) -> None:
+        """The pieces through the TLS transport, regions read in chunks as the transport drains (at most the
+        high-water mark and a chunk in memory); the caller closes the regions."""
+        for piece in pieces:
+            if not isinstance(piece, FileRegion):
+                transport.write(piece)
+                continue
+            for chunk in piece.chunks(_TLS_REGION_CHUNK):
+                if self._closing:
+                    raise ConnectionAbortedError("the connection closed while a response was being sent")
+                transport.write(chunk)
+                if not self._drained.is_set():
+                    await self._drained.wait()
 
     @staticmethod
     def _direct_send_fd(transport: asyncio.Transport) -> int | None:
@@ -267,7 +318,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
             return None
-        ctx = RequestContext(self.broker, header, self.peer, self.id, self.principal)
+        ctx = RequestContext(self.broker, header, self.peer, self.id, self.principal, self.listener.name)
         metadata_version = self.broker.metadata.version
         try:
             result = await handler.handle(ctx, body)

@@ -59,7 +59,8 @@ SourceFactory = Callable[[LinkSpec], SourceCluster]
 
 def connect_source(spec: LinkSpec) -> SourceCluster:
     """The client for ``spec``'s source cluster (it connects on first use)."""
-    return SourceCluster(list(spec.source.bootstrap_servers), client_id=f"umbra-shadow-{spec.name}")
+    return SourceCluster(list(spec.source.bootstrap_servers), client_id=f"umbra-shadow-{spec.name}",
+                         tls=spec.source.tls, sasl=spec.source.sasl)
 
 
 async def probe_source(spec: LinkSpec, timeout_s: float = 10.0, connect: SourceFactory = connect_source) -> None:

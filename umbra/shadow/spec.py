@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from umbra.client.settings import SASL_MECHANISMS, SaslSettings, TlsSettings
 from umbra.cluster.metadata import validate_topic_name
 from umbra.errors import KafkaError
 
@@ -90,6 +91,8 @@ class ClientSettings:
 class SourceSpec:
     bootstrap_servers: tuple[str, ...]
     client: ClientSettings = ClientSettings()
+    tls: TlsSettings | None = None
+    sasl: SaslSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,12 @@ class LinkSpec:
             "name": self.name,
             "source": {"bootstrap_servers": list(self.source.bootstrap_servers),
                        "client": {k: v for k, v in asdict(self.source.client).items()
-                                  if k != "rack" or v is not None}},
+                                  if k != "rack" or v is not None},
+                       # Where the password is read from, never the password: this is what describe shows.
+                       **({"tls": {"enabled": True, **{k: v for k, v in asdict(self.source.tls).items()
+                                                       if v is not None}}} if self.source.tls else {}),
+                       **({"sasl": {k: v for k, v in asdict(self.source.sasl).items() if v is not None}}
+                          if self.source.sasl else {})},
             "topics": {"sync_interval": format_duration(self.topics.sync_interval_ms),
                        "filters": [f.to_json() for f in self.topics.filters],
                        "start_at": self.topics.start_at.to_json(),
@@ -167,6 +175,47 @@ def _mapping(path: str, value: Any, allowed: set[str], required: frozenset[str] 
         if key not in value:
             raise SpecError(f"{path}.{key}: required".lstrip("."))
     return value
+
+
+def _optional_str(path: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{path}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _tls(value: Any) -> TlsSettings | None:
+    """``source.tls``: absent, ``enabled: false`` or a mapping of the CA, client certificate and key files."""
+    if value is None:
+        return None
+    tls = _mapping("source.tls", value, {"enabled", "ca_file", "cert_file", "key_file", "verify_hostname"})
+    if not _bool("source.tls.enabled", tls.get("enabled", True)):
+        return None
+    files = {k: _optional_str(f"source.tls.{k}", tls.get(k)) for k in ("ca_file", "cert_file", "key_file")}
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise SpecError("source.tls: cert_file and key_file go together (a client certificate for mTLS)")
+    return TlsSettings(**files, verify_hostname=_bool("source.tls.verify_hostname", tls.get("verify_hostname", True)))
+
+
+def _sasl(value: Any) -> SaslSettings | None:
+    """``source.sasl``: the mechanism, the user, and where its password is read (a file or a variable)."""
+    if value is None:
+        return None
+    sasl = _mapping("source.sasl", value, {"mechanism", "username", "password_file", "password_env", "password"},
+                    {"mechanism", "username"})
+    if "password" in sasl:
+        raise SpecError("source.sasl.password: a link spec never holds a password (it is stored and described); "
+                        "use password_file or password_env")
+    mechanism = sasl["mechanism"]
+    if mechanism not in SASL_MECHANISMS:
+        raise SpecError(f"source.sasl.mechanism: expected one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
+    username = _optional_str("source.sasl.username", sasl["username"])
+    password_file = _optional_str("source.sasl.password_file", sasl.get("password_file"))
+    password_env = _optional_str("source.sasl.password_env", sasl.get("password_env"))
+    if (password_file is None) == (password_env is None):
+        raise SpecError("source.sasl: exactly one of password_file and password_env")
+    return SaslSettings(mechanism, username or "", password_file, password_env)
 
 
 def _bool(path: str, value: Any) -> bool:
@@ -225,9 +274,6 @@ def parse_link_spec(doc: Any) -> LinkSpec:
         raise SpecError(f"name: expected 1-63 letters, digits, '.', '_' or '-', got {name!r}")
 
     src = _mapping("source", doc["source"], {"bootstrap_servers", "client", "tls", "sasl"}, {"bootstrap_servers"})
-    for unsupported in ("tls", "sasl"):
-        if src.get(unsupported) is not None:
-            raise SpecError(f"source.{unsupported}: not supported yet by this umbra version (plaintext sources only)")
     client = ClientSettings()
     if "client" in src:
         c = _mapping("source.client", src["client"], set(ClientSettings.__dataclass_fields__))
@@ -237,7 +283,8 @@ def parse_link_spec(doc: Any) -> LinkSpec:
                             f"as a non-empty string, got {rack!r}")
         client = ClientSettings(**{k: _int(f"source.client.{k}", v, 0 if k == "fetch_max_wait_ms" else 1)
                                    for k, v in c.items() if k != "rack"}, rack=rack)
-    source = SourceSpec(_bootstrap("source.bootstrap_servers", src["bootstrap_servers"]), client)
+    source = SourceSpec(_bootstrap("source.bootstrap_servers", src["bootstrap_servers"]), client,
+                        _tls(src.get("tls")), _sasl(src.get("sasl")))
 
     t = _mapping("topics", doc["topics"], {"sync_interval", "filters", "start_at", "synced_properties"}, {"filters"})
     filters = _filters("topics.filters", t["filters"], allow_empty_name=True)

@@ -9,6 +9,7 @@ while the region waits to be sent, and the duplicate keeps the file (and the fd 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 __all__ = ["FileRegion", "RegionTruncated", "RecordSetPart", "close_regions", "record_set_size"]
 
@@ -49,6 +50,18 @@ class FileRegion:
                 got += len(more)
             data = b"".join(parts)
         return data
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The region's bytes in pieces of at most ``size`` (where it cannot be sent from the file: TLS)."""
+        if self.fd < 0:
+            raise ValueError("read of a closed FileRegion")
+        done = 0
+        while done < self.length:
+            data = os.pread(self.fd, min(size, self.length - done), self.offset + done)
+            if not data:
+                raise RegionTruncated(f"file ended {self.length - done} bytes before the region's end")
+            done += len(data)
+            yield data
 
     def close(self) -> None:
         if self.fd >= 0:

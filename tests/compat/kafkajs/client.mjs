@@ -18,6 +18,8 @@
 //   admin-inspect   topic offsets, offsets for --timestamp, the group's committed offsets, describeGroups,
 //                   listGroups, the topic's configs.
 //   admin-delete    delete --group (if given) and TOPIC, then list topics and groups again.
+//
+// --ssl-ca FILE connects with TLS, trusting that CA; --ssl-cert FILE --ssl-key FILE adds a client certificate.
 
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -41,6 +43,9 @@ const { positionals, values: options } = parseArgs({
     timestamp: { type: 'string' },
     'timeout-ms': { type: 'string', default: '60000' },
     'log-level': { type: 'string', default: 'warn' },
+    'ssl-ca': { type: 'string' },
+    'ssl-cert': { type: 'string' },
+    'ssl-key': { type: 'string' },
   },
 })
 
@@ -59,9 +64,15 @@ const stderrLogCreator = () => ({ namespace, level, label, log }) => {
   process.stderr.write(`[kafkajs ${label} ${namespace}] ${message} ${JSON.stringify(extra)}\n`)
 }
 
+const ssl = options['ssl-ca'] === undefined ? undefined : {
+  ca: [readFileSync(options['ssl-ca'])],
+  ...(options['ssl-cert'] === undefined ? {} : { cert: readFileSync(options['ssl-cert']), key: readFileSync(options['ssl-key']) }),
+}
+
 const kafka = new Kafka({
   clientId: `umbra-compat-kafkajs-${mode}`,
   brokers: [required('bootstrap')],
+  ssl,
   logLevel: logLevelByName[options['log-level']] ?? LogLevel.WARN,
   logCreator: stderrLogCreator,
   connectionTimeout: 5000,

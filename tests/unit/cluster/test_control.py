@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from umbra.cluster.control import assign_partitions, elect_leaders, parse_endpoints, restore_preferred_leaders
+from umbra.cluster.control import (
+    BrokerInfo,
+    assign_partitions,
+    elect_leaders,
+    parse_endpoints,
+    restore_preferred_leaders,
+)
 from umbra.cluster.metadata import PartitionAssignment, TopicMetadata
 
 
@@ -62,3 +68,17 @@ def test_replicas_span_racks() -> None:
     two_racks = {1: "a", 2: "a", 3: "b"}
     for a in assign_partitions(6, 2, [1, 2, 3], racks=two_racks):
         assert {two_racks[r] for r in a.replicas} == {"a", "b"}
+
+
+def test_a_registration_holds_every_listener_address() -> None:
+    """Metadata answers with each broker's address on the client's listener; a broker without it is left out."""
+    info = BrokerInfo(1, None, "10.0.0.1:9092", "http://10.0.0.1:9644",
+                      listeners=(("PLAINTEXT", "10.0.0.1:9092"), ("SSL", "kafka-1.example:9093")))
+    again = BrokerInfo.from_json(info.to_json(), alive=True)
+    assert again == info
+    assert again.address_for("SSL") == "kafka-1.example:9093" and again.address_for(None) == "10.0.0.1:9092"
+    assert again.address_for("SASL_SSL") is None
+    # a registration from before listeners: its one address is the PLAINTEXT listener's
+    old = {"node_id": 2, "rack": None, "kafka_address": "10.0.0.2:9092", "admin_address": "http://10.0.0.2:9644"}
+    legacy = BrokerInfo.from_json(old, alive=True)
+    assert legacy.address_for("PLAINTEXT") == "10.0.0.2:9092" and legacy.address_for("SSL") is None

@@ -34,11 +34,12 @@ class FakeBroker:
         self.groups = groups
 
     clustered = False  # a single broker: it is the group coordinator
+    authorizer = None  # authorization disabled: every request is allowed
 
-    def advertised_endpoint(self) -> tuple[str, int]:
+    def advertised_endpoint(self, listener: str | None = None) -> tuple[str, int]:
         return "127.0.0.1", 9092
 
-    def coordinator_address(self) -> tuple[int, str, int]:
+    def coordinator_address(self, listener: str | None = None) -> tuple[int, str, int]:
         return self.node_id, "127.0.0.1", 9092
 
     async def offsets_replicated(self) -> bool:

@@ -1,11 +1,22 @@
-"""The (not yet enforced) authorization decision: Kafka's StandardAuthorizer semantics."""
+"""The authorization decision: Kafka's StandardAuthorizer semantics, its index by resource, and KIP-679's
+authorizeByResourceType."""
 
 from __future__ import annotations
+
+import itertools
+import random
 
 import pytest
 
 from umbra.security.acls import AclBinding, AclOperation, PatternType, PermissionType, ResourceType
-from umbra.security.authorizer import AuthorizerConfig, Resource, authorize
+from umbra.security.authorizer import (
+    AclIndex,
+    AuthorizerConfig,
+    Resource,
+    applies_to_resource,
+    authorize,
+    authorize_by_resource_type,
+)
 
 TOPIC = ResourceType.TOPIC
 LITERAL, PREFIXED = PatternType.LITERAL, PatternType.PREFIXED
@@ -101,3 +112,70 @@ def test_filter_values_are_refused() -> None:
         authorize([], "User:alice", "h", Op.ANY, ORDERS)
     with pytest.raises(ValueError):
         authorize([], "User:alice", "h", Op.READ, Resource(ResourceType.ANY, "orders"))
+
+
+# --- the index by resource ----------------------------------------------------------------------------------
+
+NAMES = ["orders", "ord", "orders-eu", "o", "*", "payments", "pay", "x"]
+
+
+def random_acls(rng: random.Random, count: int) -> list[AclBinding]:
+    return [AclBinding(rng.choice([TOPIC, ResourceType.GROUP]), rng.choice(NAMES), rng.choice([LITERAL, PREFIXED]),
+                       rng.choice(["User:alice", "User:bob", "User:*"]), rng.choice(["*", "10.0.0.1", "10.0.0.2"]),
+                       rng.choice([Op.READ, Op.WRITE, Op.DESCRIBE, Op.ALL, Op.ALTER_CONFIGS, Op.DESCRIBE_CONFIGS]),
+                       rng.choice([ALLOW, ALLOW, DENY]))
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_index_finds_exactly_the_acls_that_apply(seed: int) -> None:
+    rng = random.Random(seed)
+    acls = random_acls(rng, rng.randrange(0, 30))
+    index = AclIndex(acls)
+    for resource_type, name in itertools.product([TOPIC, ResourceType.GROUP], [*NAMES, "orders-us", "zzz", ""]):
+        resource = Resource(resource_type, name)
+        assert sorted(map(str, index.applicable(resource))) == sorted(
+            str(b) for b in acls if applies_to_resource(b, resource))
+        for operation, principal in itertools.product([Op.READ, Op.DESCRIBE, Op.DESCRIBE_CONFIGS],
+                                                      ["User:alice", "User:carol"]):
+            assert (authorize(index.applicable(resource), principal, "10.0.0.1", operation, resource).allowed
+                    is authorize(acls, principal, "10.0.0.1", operation, resource).allowed)
+
+
+# --- KIP-679: may the principal do the operation on some resource of the type? ------------------------------
+
+def on_any(acls: list[AclBinding], operation: AclOperation = Op.WRITE, principal: str = "User:alice",
+           config: AuthorizerConfig | None = None) -> bool:
+    return bool(authorize_by_resource_type(acls, principal, "10.0.0.1", operation, TOPIC,
+                                           config or AuthorizerConfig()))
+
+
+@pytest.mark.parametrize(("acls", "expected"), [
+    ([], False),
+    ([acl(ALLOW, Op.WRITE)], True),
+    ([acl(ALLOW, Op.ALL, name="ord", pattern=PREFIXED)], True),
+    ([acl(ALLOW, Op.WRITE, principal="User:*", name="*")], True),
+    ([acl(ALLOW, Op.READ)], False),  # nothing implies WRITE
+    ([acl(ALLOW, Op.WRITE, principal="User:bob")], False),
+    ([acl(ALLOW, Op.WRITE, host="10.0.0.2")], False),
+    ([acl(ALLOW, Op.WRITE, resource_type=ResourceType.GROUP)], False),
+    ([acl(ALLOW, Op.WRITE), acl(DENY, Op.WRITE)], False),  # the same literal name denied
+    ([acl(ALLOW, Op.WRITE), acl(DENY, Op.ALL, name="or", pattern=PREFIXED)], False),  # a prefix of it denied
+    ([acl(ALLOW, Op.WRITE, name="ord", pattern=PREFIXED), acl(DENY, Op.WRITE, name="orders")], True),
+    ([acl(ALLOW, Op.WRITE, name="ord", pattern=PREFIXED), acl(DENY, Op.WRITE, name="o", pattern=PREFIXED)], False),
+    ([acl(ALLOW, Op.WRITE), acl(ALLOW, Op.WRITE, name="payments"), acl(DENY, Op.WRITE)], True),
+    ([acl(ALLOW, Op.WRITE), acl(DENY, Op.WRITE, name="*", principal="User:*")], False),  # a DENY on every topic
+    ([acl(ALLOW, Op.WRITE, name="*"), acl(DENY, Op.WRITE, name="o", pattern=PREFIXED)], True),
+    ([acl(ALLOW, Op.WRITE), acl(DENY, Op.READ, name="o", pattern=PREFIXED)], True),  # another operation
+])
+def test_authorize_by_resource_type(acls: list[AclBinding], expected: bool) -> None:
+    assert on_any(acls) is expected
+
+
+def test_by_resource_type_super_users_and_default() -> None:
+    deny_all = [acl(DENY, Op.ALL, name="*", principal="User:*")]
+    assert on_any(deny_all, principal="User:admin", config=AuthorizerConfig(super_users=frozenset({"User:admin"})))
+    everyone = AuthorizerConfig(allow_everyone_if_no_acl_found=True)
+    assert on_any([], config=everyone)
+    assert on_any([acl(ALLOW, Op.READ, principal="User:bob")], config=everyone)  # other topics have no ACL
+    assert not on_any([acl(ALLOW, Op.READ, name="*", principal="User:bob")], config=everyone)  # every topic has one

@@ -252,3 +252,28 @@ def test_direct_sender_stops_when_aborted(data_file: tuple[int, bytes]) -> None:
         sender.close()
         writer.close()
         reader.close()
+
+
+def test_region_chunks_are_bounded_and_whole(data_file: tuple[int, bytes], tmp_path: Path) -> None:
+    """A TLS connection reads a region in chunks (it cannot sendfile): each at most the chunk size, all of
+    them the region's bytes; a file truncated under the region shows as RegionTruncated."""
+    fd, content = data_file
+    region = FileRegion(fd, 123, 1_000_001)
+    try:
+        chunks = list(region.chunks(65_536))
+    finally:
+        region.close()
+    assert max(len(chunk) for chunk in chunks) == 65_536 and len(chunks) == 16
+    assert b"".join(chunks) == content[123:1_000_124]
+    with pytest.raises(ValueError):
+        list(region.chunks(65_536))  # closed
+    short = tmp_path / "short"
+    short.write_bytes(content[:100_000])
+    short_fd = os.open(short, os.O_RDONLY)
+    beyond = FileRegion(short_fd, 0, 200_000)
+    os.close(short_fd)
+    try:
+        with pytest.raises(RegionTruncated):
+            list(beyond.chunks(65_536))
+    finally:
+        beyond.close()

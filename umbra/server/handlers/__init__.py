@@ -10,15 +10,22 @@ A handler is ``async def handle(ctx: RequestContext, request) -> response`` wher
 Handlers raise :class:`umbra.errors.KafkaError` for request-wide errors; the
 connection turns it into an error response. Per-partition errors go into the
 response itself.
+
+Authorization (ACLs, when ``authorization.enabled``) is a step of its own, after validating and before acting:
+``ctx.authorized(operation, resource_type, name)``, ``ctx.require_cluster(operation)`` and their kin below
+(the table of what each API checks is Kafka's; ``tests/unit/server/test_authz_table.py`` holds umbra's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from umbra.errors import ClusterAuthorizationFailed, GroupAuthorizationFailed, KafkaError, TopicAuthorizationFailed
 from umbra.protocol.codec import RequestHeader
+from umbra.security.acls import AclOperation, ResourceType
+from umbra.server.authz import CLUSTER_NAME, client_ip
 
 if TYPE_CHECKING:
     from umbra.server.broker import Broker
@@ -34,10 +41,63 @@ class RequestContext:
     peer: str
     connection_id: int
     principal: str = ANONYMOUS  # "User:<name>", set by SASL or by the client certificate (mTLS)
+    listener: str | None = None  # the name of the listener the request came in on (None: the first)
 
     @property
     def api_version(self) -> int:
         return self.header.api_version
+
+    # --- authorization: every check is True when authorization is disabled (broker.authorizer is None) ------
+    @property
+    def client_ip(self) -> str:
+        """The client's IP address: the host that ACLs are matched against."""
+        return client_ip(self.peer)
+
+    def authorized(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        """May this request's principal, from its client's IP, perform ``operation`` on the resource?"""
+        authorizer = self.broker.authorizer
+        return authorizer is None or authorizer.allowed(self.principal, self.client_ip, operation, resource_type, name)
+
+    def authorized_cluster(self, operation: AclOperation) -> bool:
+        return self.authorized(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+    def authorized_on_any(self, operation: AclOperation, resource_type: ResourceType) -> bool:
+        """May it perform ``operation`` on at least one resource of the type (KIP-679)?"""
+        authorizer = self.broker.authorizer
+        return authorizer is None or authorizer.allowed_on_any(self.principal, self.client_ip, operation,
+                                                               resource_type)
+
+    def denied_topics(self, operation: AclOperation, names: Iterable[str]) -> frozenset[str]:
+        """The topics of ``names`` it may not ``operation``: one check per distinct name, none when disabled."""
+        authorizer = self.broker.authorizer
+        if authorizer is None:
+            return _NOTHING_DENIED
+        principal, host = self.principal, self.client_ip
+        return frozenset(name for name in set(names)
+                         if not authorizer.allowed(principal, host, operation, ResourceType.TOPIC, name))
+
+    def require_cluster(self, operation: AclOperation) -> None:
+        """Raise ClusterAuthorizationFailed (CLUSTER_AUTHORIZATION_FAILED) unless it may ``operation`` the cluster."""
+        if not self.authorized_cluster(operation):
+            raise ClusterAuthorizationFailed(f"{self.principal} is not authorized to {operation.name} the cluster")
+
+    def require_group(self, operation: AclOperation, group_id: str) -> None:
+        """Raise GroupAuthorizationFailed (GROUP_AUTHORIZATION_FAILED) unless it may ``operation`` the group."""
+        if not self.authorized(operation, ResourceType.GROUP, group_id):
+            raise GroupAuthorizationFailed(f"{self.principal} is not authorized to {operation.name} group "
+                                           f"{group_id!r}")
+
+    def require_topic(self, operation: AclOperation, name: str) -> None:
+        """Raise TopicAuthorizationFailed (TOPIC_AUTHORIZATION_FAILED) unless it may ``operation`` the topic."""
+        if not self.authorized(operation, ResourceType.TOPIC, name):
+            raise topic_denied(self.principal, operation, name)
+
+
+_NOTHING_DENIED: frozenset[str] = frozenset()
+
+
+def topic_denied(principal: str, operation: AclOperation, name: str) -> KafkaError:
+    return TopicAuthorizationFailed(f"{principal} is not authorized to {operation.name} topic {name!r}")
 
 
 HandlerFn = Callable[[RequestContext, Any], Awaitable[Any]]

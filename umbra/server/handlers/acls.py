@@ -1,8 +1,9 @@
 """DescribeAcls (29), CreateAcls (30) and DeleteAcls (31), v0-3, over the broker's :class:`AclStore`.
 
-ACLs are stored and served although no request is authorized against them yet (Kafka would answer
-SECURITY_DISABLED without an authorizer; umbra keeps them so that shadow links can mirror a source's
-ACLs before enforcement exists). Version 0 has no pattern type: its filters and creations are LITERAL,
+ACLs are enforced when ``authorization.enabled`` is set; they are stored and served either way (Kafka would
+answer SECURITY_DISABLED without an authorizer; umbra keeps them, so that shadow links can mirror a source's
+ACLs and ACLs can be written before enforcement is turned on). Describing them needs DESCRIBE on the cluster,
+creating and deleting them ALTER. Version 0 has no pattern type: its filters and creations are LITERAL,
 which is also what the codec decodes them as.
 
 Each creation and each delete filter succeeds or fails on its own, with a message; DescribeAcls has
@@ -15,10 +16,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from umbra.cluster.control import ControlPlaneError
-from umbra.errors import KafkaError
+from umbra.errors import ClusterAuthorizationFailed, KafkaError
 from umbra.security.acls import (
     AclBinding,
     AclFilter,
+    AclOperation,
     AclStore,
     acls_from_document,
     acls_to_document,
@@ -77,9 +79,15 @@ def _matching_acl(b: AclBinding) -> dict[str, Any]:
             "host": b.host, "operation": int(b.operation), "permission_type": int(b.permission_type)}
 
 
+def _alter_denied(ctx: RequestContext) -> KafkaError:
+    return ClusterAuthorizationFailed(f"{ctx.principal} is not authorized to ALTER the cluster (create or delete "
+                                      "ACLs)")
+
+
 @handles(29, "DescribeAcls", 0, 3)
 async def handle_describe_acls(ctx: RequestContext, request: Any) -> dict[str, Any]:
     try:
+        ctx.require_cluster(AclOperation.DESCRIBE)
         bindings = _store(ctx).describe(_filter(request))
     except (KafkaError, OSError) as exc:
         code, message = error_fields(exc, "DescribeAcls")
@@ -92,9 +100,11 @@ async def handle_create_acls(ctx: RequestContext, request: Any) -> dict[str, Any
     bindings = [AclBinding.from_codes(c.resource_type, c.resource_name, c.resource_pattern_type, c.principal, c.host,
                                       c.operation, c.permission_type)
                 for c in request.creations or []]
-    if ctx.broker.clustered:
+    if not ctx.authorized_cluster(AclOperation.ALTER):
+        added: list[KafkaError | None] = [_alter_denied(ctx)] * len(bindings)
+    elif ctx.broker.clustered:
         outcome = await _cluster_change(ctx, lambda current: plan_add(current, bindings))
-        added: list[KafkaError | None] = outcome if outcome is not None else [
+        added = outcome if outcome is not None else [
             KafkaError("the control plane (etcd) cannot be reached")] * len(bindings)
     else:
         added = _store(ctx).add(bindings)
@@ -108,6 +118,10 @@ async def handle_create_acls(ctx: RequestContext, request: Any) -> dict[str, Any
 @handles(31, "DeleteAcls", 0, 3)
 async def handle_delete_acls(ctx: RequestContext, request: Any) -> dict[str, Any]:
     filters = [_filter(item) for item in request.filters or []]
+    if not ctx.authorized_cluster(AclOperation.ALTER):
+        code, message = error_fields(_alter_denied(ctx), "DeleteAcls")
+        return {"throttle_time_ms": 0, "filter_results": [
+            {"error_code": code, "error_message": message, "matching_acls": []} for _ in filters]}
     problems: dict[int, tuple[int, str]] = {}
     for index, acl_filter in enumerate(filters):
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from umbra.cluster import configs as defs
 from umbra.cluster.configs import ConfigEntry, TopicMutation, check_topic_mutation
 from umbra.errors import InvalidRequest, KafkaError
+from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.topics import duplicates, error_fields, topic_policy
 
@@ -21,6 +22,7 @@ log = logging.getLogger("umbra.handlers.configs")
 
 TOPIC = 2
 BROKER = 4
+BROKER_LOGGER = 8
 
 
 def _broker_scope(ctx: RequestContext, name: str) -> int | None:
@@ -34,6 +36,15 @@ def _broker_scope(ctx: RequestContext, name: str) -> int | None:
     if node_id != ctx.broker.node_id:
         raise InvalidRequest(f"this is broker {ctx.broker.node_id}; send requests about broker {node_id} to it")
     return node_id
+
+
+def _authorize(ctx: RequestContext, resource: Any, operation: AclOperation) -> None:
+    """DESCRIBE_CONFIGS or ALTER_CONFIGS: on the topic for a topic's configs, on the cluster for a broker's (as
+    Kafka). Other types have no configs here, and are refused as such."""
+    if resource.resource_type == TOPIC:
+        ctx.require_topic(operation, resource.resource_name)
+    elif resource.resource_type in (BROKER, BROKER_LOGGER):
+        ctx.require_cluster(operation)
 
 
 def _unsupported(resource_type: int) -> KafkaError:
@@ -69,6 +80,7 @@ def _entry_fields(entry: ConfigEntry, version: int, synonyms: bool, documentatio
 
 def _describe(ctx: RequestContext, resource: Any) -> list[ConfigEntry]:
     broker = ctx.broker
+    _authorize(ctx, resource, AclOperation.DESCRIBE_CONFIGS)
     keys = resource.configuration_keys or None  # null, and (as in Kafka) an empty list, mean every key
     if resource.resource_type == TOPIC:
         topic = broker.metadata.require_topic(resource.resource_name)
@@ -161,6 +173,7 @@ async def _alter_resources(ctx: RequestContext, request: Any,
             repeated_configs = duplicates([c.name for c in resource.configs])
             if repeated_configs:
                 raise InvalidRequest(f"config {next(iter(repeated_configs))!r} appears more than once")
+            _authorize(ctx, resource, AclOperation.ALTER_CONFIGS)
             if resource.resource_type == TOPIC:
                 apply = _apply_topic
             elif resource.resource_type == BROKER:

@@ -7,12 +7,14 @@ import os
 from typing import Any
 
 from umbra.errors import KafkaError
+from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
 
 
 @handles(35, "DescribeLogDirs", 0, 4)
 async def handle_describe_log_dirs(ctx: RequestContext, request: Any) -> dict[str, Any]:
     """The broker has one log directory, its data dir; a null topic list means every partition."""
+    ctx.require_cluster(AclOperation.DESCRIBE)  # denied: CLUSTER_AUTHORIZATION_FAILED and no results, as Kafka
     broker = ctx.broker
     wanted: dict[str, list[int]] | None = None
     if request.topics is not None:
@@ -54,6 +56,7 @@ async def handle_describe_producers(ctx: RequestContext, request: Any) -> dict[s
             entry: dict[str, Any] = {"partition_index": index, "error_code": 0, "error_message": None,
                                      "active_producers": []}
             try:
+                ctx.require_topic(AclOperation.READ, topic.name)
                 log_ = broker.get_log(topic.name, index)
                 entry["active_producers"] = [
                     {"producer_id": pid, "producer_epoch": epoch, "last_sequence": sequence, "last_timestamp": -1,

@@ -19,6 +19,7 @@ from typing import Any
 
 from umbra.errors import ErrorCode, KafkaError
 from umbra.protocol.fetch_codec import FetchPartitionData, FetchTopicData, Piece, encode_fetch_response
+from umbra.security.acls import AclOperation
 from umbra.server.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from umbra.server.handlers import RequestContext, handles
 from umbra.storage.region import close_regions, record_set_size
@@ -67,6 +68,12 @@ def _read_partition(ctx: RequestContext, tp: TopicPartition, state: SessionParti
     return entry
 
 
+def _denied_partition(tp: TopicPartition) -> dict[str, Any]:
+    return {"partition_index": tp[1], "error_code": int(ErrorCode.TOPIC_AUTHORIZATION_FAILED), "high_watermark": -1,
+            "last_stable_offset": -1, "log_start_offset": -1, "aborted_transactions": None,
+            "preferred_read_replica": -1, "records": b"", "size": 0, "diverging_epoch": None}
+
+
 def _changed(state: SessionPartition, entry: dict[str, Any]) -> bool:
     return bool(entry["size"] > 0) or entry["error_code"] != 0 or entry["diverging_epoch"] is not None or (
         entry["high_watermark"] != state.sent_high_watermark
@@ -90,6 +97,7 @@ class _FetchPlan:
         self.replica_id = int(getattr(replica_state if replica_state is not None else request, "replica_id", -1))
         self.partitions: dict[TopicPartition, SessionPartition] = {}
         self._build(request)
+        self.denied = self._denied_topics()
 
     def _topic_name(self, topic: Any) -> tuple[str | None, Any]:
         if self.version >= 13:
@@ -145,12 +153,23 @@ class _FetchPlan:
                 self.session.partitions[tp] = state
         self.partitions = self.session.partitions
 
+    def _denied_topics(self) -> frozenset[str]:
+        """Authorize: a consumer needs READ on each topic; a follower CLUSTER_ACTION on the cluster, without
+        which (as in Kafka) every partition it asks for is TOPIC_AUTHORIZATION_FAILED."""
+        topics = (tp[0] for tp in self.partitions)
+        if self.replica_id >= 0:
+            return frozenset() if self.ctx.authorized_cluster(AclOperation.CLUSTER_ACTION) else frozenset(topics)
+        return self.ctx.denied_topics(AclOperation.READ, topics)
+
     def read(self, max_bytes: int) -> tuple[list[tuple[TopicPartition, SessionPartition, dict[str, Any]]], int]:
         results: list[tuple[TopicPartition, SessionPartition, dict[str, Any]]] = []
         remaining = max_bytes
         total = 0
         try:
             for tp, state in self.partitions.items():
+                if self.denied and tp[0] in self.denied:
+                    results.append((tp, state, _denied_partition(tp)))
+                    continue
                 entry = _read_partition(self.ctx, tp, state, min(state.max_bytes, remaining),
                                         self.epochs.get(tp, -1), self.last_fetched_epochs.get(tp, -1),
                                         min_one=(total == 0), replica_id=self.replica_id)

@@ -14,6 +14,7 @@ from umbra.errors import CoordinatorNotAvailable, ErrorCode, NotCoordinator
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.membership import JoinRequest, valid_group_id
 from umbra.groups.model import GroupState
+from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
 
 log = logging.getLogger("umbra.groups")
@@ -27,7 +28,7 @@ def coordinator(ctx: RequestContext) -> GroupCoordinator:
     if groups is None:
         raise CoordinatorNotAvailable("the group coordinator is not running")
     if ctx.broker.clustered:
-        found = ctx.broker.coordinator_address()
+        found = ctx.broker.coordinator_address(ctx.listener)
         if found is None:
             raise CoordinatorNotAvailable("the cluster's __consumer_offsets has no live leader")
         if found[0] != ctx.broker.node_id:
@@ -43,7 +44,14 @@ def client_host(ctx: RequestContext) -> str:
 # --- FindCoordinator -------------------------------------------------------------------------------
 
 def _find(ctx: RequestContext, key: str, key_type: int) -> dict[str, Any]:
-    address = ctx.broker.coordinator_address()
+    if key_type == KEY_TYPE_GROUP and not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, key):
+        return {"error_code": int(ErrorCode.GROUP_AUTHORIZATION_FAILED), "node_id": -1, "host": "", "port": -1,
+                "error_message": f"{ctx.principal} is not authorized to DESCRIBE group {key!r}"}
+    if key_type == KEY_TYPE_TRANSACTION and not ctx.authorized(AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID,
+                                                               key):
+        return {"error_code": int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED), "node_id": -1, "host": "",
+                "port": -1, "error_message": f"{ctx.principal} is not authorized to DESCRIBE transactional id {key!r}"}
+    address = ctx.broker.coordinator_address(ctx.listener)
     if address is None:
         return {"error_code": int(ErrorCode.COORDINATOR_NOT_AVAILABLE), "node_id": -1, "host": "", "port": -1,
                 "error_message": "the cluster's __consumer_offsets has no live leader yet"}
@@ -74,6 +82,7 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> dict[str
 
 @handles(11, "JoinGroup", 0, 9)
 async def handle_join_group(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    ctx.require_group(AclOperation.READ, request.group_id or "")
     version = ctx.api_version
     rebalance_timeout = request.rebalance_timeout_ms if version >= 1 else -1
     if rebalance_timeout is None or rebalance_timeout <= 0:
@@ -114,6 +123,7 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> dict[str, Any]
 
 @handles(14, "SyncGroup", 0, 5)
 async def handle_sync_group(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    ctx.require_group(AclOperation.READ, request.group_id or "")
     version = ctx.api_version
     assignments = {a.member_id: bytes(a.assignment or b"") for a in request.assignments or []}
     result = await coordinator(ctx).sync_group(
@@ -134,6 +144,7 @@ async def handle_sync_group(ctx: RequestContext, request: Any) -> dict[str, Any]
 
 @handles(12, "Heartbeat", 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    ctx.require_group(AclOperation.READ, request.group_id or "")
     error = coordinator(ctx).heartbeat(request.group_id or "", request.generation_id, request.member_id or "",
                                        request.group_instance_id if ctx.api_version >= 3 else None)
     return {"throttle_time_ms": 0, "error_code": int(error)}
@@ -144,6 +155,7 @@ async def handle_heartbeat(ctx: RequestContext, request: Any) -> dict[str, Any]:
 @handles(13, "LeaveGroup", 0, 5)
 async def handle_leave_group(ctx: RequestContext, request: Any) -> dict[str, Any]:
     group_id = request.group_id or ""
+    ctx.require_group(AclOperation.READ, group_id)
     if ctx.api_version < 3:
         error, errors = coordinator(ctx).leave_group(group_id, [(request.member_id or "", None)])
         return {"throttle_time_ms": 0, "error_code": int(error if error is not ErrorCode.NONE else errors[0])}
@@ -164,6 +176,8 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
     empty: dict[str, Any] = {"group_id": group_id, "error_code": 0, "group_state": GroupState.DEAD.value,
                              "protocol_type": "", "protocol_data": "", "members": []}
     # authorized_operations is left unset: the codec (a bitfield there) then writes Kafka's "not requested".
+    if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return {**empty, "error_code": int(ErrorCode.GROUP_AUTHORIZATION_FAILED)}
     if not valid_group_id(group_id):
         return {**empty, "error_code": int(ErrorCode.INVALID_GROUP_ID)}
     group = coordinator(ctx).describe_group(group_id)
@@ -195,6 +209,8 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> dict[str, Any
         listed = coordinator(ctx).list_groups(states, types)
     except NotCoordinator:  # as in Kafka, each broker lists the groups it coordinates: here, none
         listed = []
+    if not ctx.authorized_cluster(AclOperation.DESCRIBE):  # then only the groups it may DESCRIBE, and no error
+        listed = [g for g in listed if ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id)]
     return {"throttle_time_ms": 0, "error_code": 0,
             "groups": [{"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state,
                         "group_type": g.group_type} for g in listed]}
@@ -203,5 +219,7 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> dict[str, Any
 @handles(42, "DeleteGroups", 0, 2)
 async def handle_delete_groups(ctx: RequestContext, request: Any) -> dict[str, Any]:
     names = list(dict.fromkeys(name or "" for name in request.groups_names or []))
-    results = coordinator(ctx).delete_groups(names)
+    allowed = [name for name in names if ctx.authorized(AclOperation.DELETE, ResourceType.GROUP, name)]
+    results = coordinator(ctx).delete_groups(allowed) if allowed else {}
+    results.update({name: ErrorCode.GROUP_AUTHORIZATION_FAILED for name in names if name not in allowed})
     return {"throttle_time_ms": 0, "results": [{"group_id": name, "error_code": int(results[name])} for name in names]}

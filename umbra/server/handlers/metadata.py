@@ -7,22 +7,27 @@ from typing import Any
 
 from umbra.cluster.metadata import TopicMetadata, validate_topic_name
 from umbra.errors import ErrorCode, KafkaError
+from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
 
 _ZERO_UUID = uuid.UUID(int=0)
 
 
 def broker_entries(ctx: RequestContext) -> list[dict[str, Any]]:
-    """This broker alone, or on a cluster every live broker the control plane knows."""
+    """This broker alone, or on a cluster every live broker the control plane knows; each with its address on
+    the listener the client came in on (as Kafka: a broker without that listener is left out)."""
     broker = ctx.broker
     if broker.clustered:
         entries = []
         for member in broker.control.view().alive_brokers():
-            address, _, port_text = member.kafka_address.rpartition(":")
+            found = member.address_for(ctx.listener)
+            if found is None:
+                continue
+            address, _, port_text = found.rpartition(":")
             entries.append({"node_id": member.node_id, "host": address, "port": int(port_text), "rack": member.rack})
         if entries:
             return entries
-    host, port = broker.advertised_endpoint()
+    host, port = broker.advertised_endpoint(ctx.listener)
     return [{"node_id": broker.node_id, "host": host, "port": port, "rack": broker.config.rack}]
 
 
@@ -54,6 +59,42 @@ def _error_topic(name: str | None, code: ErrorCode, topic_id: uuid.UUID | None =
             "partitions": []}
 
 
+def _requested_topic(ctx: RequestContext, item: Any, allow_auto_create: bool) -> dict[str, Any]:
+    """One topic a Metadata request names. Authorization comes first: a topic the principal may not DESCRIBE is
+    TOPIC_AUTHORIZATION_FAILED whether it exists or not, and auto-creating one needs CREATE on the cluster or the
+    topic."""
+    broker = ctx.broker
+    name = item.name
+    topic_id = item.topic_id if ctx.api_version >= 10 else None
+    if not name and topic_id is not None and topic_id != _ZERO_UUID:
+        meta = broker.metadata.topic_by_id(topic_id)
+        if meta is None:
+            return _error_topic(None, ErrorCode.UNKNOWN_TOPIC_ID, topic_id)
+        if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.TOPIC, meta.name):
+            return _error_topic(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, topic_id)  # an id is no secret; a name is
+        return _topic_entry(ctx, meta)
+    if name and not ctx.authorized(AclOperation.DESCRIBE, ResourceType.TOPIC, name):
+        return _error_topic(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    meta = broker.metadata.topic(name) if name else None
+    if meta is not None:
+        return _topic_entry(ctx, meta)
+    if not name:
+        return _error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if allow_auto_create and broker.config.auto_create_topics and not (
+            ctx.authorized_cluster(AclOperation.CREATE) or ctx.authorized(AclOperation.CREATE, ResourceType.TOPIC, name)):
+        return _error_topic(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    try:
+        validate_topic_name(name)
+    except KafkaError:
+        return _error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION)
+    if allow_auto_create:
+        meta = broker.auto_create(name)
+        if meta is not None:
+            # Kafka answers LEADER_NOT_AVAILABLE right after auto-creation; clients retry.
+            return _topic_entry(ctx, meta)
+    return _error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+
+
 @handles(3, "Metadata", 0, 12)
 async def handle_metadata(ctx: RequestContext, request: Any) -> dict[str, Any]:
     broker = ctx.broker
@@ -61,37 +102,20 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> dict[str, Any]:
     requested = request.topics
     all_topics = requested is None or (version == 0 and not requested)
     allow_auto_create = version < 4 or bool(request.allow_auto_topic_creation)
-    topics: list[dict[str, Any]] = []
-    if all_topics:
-        topics = [_topic_entry(ctx, meta) for meta in broker.metadata.topics()]
+    if all_topics:  # those the principal may not DESCRIBE are left out, as if they did not exist
+        every = broker.metadata.topics()
+        hidden = ctx.denied_topics(AclOperation.DESCRIBE, (meta.name for meta in every))
+        topics = [_topic_entry(ctx, meta) for meta in every if meta.name not in hidden]
     else:
-        for item in requested:
-            name = item.name
-            topic_id = item.topic_id if version >= 10 else None
-            if not name and topic_id is not None and topic_id != _ZERO_UUID:
-                meta = broker.metadata.topic_by_id(topic_id)
-                topics.append(_topic_entry(ctx, meta) if meta else _error_topic(None, ErrorCode.UNKNOWN_TOPIC_ID, topic_id))
-                continue
-            meta = broker.metadata.topic(name) if name else None
-            if meta is None and name:
-                try:
-                    validate_topic_name(name)
-                except KafkaError:
-                    topics.append(_error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION))
-                    continue
-                if allow_auto_create:
-                    meta = broker.auto_create(name)
-                    if meta is not None:
-                        # Kafka answers LEADER_NOT_AVAILABLE right after auto-creation; clients retry.
-                        topics.append(_topic_entry(ctx, meta))
-                        continue
-            topics.append(_topic_entry(ctx, meta) if meta else _error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+        topics = [_requested_topic(ctx, item, allow_auto_create) for item in requested]
     return {"throttle_time_ms": 0, "brokers": broker_entries(ctx), "cluster_id": broker.metadata.cluster_id,
             "controller_id": controller_id(ctx), "topics": topics}
 
 
 @handles(60, "DescribeCluster", 0, 1)
 async def handle_describe_cluster(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    # No authorization, as in Kafka's broker (its docs' table says DESCRIBE on the cluster, which Kafka checks only
+    # to fill cluster_authorized_operations, left unset here): the brokers are Metadata's, which anyone may ask.
     return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": 1,
             "cluster_id": ctx.broker.metadata.cluster_id, "controller_id": controller_id(ctx),
             "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"]}

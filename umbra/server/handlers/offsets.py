@@ -11,6 +11,7 @@ from typing import Any
 
 from umbra.errors import ErrorCode, KafkaError
 from umbra.groups.model import OffsetAndMetadata
+from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.groups import coordinator
 
@@ -29,6 +30,13 @@ def _partition_exists(ctx: RequestContext, topic: str, partition: int) -> bool:
 @handles(8, "OffsetCommit", 0, 9)
 async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, Any]:
     version = ctx.api_version
+    # Authorize: READ on the group (else every partition is GROUP_AUTHORIZATION_FAILED), then READ on each topic.
+    if not ctx.authorized(AclOperation.READ, ResourceType.GROUP, request.group_id or ""):
+        return {"throttle_time_ms": 0, "topics": [
+            {"name": t.name, "partitions": [{"partition_index": p.partition_index,
+                                             "error_code": int(ErrorCode.GROUP_AUTHORIZATION_FAILED)}
+                                            for p in t.partitions or []]} for t in request.topics or []]}
+    denied_topics = ctx.denied_topics(AclOperation.READ, (t.name or "" for t in request.topics or []))
     groups = coordinator(ctx)
     now = groups.now_ms()
     generation = request.generation_id_or_member_epoch if version >= 1 else -1
@@ -44,6 +52,9 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, A
         for p in topic.partitions or []:
             tp = (name, p.partition_index)
             indexes.append(p.partition_index)
+            if name in denied_topics:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not _partition_exists(ctx, name, p.partition_index):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -67,15 +78,26 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, A
 
 def _fetch_group(ctx: RequestContext, group_id: str,
                  topics: list[tuple[str, list[int]]] | None) -> tuple[ErrorCode, list[dict[str, Any]]]:
-    wanted = None if topics is None else [(name, i) for name, indexes in topics for i in indexes]
+    """One group's committed offsets. Authorized: DESCRIBE on the group; topics the principal may not DESCRIBE
+    are TOPIC_AUTHORIZATION_FAILED when named, and left out when every topic is asked for."""
     try:
+        ctx.require_group(AclOperation.DESCRIBE, group_id)
+        denied = ctx.denied_topics(AclOperation.DESCRIBE, (name for name, _ in topics or []))
+        wanted = None if topics is None else [(name, i) for name, indexes in topics if name not in denied
+                                              for i in indexes]
         found = coordinator(ctx).fetch_offsets(group_id, wanted)
     except KafkaError as exc:
         return exc.code, [{"name": name, "partitions": [_fetched(i, None, exc.code) for i in indexes]}
                           for name, indexes in topics or []]
+    if topics is None:
+        hidden = ctx.denied_topics(AclOperation.DESCRIBE, (name for name, _ in found))
+        found = {tp: value for tp, value in found.items() if tp[0] not in hidden}
     by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (name, index), value in found.items():
         by_topic[name].append(_fetched(index, value, ErrorCode.NONE))
+    for name, indexes in topics or []:
+        if name in denied:
+            by_topic[name] += [_fetched(i, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for i in indexes]
     return ErrorCode.NONE, [{"name": name, "partitions": partitions} for name, partitions in by_topic.items()]
 
 
@@ -115,10 +137,15 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> dict[str, An
 @handles(47, "OffsetDelete", 0, 0)
 async def handle_offset_delete(ctx: RequestContext, request: Any) -> dict[str, Any]:
     requested = [(t.name or "", [p.partition_index for p in t.partitions or []]) for t in request.topics or []]
-    partitions = [(name, i) for name, indexes in requested for i in indexes]
+    # Authorize: DELETE on the group (request-wide), READ on each topic (its offsets are then left alone).
+    ctx.require_group(AclOperation.DELETE, request.group_id or "")
+    denied = ctx.denied_topics(AclOperation.READ, (name for name, _ in requested))
+    partitions = [(name, i) for name, indexes in requested if name not in denied for i in indexes]
     error, results = coordinator(ctx).delete_offsets(request.group_id or "", partitions)
     if error is not ErrorCode.NONE:
         return {"throttle_time_ms": 0, "error_code": int(error), "topics": []}
+    results.update({(name, i): ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                    for name, indexes in requested if name in denied for i in indexes})
     for tp in partitions:
         if not _partition_exists(ctx, *tp):
             results[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

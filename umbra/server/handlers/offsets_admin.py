@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from umbra.errors import KafkaError, OffsetOutOfRange
+from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
 
 LATEST = -1
@@ -26,6 +27,7 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, An
             entry: dict[str, Any] = {"partition_index": p.partition_index, "error_code": 0, "timestamp": -1,
                                      "offset": -1, "leader_epoch": -1}
             try:
+                ctx.require_topic(AclOperation.DESCRIBE, topic.name)
                 partition = broker.replicas.leader_partition(topic.name, p.partition_index,
                                                              getattr(p, "current_leader_epoch", -1))
                 entry["leader_epoch"] = partition.leader_epoch
@@ -59,12 +61,16 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, An
 @handles(23, "OffsetForLeaderEpoch", 2, 4)
 async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> dict[str, Any]:
     broker = ctx.broker
+    # Followers have CLUSTER_ACTION; consumers checking for truncation (KIP-320) need DESCRIBE on the topic.
+    cluster_action = ctx.authorized_cluster(AclOperation.CLUSTER_ACTION)
     topics = []
     for topic in request.topics:
         partitions = []
         for p in topic.partitions:
             entry: dict[str, Any] = {"error_code": 0, "partition": p.partition, "leader_epoch": -1, "end_offset": -1}
             try:
+                if not cluster_action:
+                    ctx.require_topic(AclOperation.DESCRIBE, topic.topic)
                 partition = broker.replicas.leader_partition(topic.topic, p.partition,
                                                              getattr(p, "current_leader_epoch", -1))
                 entry["leader_epoch"], entry["end_offset"] = partition.log.end_offset_for_leader_epoch(
@@ -85,6 +91,7 @@ async def handle_delete_records(ctx: RequestContext, request: Any) -> dict[str, 
         for p in topic.partitions:
             entry: dict[str, Any] = {"partition_index": p.partition_index, "low_watermark": -1, "error_code": 0}
             try:
+                ctx.require_topic(AclOperation.DELETE, topic.name)
                 meta = broker.metadata.require_topic(topic.name)
                 broker.check_writable(meta)
                 log = broker.replicas.leader_partition(topic.name, p.partition_index).log

@@ -19,9 +19,11 @@ from umbra.errors import (
     InvalidRequiredAcks,
     KafkaError,
     KafkaStorageError,
+    TransactionalIdAuthorizationFailed,
     UnknownTopicOrPartition,
 )
-from umbra.server.handlers import RequestContext, handles
+from umbra.security.acls import AclOperation, ResourceType
+from umbra.server.handlers import RequestContext, handles, topic_denied
 from umbra.server.replicas import Partition
 from umbra.storage.log import Log
 
@@ -57,6 +59,11 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
     responses = []
     to_flush: list[tuple[Log, dict[str, Any]]] = []
     to_replicate: list[tuple[Partition, dict[str, Any], int, int]] = []  # acks=all: wait for the ISR
+    # Authorize: WRITE on each topic (before saying whether it exists), and on the transactional id if any.
+    denied = ctx.denied_topics(AclOperation.WRITE, (t.name for t in request.topic_data))
+    transactional_id = request.transactional_id
+    transaction_denied = transactional_id is not None and not ctx.authorized(
+        AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
     for topic_data in request.topic_data:
         name = topic_data.name
         partitions = []
@@ -64,7 +71,12 @@ async def handle_produce(ctx: RequestContext, request: Any) -> dict[str, Any] | 
             try:
                 if acks not in (-1, 0, 1):
                     raise InvalidRequiredAcks(f"acks must be -1, 0 or 1, got {acks}")
-                if request.transactional_id is not None:
+                if transaction_denied:
+                    raise TransactionalIdAuthorizationFailed(f"{ctx.principal} is not authorized to WRITE "
+                                                             f"transactional id {transactional_id!r}")
+                if name in denied:
+                    raise topic_denied(ctx.principal, AclOperation.WRITE, name)
+                if transactional_id is not None:
                     raise KafkaError("transactions are not supported by this broker", ErrorCode.INVALID_TXN_STATE)
                 if pdata.records is None:
                     raise InvalidRecord("the produce request has no record set")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umbra.errors import ErrorCode
+from umbra.errors import ClusterAuthorizationFailed, ErrorCode
+from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
 
 MAX_EPOCH = 32767
@@ -14,9 +15,15 @@ MAX_EPOCH = 32767
 async def handle_init_producer_id(ctx: RequestContext, request: Any) -> dict[str, Any]:
     broker = ctx.broker
     if request.transactional_id is not None:
-        # Transactions are not implemented; say so rather than pretend.
+        # Transactions are not implemented: refused as Kafka refuses a transactional id the principal may not
+        # WRITE, whatever the ACLs say (rather than pretend).
         return {"throttle_time_ms": 0, "error_code": int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
                 "producer_id": -1, "producer_epoch": -1}
+    # An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or (KIP-679) WRITE on any topic.
+    if not (ctx.authorized_cluster(AclOperation.IDEMPOTENT_WRITE)
+            or ctx.authorized_on_any(AclOperation.WRITE, ResourceType.TOPIC)):
+        raise ClusterAuthorizationFailed(f"{ctx.principal} may neither IDEMPOTENT_WRITE the cluster nor WRITE any "
+                                         "topic")
     producer_id = request.producer_id if ctx.api_version >= 3 else -1
     producer_epoch = request.producer_epoch if ctx.api_version >= 3 else -1
     if producer_id >= 0 and 0 <= producer_epoch < MAX_EPOCH - 1:

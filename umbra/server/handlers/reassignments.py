@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from umbra.errors import ErrorCode, InvalidReplicaAssignment, KafkaError, UnknownTopicOrPartition
+from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
 
 
@@ -31,12 +32,12 @@ async def _reassign_one(ctx: RequestContext, topic: str, index: int, replicas: l
 
 @handles(45, "AlterPartitionReassignments", 0, 0)
 async def handle_alter_partition_reassignments(ctx: RequestContext, request: Any) -> dict[str, Any]:
-    if ctx.broker.clustered:
-        try:
+    try:
+        ctx.require_cluster(AclOperation.ALTER)
+        if ctx.broker.clustered:
             ctx.broker.require_controller()
-        except KafkaError as exc:
-            return {"throttle_time_ms": 0, "error_code": int(exc.code), "error_message": exc.message,
-                    "responses": []}
+    except KafkaError as exc:
+        return {"throttle_time_ms": 0, "error_code": int(exc.code), "error_message": exc.message, "responses": []}
     responses = []
     for topic in request.topics:
         partitions = []
@@ -54,6 +55,7 @@ async def handle_alter_partition_reassignments(ctx: RequestContext, request: Any
 
 @handles(46, "ListPartitionReassignments", 0, 0)
 async def handle_list_partition_reassignments(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    ctx.require_cluster(AclOperation.DESCRIBE)
     wanted: dict[str, set[int]] | None = None
     if request.topics is not None:
         wanted = {t.name: set(t.partition_indexes) for t in request.topics}

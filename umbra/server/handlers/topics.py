@@ -29,9 +29,11 @@ from umbra.errors import (
     InvalidTopic,
     KafkaError,
     TopicAlreadyExists,
+    TopicAuthorizationFailed,
     UnknownTopicId,
     UnknownTopicOrPartition,
 )
+from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
 
 log = logging.getLogger("umbra.handlers.topics")
@@ -103,11 +105,16 @@ def _plan_topic(ctx: RequestContext, topic: Any) -> tuple[int, int, dict[str, st
 def _created_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, partitions: int, replication: int,
                     configs: dict[str, str]) -> dict[str, Any]:
     broker = ctx.broker
+    result = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None,
+              "num_partitions": partitions, "replication_factor": replication, "configs": []}
+    if not ctx.authorized(AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, name):  # created, configs not shown
+        if ctx.api_version >= 5:
+            result["topic_config_error_code"] = int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+        return result
     entries = describe_topic(broker.config, configs, broker.metadata.broker_configs())
-    return {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None,
-            "num_partitions": partitions, "replication_factor": replication,
-            "configs": [{"name": e.name, "value": e.value, "read_only": e.read_only,
-                         "config_source": int(e.source), "is_sensitive": e.is_sensitive} for e in entries]}
+    result["configs"] = [{"name": e.name, "value": e.value, "read_only": e.read_only, "config_source": int(e.source),
+                          "is_sensitive": e.is_sensitive} for e in entries]
+    return result
 
 
 def _failed_result(name: str, code: int, message: str) -> dict[str, Any]:
@@ -124,6 +131,7 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
             await ctx.broker.control.refresh()
         except ControlPlaneError:
             pass  # etcd out of reach: require_controller answers for each topic
+    may_create_any = ctx.authorized_cluster(AclOperation.CREATE)  # else CREATE on each topic
     results = []
     for topic in request.topics:
         if topic.name in repeated:
@@ -131,6 +139,8 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
                                           f"Topic '{topic.name}' appears more than once in the request."))
             continue
         try:
+            if not may_create_any:
+                ctx.require_topic(AclOperation.CREATE, topic.name)
             partitions, replication, configs = _plan_topic(ctx, topic)
             if ctx.broker.clustered:
                 ctx.broker.require_controller()
@@ -174,8 +184,14 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> dict[str, A
     for name, topic_id in wanted:
         result: dict[str, Any] = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
         try:
+            if name is not None:
+                ctx.require_topic(AclOperation.DELETE, name)  # before saying whether it exists
             topic = _topic_to_delete(ctx, name, topic_id)
-            result.update(name=topic.name, topic_id=topic.topic_id)
+            if name is None and not ctx.authorized(AclOperation.DESCRIBE, ResourceType.TOPIC, topic.name):
+                raise TopicAuthorizationFailed(f"{ctx.principal} is not authorized to DESCRIBE topic {topic_id}")
+            result.update(name=topic.name, topic_id=topic.topic_id)  # named by id: the name, to whom may see it
+            if name is None:
+                ctx.require_topic(AclOperation.DELETE, topic.name)
             refuse_if_internal(topic, "deleted")
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.DELETE)
             if ctx.broker.clustered:
@@ -211,6 +227,7 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[st
         try:
             if item.name in repeated:
                 raise InvalidRequest(f"Topic '{item.name}' appears more than once in the request.")
+            ctx.require_topic(AclOperation.ALTER, item.name)
             topic = ctx.broker.metadata.topic(item.name)
             if topic is None:
                 raise UnknownTopicOrPartition(f"topic '{item.name}' does not exist")

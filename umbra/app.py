@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import ssl
 
+from umbra.admin.auth import AdminAccess, AdminAuthenticator
 from umbra.admin.http import AdminServer
 from umbra.admin.peers import ClusterPeers
 from umbra.cluster.control import BrokerInfo, ControlPlane, ControlPlaneError, LocalControlPlane, parse_endpoints
@@ -18,12 +21,17 @@ from umbra.config import BrokerConfig
 from umbra.errors import KafkaError, TopicAlreadyExists
 from umbra.groups.coordinator import GroupCoordinator
 from umbra.groups.persistence import offsets_topic_configs
+from umbra.security.acls import AclOperation, ResourceType
+from umbra.security.tls import server_context
+from umbra.server.authz import CLUSTER_NAME
 from umbra.server.broker import OFFSETS_TOPIC, Broker
 from umbra.server.connection import KafkaConnection
+from umbra.server.handlers.scram_users import current_users
 from umbra.shadow.manager import ShadowLinkManager
 from umbra.tasks import cancel_and_wait
 
 log = logging.getLogger("umbra.broker")
+ADMIN_TOKEN_DOCUMENT = "admin_token"
 OFFSETS_TOPIC_WAIT_S = 10.0
 
 
@@ -38,10 +46,15 @@ class BrokerApp:
         self.control.subscribe_topics(self.broker.apply_cluster_topics)
         self.control.subscribe_document("acls", self.broker.apply_cluster_acls)
         self.control.subscribe_document("broker_configs", self.broker.apply_cluster_broker_configs)
-        self.peers = ClusterPeers(self.control) if self.control.clustered else None
+        self.peers = ClusterPeers(self.control, ssl_context=admin_client_context(config),
+                                  token=self._internal_token) if self.control.clustered else None
         self.shadow = ShadowLinkManager(self.broker, control=self.control, peers=self.peers)
+        authenticator = AdminAuthenticator(AdminAccess(
+            users=lambda: current_users(self.broker), authorized=self._admin_authorized,
+            internal_token=self._internal_token)) if config.admin_authentication else None
         self.admin = AdminServer(self.broker, self.shadow, self.control, config.admin_listen.host,
-                                 config.admin_listen.port, self.peers)
+                                 config.admin_listen.port, self.peers, authenticator=authenticator,
+                                 ssl_context=server_context(config.admin_tls) if config.admin_tls else None)
         self.groups: GroupCoordinator | None = None  # needs the offsets log, opened by start()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -58,8 +71,10 @@ class BrokerApp:
         await self.admin.start()
         host, port = broker.advertised_endpoint()
         await self.control.start(BrokerInfo(broker.node_id, self.config.rack, f"{host}:{port}",
-                                            f"http://{self.admin.host}:{self.admin.port}",
+                                            f"{self.admin.scheme}://{self.admin.host}:{self.admin.port}",
                                             listeners=broker.listeners.advertised_all()))
+        if self.control.clustered and self.config.admin_authentication:
+            await self._ensure_internal_token()  # before the links: their status and failover call the peers
         # After the control plane: on a cluster the links and shadow-topic states are read from etcd first
         # (a broker that was down during a failover comes back failed over).
         await self.shadow.start()
@@ -70,6 +85,24 @@ class BrokerApp:
         log.info("umbra broker %d ready: kafka=%s:%d listeners=%s admin=%s:%d data=%s", broker.node_id,
                  self.config.listen.host, broker.listen_port, listeners, self.admin.host, self.admin.port,
                  self.config.data_dir)
+
+    def _admin_authorized(self, principal: str, host: str, operation: AclOperation) -> bool:
+        authorizer = self.broker.authorizer  # None: authorization disabled, every authenticated caller may
+        return authorizer is None or authorizer.allowed(principal, host, operation, ResourceType.CLUSTER,
+                                                        CLUSTER_NAME)
+
+    def _internal_token(self) -> str | None:
+        """The token brokers of this cluster send each other's admin API (a cluster document in etcd)."""
+        document = self.control.document(ADMIN_TOKEN_DOCUMENT) if self.control.clustered else None
+        token = document.get("token") if isinstance(document, dict) else None
+        return token if isinstance(token, str) else None
+
+    async def _ensure_internal_token(self) -> None:
+        def change(current: object) -> object:
+            return current if isinstance(current, dict) and current.get("token") else {
+                "token": secrets.token_urlsafe(32)}
+
+        await self.control.update_document(ADMIN_TOKEN_DOCUMENT, change)
 
     async def _create_offsets_topic(self) -> None:
         """On a cluster, the controller creates ``__consumer_offsets`` once ``offsets_topic_replication_factor``
@@ -122,3 +155,14 @@ def control_plane(config: BrokerConfig, cluster_id: str) -> ControlPlane:
                             config.broker_session_timeout_ms,
                             leader_rebalance_interval_ms=(config.leader_imbalance_check_interval_ms
                                                           if config.auto_leader_rebalance_enable else None))
+
+
+def admin_client_context(config: BrokerConfig) -> ssl.SSLContext | None:
+    """How a broker calls its peers' https admin APIs: trusting ``admin_tls.ca_file`` (else the system's CAs) and
+    showing its own admin certificate, for peers that take client certificates."""
+    tls = config.admin_tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context

@@ -121,6 +121,11 @@ class BrokerConfig:
     # given: listen and advertise are its first listener's.
     listeners: tuple[ListenerConfig, ...] = ()
     admin_listen: HostPort = HostPort("127.0.0.1", 9644)
+    # The admin API over https: cert_file and key_file (ca_file and client_auth to take client certificates).
+    admin_tls: TlsSettings | None = None
+    # Every admin endpoint but /v1/health needs HTTP Basic credentials of a SCRAM user or a client certificate;
+    # with authorization enabled, reads need DESCRIBE and changes ALTER on the cluster.
+    admin_authentication: bool = False
     cluster_id: str | None = None
     # The control plane: etcd endpoints (http://HOST:PORT, comma-separated or a YAML list); none = this broker
     # alone, with its local metadata store. With etcd, cluster_id is required.
@@ -196,6 +201,8 @@ def _coerce(key: str, value: Any) -> Any:
         return parse_listeners(value)
     if key == "authorization":
         return parse_authorization(value)
+    if key == "admin_tls":
+        return _parse_tls("admin_tls", SecurityProtocol.SSL, value)
     f = _FIELDS[key]
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if kind in ("HostPort", "HostPort | None"):

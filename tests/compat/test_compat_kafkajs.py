@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,11 +35,13 @@ CREATE_TIME = 0  # KafkaJS's TimestampTypes.CREATE_TIME
 class KafkaJS:
     node: str
     bootstrap: str
+    env: tuple[tuple[str, str], ...] = ()  # added to the environment (a SASL password)
 
     def run(self, mode: str, *args: str) -> dict[str, Any]:
         command = [self.node, str(CLIENT_SCRIPT), mode, "--bootstrap", self.bootstrap, *args]
         process = subprocess.Popen(
-            command, cwd=KAFKAJS_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            command, cwd=KAFKAJS_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **dict(self.env)},
         )
         try:
             stdout, stderr = process.communicate(timeout=NODE_TIMEOUT_SECONDS)
@@ -278,3 +281,43 @@ def test_over_mtls(broker_factory: Any, tmp_path: Path) -> None:
     check_round_trip(sent, to_consumed(resumed["consumed"]), acknowledged)
     principals = [line for line in broker.log_text().splitlines() if "on listener MTLS:" in line]
     assert principals and all(line.endswith("principal User:kafkajs") for line in principals), principals
+
+
+def test_over_sasl_ssl_with_scram_sha_512(broker_factory: Any, tmp_path: Path) -> None:
+    """SASL_SSL with SCRAM-SHA-512: KafkaJS logs in as a user created with AlterUserScramCredentials, creates a
+    topic, produces and consumes; a wrong password is refused."""
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    from pki import CertificateAuthority
+
+    node = _node_with_kafkajs()
+    ca = CertificateAuthority(tmp_path / "pki")
+    server = ca.issue_server()
+    broker = broker_factory("sasl", config={"log_level": "INFO", "listeners": [
+        {"name": "PLAINTEXT", "address": "127.0.0.1:0"},
+        {"name": "SASL_SSL", "address": "127.0.0.1:0", "security_protocol": "SASL_SSL",
+         "sasl_mechanisms": ["SCRAM-SHA-512"],
+         "tls": {"cert_file": str(server.cert_file), "key_file": str(server.key_file)}},
+    ]})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    upsert = UserScramCredentialUpsertion("kafkajs", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                                          b"kafkajs-secret")
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    login = ["--ssl-ca", str(ca.cert_file), "--sasl-mechanism", "scram-sha-512", "--sasl-username", "kafkajs"]
+    kafkajs = KafkaJS(node, broker.listener_bootstrap("SASL_SSL"), (("KAFKAJS_SASL_PASSWORD", "kafkajs-secret"),))
+    topic = "compat-kafkajs-sasl"
+    assert kafkajs.run("admin-create", "--topic", topic, "--partitions", str(PARTITIONS), *login)["created"] is True
+    sent = make_records("kafkajs-sasl", count=300)
+    produced = kafkajs.run("produce", "--topic", topic, "--records", str(write_records(tmp_path / "r.jsonl", sent)),
+                           *login)
+    acknowledged = {index: (partition, offset) for index, partition, offset in produced["acknowledged"]}
+    resumed = kafkajs.run("consume-resume", "--topic", topic, "--group", "sasl-group", *login)
+    check_round_trip(sent, to_consumed(resumed["consumed"]), acknowledged)
+
+    wrong = KafkaJS(node, broker.listener_bootstrap("SASL_SSL"), (("KAFKAJS_SASL_PASSWORD", "not-it"),))
+    command = [wrong.node, str(CLIENT_SCRIPT), "admin-create", "--bootstrap", wrong.bootstrap, "--topic", "never",
+               "--partitions", "1", *login]
+    refused = subprocess.run(command, cwd=KAFKAJS_DIR, capture_output=True, timeout=NODE_TIMEOUT_SECONDS,
+                             env={**os.environ, "KAFKAJS_SASL_PASSWORD": "not-it"})
+    assert refused.returncode != 0
+    assert b"SASL" in refused.stderr or b"authentication" in refused.stderr.lower(), _tail(refused.stderr)

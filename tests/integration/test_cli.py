@@ -38,8 +38,8 @@ def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
          [], "listeners[0].tls.cert_file: cannot read /absent/s.pem: No such file or directory"),
         ("listeners: [{name: PLAINTEXT, address: '127.0.0.1:0'}]\n", ["--listen", "127.0.0.1:0"],
          "listen: give either listen (and advertise), the one-PLAINTEXT-listener shorthand, or listeners, not both"),
-        ("listeners: [{name: S, address: '127.0.0.1:0', security_protocol: SASL_PLAINTEXT, sasl_mechanisms: [PLAIN]}]\n",
-         [], "listeners[0] (S): SASL_PLAINTEXT: SASL is not implemented yet"),
+        ("listeners: [{name: S, address: '127.0.0.1:0', security_protocol: SASL_PLAINTEXT, sasl_mechanisms: [GSSAPI]}]\n",
+         [], "listeners[0].sasl_mechanisms: expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got 'GSSAPI'"),
     ],
 )
 def test_bad_configuration_is_one_line(tmp_path: Path, config_text: str, flags: list[str], expected: str) -> None:

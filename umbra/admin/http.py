@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from umbra.cluster.control import ControlPlaneError, balanced_targets, partition
 from umbra.errors import KafkaError, KafkaStorageError
 
 if TYPE_CHECKING:
+    from umbra.admin.auth import AdminAuthenticator
     from umbra.admin.peers import ClusterPeers
     from umbra.admin.ports import AdminHost
     from umbra.cluster.control import ControlPlane
@@ -24,15 +26,18 @@ log = logging.getLogger("umbra.admin")
 
 class AdminServer:
     def __init__(self, broker: AdminHost, shadow: ShadowLinkManager, control: ControlPlane, host: str,
-                 port: int, peers: ClusterPeers | None = None) -> None:
+                 port: int, peers: ClusterPeers | None = None, *, ssl_context: ssl.SSLContext | None = None,
+                 authenticator: AdminAuthenticator | None = None) -> None:
         self.broker = broker
+        self.ssl_context = ssl_context  # https when set
+        self.scheme = "https" if ssl_context is not None else "http"
         self.shadow = shadow
         self.control = control
         self.host, self.port = host, port  # the port actually bound once started (for port 0)
         # False until the broker has started: registered in its cluster, shadow links loaded. The admin API binds
         # first (the cluster learns its address), so /v1/health answers 503 until then (a readiness probe).
         self.ready = False
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[authenticator.middleware] if authenticator is not None else [])
         self.app.router.add_get("/v1/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/v1/storage", self.storage)
@@ -45,7 +50,7 @@ class AdminServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context)
         await site.start()
         server: Any = site._server  # the bound socket, for port 0 (an asyncio.Server)
         if server is not None and server.sockets:

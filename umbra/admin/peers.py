@@ -4,10 +4,13 @@ broker's replicators through it, and shadow-link status is gathered from every b
 from __future__ import annotations
 
 import json
+import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from umbra.admin.auth import INTERNAL_TOKEN_HEADER
 from umbra.shadow.host import PeerUnavailable
 
 if TYPE_CHECKING:
@@ -17,9 +20,12 @@ CALL_TIMEOUT_S = 10.0
 
 
 class ClusterPeers:
-    def __init__(self, control: ControlPlane, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, control: ControlPlane, timeout_s: float = CALL_TIMEOUT_S, *,
+                 ssl_context: ssl.SSLContext | None = None, token: Callable[[], str | None] = lambda: None) -> None:
         self.control = control
         self.timeout_s = timeout_s
+        self._ssl = ssl_context  # trusts the CA of the peers' admin certificates (https admin APIs)
+        self._token = token  # the cluster's internal token, sent to peers whose admin API authenticates
         self._session: aiohttp.ClientSession | None = None
 
     def others(self) -> list[int]:
@@ -47,8 +53,11 @@ class ClusterPeers:
             raise PeerUnavailable(f"broker {node_id} is not registered in the cluster")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        token = self._token()
+        headers = {INTERNAL_TOKEN_HEADER: token} if token is not None else {}
         try:
-            async with self._session.request(method, base + path, json=body) as response:
+            async with self._session.request(method, base + path, json=body, headers=headers,
+                                             ssl=self._ssl if self._ssl is not None else True) as response:
                 text = await response.text()
                 return response.status, json.loads(text) if text else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:

@@ -192,7 +192,9 @@ def _place(args: argparse.Namespace) -> Callable[[Change | None], Any]:
         if args.cluster_id is not None:
             raise UserCliError("--cluster-id goes with --etcd, not --data-dir")
         data_dir = Path(args.data_dir)
-        if not data_dir.is_dir():
+        # create on a new data dir makes it (the first super user before the first start, as kafka-storage format)
+        if not data_dir.is_dir() and not (args.user_command == "create" and data_dir.parent.is_dir()
+                                          and not data_dir.exists()):
             raise UserCliError(f"--data-dir {data_dir}: no such directory")
         return lambda change: _change_local(data_dir, change)
     if args.cluster_id is None:
@@ -207,6 +209,7 @@ def _place(args: argparse.Namespace) -> Callable[[Change | None], Any]:
 def _change_local(data_dir: Path, change: Change | None) -> Any:
     if change is None:
         return read_local_document(data_dir, SCRAM_USERS_DOCUMENT)
+    data_dir.mkdir(exist_ok=True)
     lock = DataDirLock.acquire(data_dir, "stop the broker first, or use --etcd for a cluster")
     try:
         value = change(read_local_document(data_dir, SCRAM_USERS_DOCUMENT))

@@ -98,6 +98,16 @@ class FrameDecoder:
         """Bytes received that are not yet part of a returned frame."""
         return len(self._pending) + (self._received + 4 if self._size >= 0 else 0)
 
+    @property
+    def max_frame_size(self) -> int:
+        return self._max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, size: int) -> None:
+        """Frames whose size prefix is read from now on are held to ``size`` (a SASL listener: small until the
+        client authenticates)."""
+        self._max_frame_size = size
+
     def get_buffer(self) -> memoryview:
         """Where the next received bytes go (never empty; not to be called while ``blocked``)."""
         if self._size >= 0:

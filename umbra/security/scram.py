@@ -387,7 +387,9 @@ class ScramServer:
         final = parse_client_final(message)
         if final.channel_binding != first.gs2_header.encode("utf-8"):
             raise SaslAuthenticationFailed("the channel binding does not match the client-first message's GS2 header")
-        if final.nonce != first.nonce + self._server_nonce:
+        # Ends with, as Kafka's server checks: librdkafka before 2.1 sends its own nonce again in front of the
+        # combined one. The server's fresh part is still required, and the proof covers the message as sent.
+        if not final.nonce.endswith(first.nonce + self._server_nonce):
             raise SaslAuthenticationFailed("the nonce does not match the exchange's")
         auth_message = f"{first.bare},{self._server_first},{final.without_proof}".encode()
         client_signature = self.mechanism.hmac(credential.stored_key, auth_message)

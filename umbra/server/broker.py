@@ -39,7 +39,7 @@ from umbra.security.acls import (
 from umbra.server.authz import BrokerAuthorizer
 from umbra.server.fetch_sessions import FetchSessionCache
 from umbra.server.handlers import load_all
-from umbra.server.listeners import ConnectionFactory, Listeners, refuse_unservable
+from umbra.server.listeners import ConnectionFactory, Listeners
 from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.ports import TopicGuard
@@ -72,7 +72,6 @@ class Closable(Protocol):
 
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
-        refuse_unservable(config.listeners)  # before anything is created
         self.config = config
         self.node_id = config.node_id
         config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ from umbra.protocol.codec import (
 from umbra.protocol.framing import FrameDecoder, FrameError, FrameTooLarge
 from umbra.security.tls import client_went_away, describe_tls_error, principal_from_certificate
 from umbra.server.handlers import ANONYMOUS, API_HANDLERS, RequestContext
+from umbra.server.handlers.scram_users import current_users
+from umbra.server.sasl import UNAUTHENTICATED_MAX_BYTES, SaslSession
 from umbra.server.sendfile import THREAD_WAIT_SECONDS, DirectSender, executor
 from umbra.storage.region import FileRegion, RegionTruncated, close_regions
 
@@ -67,6 +69,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._tls = self.listener.security_protocol.uses_tls
         self._memory = broker.request_memory
         self._frames = FrameDecoder(broker.config.max_request_bytes, budget=self._memory)
+        self.sasl: SaslSession | None = None
+        if self.listener.security_protocol.uses_sasl:
+            self.sasl = SaslSession(self.listener.sasl_mechanisms, lambda: current_users(broker))
+            self._frames.max_frame_size = UNAUTHENTICATED_MAX_BYTES  # a stranger's requests stay small
         self._ip: str | None = None  # counted in the broker's connection limits
         self._queue: deque[bytearray] = deque()
         self._wakeup = asyncio.Event()
@@ -212,10 +218,23 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     await self._write_pieces(self._transport, response)
                 else:
                     self._transport.write(response)
+                if self.sasl is not None and not self._sasl_settled():
+                    self.close()  # a failed or out-of-order SASL exchange: the answer is flushed, then closed
+                    break
                 if not self._drained.is_set():
                     await self._drained.wait()
         finally:
             self.close()
+
+    def _sasl_settled(self) -> bool:
+        """After a response: False if the SASL exchange failed; on success the principal is its user's."""
+        assert self.sasl is not None
+        if self.sasl.failed:
+            return False
+        if self.sasl.authenticated and self.principal != f"User:{self.sasl.username}":
+            self.principal = f"User:{self.sasl.username}"
+            self._frames.max_frame_size = self.broker.config.max_request_bytes
+        return True
 
     # --- responses with file regions -----------------------------------
     async def _write_pieces(self, transport: asyncio.Transport, pieces: list[Any]) -> None:
@@ -309,6 +328,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection %s: unknown api key %d", self.peer, header.api_key)
             self.close()
             return None
+        if self.sasl is not None and not self.sasl.allows(header.api_key):
+            log.warning("closing connection %s on listener %s: %s before SASL authentication", self.peer,
+                        self.listener.name, handler.name)
+            self.close()
+            return None
         if not handler.min_version <= header.api_version <= handler.max_version:
             return self._unsupported_version(header, handler.name)
         schema = SCHEMAS[header.api_key]
@@ -318,7 +342,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection %s: %s", self.peer, exc)
             self.close()
             return None
-        ctx = RequestContext(self.broker, header, self.peer, self.id, self.principal, self.listener.name)
+        ctx = RequestContext(self.broker, header, self.peer, self.id, self.principal, self.listener.name, self.sasl)
         metadata_version = self.broker.metadata.version
         try:
             result = await handler.handle(ctx, body)

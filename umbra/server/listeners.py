@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from umbra.config import ConfigError, HostPort, ListenerConfig
+from umbra.config import HostPort, ListenerConfig
 from umbra.security.tls import client_went_away, describe_tls_error, server_context
 from umbra.server.memory import ConnectionLimits
 
@@ -98,15 +98,6 @@ class Listeners:
     def addresses(self) -> dict[str, str]:
         """Name -> the HOST:PORT each listener is bound to (port 0 resolved): /v1/health and the ready line."""
         return {listener.name: str(listener.address) for listener in self.bound}
-
-
-def refuse_unservable(listeners: tuple[ListenerConfig, ...]) -> None:
-    """Refuse, before anything starts, a listener this broker cannot serve as configured."""
-    for i, listener in enumerate(listeners):
-        if listener.security_protocol.uses_sasl:
-            # Until the SASL handshake is wired into the connection, serving it would let everyone in unauthenticated.
-            raise ConfigError(f"listeners[{i}] ({listener.name}): {listener.security_protocol}: SASL is not "
-                              "implemented yet")
 
 
 async def open_listener(config: ListenerConfig, factory: ConnectionFactory, host: ConnectionHost) -> BoundListener:

@@ -20,6 +20,7 @@
 //   admin-delete    delete --group (if given) and TOPIC, then list topics and groups again.
 //
 // --ssl-ca FILE connects with TLS, trusting that CA; --ssl-cert FILE --ssl-key FILE adds a client certificate.
+// --sasl-mechanism and --sasl-username: SASL (see below).
 
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -46,6 +47,8 @@ const { positionals, values: options } = parseArgs({
     'ssl-ca': { type: 'string' },
     'ssl-cert': { type: 'string' },
     'ssl-key': { type: 'string' },
+    'sasl-mechanism': { type: 'string' },
+    'sasl-username': { type: 'string' },
   },
 })
 
@@ -69,10 +72,19 @@ const ssl = options['ssl-ca'] === undefined ? undefined : {
   ...(options['ssl-cert'] === undefined ? {} : { cert: readFileSync(options['ssl-cert']), key: readFileSync(options['ssl-key']) }),
 }
 
+// --sasl-mechanism plain|scram-sha-256|scram-sha-512 --sasl-username USER logs in with SASL; the password is
+// read from $KAFKAJS_SASL_PASSWORD (never an argument).
+const sasl = options['sasl-mechanism'] === undefined ? undefined : {
+  mechanism: options['sasl-mechanism'],
+  username: options['sasl-username'],
+  password: process.env.KAFKAJS_SASL_PASSWORD,
+}
+
 const kafka = new Kafka({
   clientId: `umbra-compat-kafkajs-${mode}`,
   brokers: [required('bootstrap')],
   ssl,
+  sasl,
   logLevel: logLevelByName[options['log-level']] ?? LogLevel.WARN,
   logCreator: stderrLogCreator,
   connectionTimeout: 5000,

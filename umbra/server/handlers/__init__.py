@@ -29,6 +29,7 @@ from umbra.server.authz import CLUSTER_NAME, client_ip
 
 if TYPE_CHECKING:
     from umbra.server.broker import Broker
+    from umbra.server.sasl import SaslSession
 
 
 ANONYMOUS = "User:ANONYMOUS"  # Kafka's principal for a connection that did not authenticate
@@ -42,6 +43,7 @@ class RequestContext:
     connection_id: int
     principal: str = ANONYMOUS  # "User:<name>", set by SASL or by the client certificate (mTLS)
     listener: str | None = None  # the name of the listener the request came in on (None: the first)
+    sasl: SaslSession | None = None  # the connection's SASL exchange, on a SASL listener
 
     @property
     def api_version(self) -> int:

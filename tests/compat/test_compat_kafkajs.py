@@ -283,8 +283,9 @@ def test_over_mtls(broker_factory: Any, tmp_path: Path) -> None:
     assert principals and all(line.endswith("principal User:kafkajs") for line in principals), principals
 
 
-def test_over_sasl_ssl_with_scram_sha_512(broker_factory: Any, tmp_path: Path) -> None:
-    """SASL_SSL with SCRAM-SHA-512: KafkaJS logs in as a user created with AlterUserScramCredentials, creates a
+@pytest.mark.parametrize("mechanism", ["scram-sha-512", "plain"])
+def test_over_sasl_ssl(broker_factory: Any, tmp_path: Path, mechanism: str) -> None:
+    """SASL_SSL with SCRAM-SHA-512 and with PLAIN: KafkaJS logs in as a user created with AlterUserScramCredentials, creates a
     topic, produces and consumes; a wrong password is refused."""
     from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
     from pki import CertificateAuthority
@@ -295,7 +296,7 @@ def test_over_sasl_ssl_with_scram_sha_512(broker_factory: Any, tmp_path: Path) -
     broker = broker_factory("sasl", config={"log_level": "INFO", "listeners": [
         {"name": "PLAINTEXT", "address": "127.0.0.1:0"},
         {"name": "SASL_SSL", "address": "127.0.0.1:0", "security_protocol": "SASL_SSL",
-         "sasl_mechanisms": ["SCRAM-SHA-512"],
+         "sasl_mechanisms": ["SCRAM-SHA-512", "PLAIN"],
          "tls": {"cert_file": str(server.cert_file), "key_file": str(server.key_file)}},
     ]})
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -303,9 +304,9 @@ def test_over_sasl_ssl_with_scram_sha_512(broker_factory: Any, tmp_path: Path) -
                                           b"kafkajs-secret")
     for future in admin.alter_user_scram_credentials([upsert]).values():
         future.result(timeout=30)
-    login = ["--ssl-ca", str(ca.cert_file), "--sasl-mechanism", "scram-sha-512", "--sasl-username", "kafkajs"]
+    login = ["--ssl-ca", str(ca.cert_file), "--sasl-mechanism", mechanism, "--sasl-username", "kafkajs"]
     kafkajs = KafkaJS(node, broker.listener_bootstrap("SASL_SSL"), (("KAFKAJS_SASL_PASSWORD", "kafkajs-secret"),))
-    topic = "compat-kafkajs-sasl"
+    topic = f"compat-kafkajs-sasl-{mechanism}"
     assert kafkajs.run("admin-create", "--topic", topic, "--partitions", str(PARTITIONS), *login)["created"] is True
     sent = make_records("kafkajs-sasl", count=300)
     produced = kafkajs.run("produce", "--topic", topic, "--records", str(write_records(tmp_path / "r.jsonl", sent)),

@@ -108,14 +108,15 @@ def test_confluent_kafka_over_every_mechanism_and_listener(broker_factory: Any, 
     assert not logins, logins
 
 
-def test_kcat_kafka_python_and_aiokafka_over_sasl_ssl(broker_factory: Any, server_cert: Any,
-                                                     require_kcat: str) -> None:
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_kcat_kafka_python_and_aiokafka_over_sasl_ssl(broker_factory: Any, server_cert: Any, require_kcat: str,
+                                                     mechanism: str) -> None:
     ca, _ = server_cert
     broker = broker_factory("sasl-clients", config=sasl_config(server_cert))
     create_users(broker)
     create_topic(broker.bootstrap, "kcat", partitions=1)
     address = broker.listener_bootstrap("SASL_SSL")
-    kcat_login = ["-b", address, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanism=SCRAM-SHA-512",
+    kcat_login = ["-b", address, "-X", "security.protocol=SASL_SSL", "-X", f"sasl.mechanism={mechanism}",
                   "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORDS['alice']}",
                   "-X", f"ssl.ca.location={ca.cert_file}"]
     produced = subprocess.run([require_kcat, *kcat_login, "-P", "-t", "kcat"], input=b"one\ntwo\nthree\n",
@@ -129,17 +130,18 @@ def test_kcat_kafka_python_and_aiokafka_over_sasl_ssl(broker_factory: Any, serve
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    context = ssl.create_default_context(cafile=str(ca.cert_file))
-    login = {"bootstrap_servers": address, "security_protocol": "SASL_SSL", "ssl_context": context,
-             "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "bob",
-             "sasl_plain_password": PASSWORDS["bob"]}
-    create_topic(broker.bootstrap, "kafka-python", partitions=1)
-    producer = KafkaProducer(**login, acks="all")
+    def login() -> dict[str, Any]:
+        return {"bootstrap_servers": address, "security_protocol": "SASL_SSL", "sasl_mechanism": mechanism,
+                "ssl_context": ssl.create_default_context(cafile=str(ca.cert_file)),
+                "sasl_plain_username": "bob", "sasl_plain_password": PASSWORDS["bob"]}
+
+    create_topic(broker.bootstrap, "python-clients", partitions=1)
+    producer = KafkaProducer(**login(), acks="all")
     for i in range(20):
-        producer.send("kafka-python", f"kp-{i}".encode())
+        producer.send("python-clients", f"kp-{i}".encode())
     producer.flush(TIMEOUT)
     producer.close()
-    consumer = KafkaConsumer("kafka-python", **login, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer("python-clients", **login(), auto_offset_reset="earliest", consumer_timeout_ms=10_000)
     values = [m.value for m in consumer]
     consumer.close()
     assert values == [f"kp-{i}".encode() for i in range(20)]
@@ -147,16 +149,14 @@ def test_kcat_kafka_python_and_aiokafka_over_sasl_ssl(broker_factory: Any, serve
     async def aiokafka_round_trip() -> list[bytes]:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        aio_login = {**login, "ssl_context": ssl.create_default_context(cafile=str(ca.cert_file)),
-                     "sasl_mechanism": "PLAIN"}
-        producer = AIOKafkaProducer(**aio_login, acks="all")
+        producer = AIOKafkaProducer(**login(), acks="all")
         await producer.start()
         try:
             for i in range(20):
-                await producer.send_and_wait("kafka-python", f"aio-{i}".encode())
+                await producer.send_and_wait("python-clients", f"aio-{i}".encode())
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer("kafka-python", **aio_login, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer("python-clients", **login(), auto_offset_reset="earliest")
         await consumer.start()
         got: list[bytes] = []
         try:

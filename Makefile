@@ -29,7 +29,7 @@ DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server
 MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=
 
-.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench bench-cluster bench-scaling bench-wan demo clean distclean
+.PHONY: help install system-packages kafkajs test test-unit test-integration test-compat lint bench bench-cluster bench-scaling bench-wan bench-tls demo clean distclean
 
 help:
 	@echo "make install           create .venv, install pinned deps + umbra (editable) + Debian test tools + KafkaJS"
@@ -42,6 +42,7 @@ help:
 	@echo "make bench-cluster     benchmarks/cluster.py: replication factor 1 vs 3 on three brokers (needs etcd)"
 	@echo "make bench-scaling     benchmarks/replication_scaling.py: shadow-link catch-up on 1, 2 and 3 shadow brokers (needs etcd)"
 	@echo "make bench-wan         benchmarks/wan.py: shadow-link catch-up at 50 ms RTT against 0 ms, and RPO at 20 MB/s across it"
+	@echo "make bench-tls         produce_consume.py and replication.py --tls: throughput over TLS as a ratio of plaintext"
 	@echo "make demo              the demo (umbra/demo.py): two 3-broker clusters on etcd, a shadow link, a broker killed, failover"
 	@echo "make clean             remove caches and build output; make distclean also removes .venv"
 
@@ -104,6 +105,10 @@ bench-scaling: install
 
 bench-wan: install
 	$(PY) benchmarks/wan.py $(BENCH_ARGS)
+
+bench-tls: install
+	$(PY) benchmarks/produce_consume.py --tls --mb 256 --acks 1 $(BENCH_ARGS)
+	$(PY) benchmarks/replication.py --tls --mb 256 --repeats 2 $(BENCH_ARGS)
 
 demo: install
 	$(PY) -m umbra.demo

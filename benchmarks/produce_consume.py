@@ -19,6 +19,14 @@ In the same run it measures the machine's raw loopback copy rate: a file of the 
 with os.sendfile over a loopback TCP socket to a receiver that writes it to another file. Umbra's
 throughput is printed as a fraction of that rate. Each produce case starts on recently freed page-cache
 pages, as the copy's repeats do (benchmarks/copylimit.py explains why this VM needs it; `--cold` skips it).
+
+    .venv/bin/python benchmarks/produce_consume.py --tls --mb 256 --acks 1   # TLS against plaintext
+
+`--tls` measures instead what TLS costs: the broker gets a PLAINTEXT and an SSL listener (a throw-away CA from
+tests/pki.py), and each case (record size, acks) is produced and consumed over one listener, then over the
+other, `--repeats` times (default 2), which goes first alternating. It prints each run's produce and consume
+MB/s with the broker's CPU, and SSL/PLAINTEXT of each: the median of the repeats' own ratios and best against
+best. No light-load latency and no raw copy in that mode.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +48,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
 from copylimit import loopback_copy_rate, page_cache_write_rates, warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic  # noqa: E402
+from tls_listeners import LISTENERS, PLAINTEXT, SSL, TlsListeners, add_tls_argument, listener_order, ssl_ratio  # noqa: E402
 
 MIB = 1024 * 1024
 PARTITIONS = 3
@@ -82,6 +91,19 @@ class ConsumeResult:
     @property
     def records_per_second(self) -> float:
         return self.records / self.seconds
+
+
+@dataclass
+class ListenerCase:
+    """--tls: one record size and acks setting, produced and consumed over each listener `--repeats` times."""
+
+    record_size: int
+    acks: str
+    runs: dict[str, list[tuple[ProduceResult, ConsumeResult]]]  # listener -> (produce, consume) per repeat
+
+    @property
+    def label(self) -> str:
+        return f"{_size_label(self.record_size)} acks={self.acks}"
 
 
 class CpuMeter:
@@ -127,7 +149,7 @@ def payload_pool(record_size: int) -> tuple[bytes, int]:
 
 
 def produce(
-    bootstrap: str,
+    connection: Mapping[str, str],
     topic: str,
     record_size: int,
     acks: str,
@@ -152,7 +174,7 @@ def produce(
 
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "acks": acks,
             "linger.ms": 5,
             "batch.size": MIB,
@@ -192,7 +214,7 @@ def produce(
     seconds = now() - started
     if remaining or errors:
         raise RuntimeError(f"produce to {topic}: {remaining} undelivered, {len(errors)} errors, first: {errors[:3]}")
-    stored = _records_in(bootstrap, topic)  # the unsampled records have no delivery report: count them here
+    stored = _records_in(connection, topic)  # the unsampled records have no delivery report: count them here
     if stored != sent:
         raise RuntimeError(f"produce to {topic}: {sent} records sent, the topic holds {stored}")
     return ProduceResult(
@@ -207,8 +229,8 @@ def produce(
     )
 
 
-def _records_in(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}"})
+def _records_in(connection: Mapping[str, str], topic: str) -> int:
+    consumer = Consumer({**connection, "group.id": f"bench-{uuid.uuid4().hex[:8]}"})
     try:
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(PARTITIONS))
     finally:
@@ -216,7 +238,7 @@ def _records_in(bootstrap: str, topic: str) -> int:
 
 
 def light_load_latency(
-    bootstrap: str, topic: str, record_size: int, acks: str, records: int, window: int
+    connection: Mapping[str, str], topic: str, record_size: int, acks: str, records: int, window: int
 ) -> list[float]:
     """Per-record latency with at most `window` records in flight and no lingering."""
     value = os.urandom(record_size)
@@ -230,7 +252,7 @@ def light_load_latency(
         index = KEY.unpack(message.key())[0]  # type: ignore[attr-defined]
         latencies_ms.append((now() - send_times[index]) * 1000.0)
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0, "enable.idempotence": False})
+    producer = Producer({**connection, "acks": acks, "linger.ms": 0, "enable.idempotence": False})
     for index in range(records):
         while index - len(latencies_ms) >= window:
             producer.poll(0.05)
@@ -243,11 +265,16 @@ def light_load_latency(
 
 
 def consume(
-    bootstrap: str, topic: str, record_size: int, expected_records: int, cpu: CpuMeter, max_seconds: float
+    connection: Mapping[str, str],
+    topic: str,
+    record_size: int,
+    expected_records: int,
+    cpu: CpuMeter,
+    max_seconds: float,
 ) -> ConsumeResult:
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "group.id": f"bench-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             # librdkafka's default fetch sizes (1 MiB a partition): 16 MiB a partition was measured 2.4x
@@ -291,6 +318,58 @@ def consume(
     finally:
         consumer.close()
     return ConsumeResult(topic, records, payload, seconds, cpu.percent())
+
+
+def produce_and_consume(
+    args: argparse.Namespace,
+    temp_dir: Path,
+    cpu: CpuMeter,
+    bootstrap: str,
+    connection: Mapping[str, str],
+    topic: str,
+    record_size: int,
+    acks: str,
+    over: str = "",
+) -> tuple[ProduceResult, ConsumeResult]:
+    """`--mb` MiB produced into a new topic (created over `bootstrap`) through `connection`, then read back."""
+    create_topic(bootstrap, topic, partitions=PARTITIONS)
+    # Like the copies: no dirty pages left by the cases before (the kernel throttles writers
+    # by how much is dirty), and recently freed page-cache pages, as the copy's repeats use.
+    os.sync()
+    if not args.cold:
+        warm_page_cache(temp_dir, args.mb * MIB)
+    print(f"produce {args.mb} MiB of {_size_label(record_size)} records, acks={acks}{over} ...", flush=True)
+    result = produce(connection, topic, record_size, acks, args.mb * MIB, args.max_seconds, cpu)
+    print(f"consume {topic}{over} ...", flush=True)
+    return result, consume(connection, topic, record_size, result.records, cpu, max_seconds=120)
+
+
+def measure_over_listeners(
+    args: argparse.Namespace,
+    temp_dir: Path,
+    cpu: CpuMeter,
+    bootstrap: str,
+    connections: Mapping[str, Mapping[str, str]],
+    run_id: str,
+    sizes: Sequence[int],
+    acks_settings: Sequence[str],
+) -> list[ListenerCase]:
+    """--tls: each case over every listener, back to back, the order alternating from one repeat to the next."""
+    cases: list[ListenerCase] = []
+    for size in sizes:
+        for acks in acks_settings:
+            case = ListenerCase(size, acks, {listener: [] for listener in connections})
+            for repeat in range(args.repeats):
+                for listener in listener_order(list(connections), repeat):
+                    topic = f"bench-{run_id}-{len(cases) + 1}-{size}B-acks{acks}-{listener.lower()}-{repeat + 1}"
+                    result, consume_result = produce_and_consume(
+                        args, temp_dir, cpu, bootstrap, connections[listener], topic, size, acks, f" over {listener}"
+                    )
+                    case.runs[listener].append((result, consume_result))
+                    print(f"  produce {result.mb_per_second:,.1f} MB/s, consume {consume_result.mb_per_second:,.1f} "
+                          f"MB/s", flush=True)  # fmt: skip
+            cases.append(case)
+    return cases
 
 
 def _size_label(size: int) -> str:
@@ -353,6 +432,33 @@ def print_report(
     )
 
 
+def print_listener_report(cases: list[ListenerCase]) -> None:
+    print()
+    header = (
+        f"{'over TLS':<18}{'listener':<11}{'repeat':>7}{'records':>11}{'produce MB/s':>14}{'broker CPU':>12}"
+        f"{'consume MB/s':>14}{'broker CPU':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case in cases:
+        for listener, runs in case.runs.items():
+            for repeat, (produced, consumed) in enumerate(runs):
+                print(
+                    f"{case.label:<18}{listener:<11}{repeat + 1:>7}{produced.records:>11,}"
+                    f"{produced.mb_per_second:>14.1f}{_cpu(produced.broker_cpu_percent):>12}"
+                    f"{consumed.mb_per_second:>14.1f}{_cpu(consumed.broker_cpu_percent):>12}"
+                )
+        for phase, index in (("produce", 0), ("consume", 1)):
+            rates = {listener: [run[index].mb_per_second for run in runs] for listener, runs in case.runs.items()}
+            print(f"{case.label}: {phase} SSL/PLAINTEXT = {ssl_ratio(rates[PLAINTEXT], rates[SSL])}")
+        print()
+    print(
+        "MB = MiB of record values. Both listeners are on one broker; each repeat runs the case over PLAINTEXT and\n"
+        "over SSL back to back, which goes first alternating. Broker CPU: % of one core over the phase (its event loop\n"
+        "does the TLS work too, so near 100 % means the broker is the bottleneck)."
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=1024, help="MiB of values to produce per case (default 1024)")
@@ -368,7 +474,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cold", action="store_true", help="do not warm the page cache before each case (benchmarks/copylimit.py)"
     )
-    return parser.parse_args(argv)
+    add_tls_argument(parser, "no light-load latency, no raw copy")
+    parser.add_argument("--repeats", type=int, default=2, help="with --tls: runs per case and listener (default 2)")
+    args = parser.parse_args(argv)
+    if args.tls and args.bootstrap:
+        parser.error("--tls starts its own broker (with a PLAINTEXT and an SSL listener): not with --bootstrap")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -376,56 +489,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     page_cache = (0.0, 0.0)
     acks_settings = args.acks.split(",")
+    produced: list[ProduceResult] = []
+    consumed: list[ConsumeResult] = []
+    light_latency: dict[str, list[float]] = {}
+    loopback_rates: list[float] = []
+    listener_cases: list[ListenerCase] = []
     with tempfile.TemporaryDirectory(prefix="umbra-bench-") as temp:
         temp_dir = Path(temp)
         broker: BrokerProcess | None = None
         try:
             if args.bootstrap:
                 bootstrap, broker_pid = args.bootstrap, None
+                connections = {PLAINTEXT: {"bootstrap.servers": bootstrap}}
             else:
                 extra_args = [arg for setting in args.set for arg in ("--set", setting)]
-                broker = BrokerProcess(temp_dir / "broker", extra_args=extra_args).start()
+                tls = TlsListeners.create(temp_dir / "pki") if args.tls else None
+                config = {"listeners": tls.listeners} if tls is not None else None
+                broker = BrokerProcess(temp_dir / "broker", config=config, extra_args=extra_args).start()
                 bootstrap, broker_pid = broker.bootstrap, broker.pid
                 print(f"umbra broker pid {broker.pid} at {bootstrap}, data in {broker.data_dir}")
+                if tls is not None:
+                    connections = {listener: tls.librdkafka_settings(broker, listener) for listener in LISTENERS}
+                    print(f"  its SSL listener at {connections[SSL]['bootstrap.servers']}")
+                else:
+                    connections = {PLAINTEXT: {"bootstrap.servers": bootstrap}}
             page_cache = page_cache_write_rates(temp_dir, min(args.mb, 512) * MIB)
-            print("raw loopback copy ...", flush=True)
-            os.sync()
-            loopback_before = loopback_copy_rate(args.mb * MIB, temp_dir)
+            if not args.tls:
+                print("raw loopback copy ...", flush=True)
+                os.sync()
+                loopback_rates.append(loopback_copy_rate(args.mb * MIB, temp_dir))
             cpu = CpuMeter(broker_pid)
             run_id = uuid.uuid4().hex[:6]
-            warm_up_topic = f"bench-{run_id}-warm-up"
-            create_topic(bootstrap, warm_up_topic, partitions=PARTITIONS)
-            produce(bootstrap, warm_up_topic, 1000, "1", 8 * MIB, args.max_seconds, cpu)  # connections, caches
-            produced: list[ProduceResult] = []
-            consumed: list[ConsumeResult] = []
-            light_latency: dict[str, list[float]] = {}
-            for size in sizes:
-                for acks in acks_settings:
-                    topic = f"bench-{run_id}-{len(produced) + 1}-{size}B-acks{acks}"
-                    create_topic(bootstrap, topic, partitions=PARTITIONS)
-                    # Like the copies: no dirty pages left by the cases before (the kernel throttles writers
-                    # by how much is dirty), and recently freed page-cache pages, as the copy's repeats use.
-                    os.sync()
-                    if not args.cold:
-                        warm_page_cache(temp_dir, args.mb * MIB)
-                    print(f"produce {args.mb} MiB of {_size_label(size)} records, acks={acks} ...", flush=True)
-                    result = produce(bootstrap, topic, size, acks, args.mb * MIB, args.max_seconds, cpu)
-                    produced.append(result)
-                    print(f"consume {topic} ...", flush=True)
-                    consumed.append(consume(bootstrap, topic, size, result.records, cpu, max_seconds=120))
-                    latency_topic = topic + "-latency"
-                    create_topic(bootstrap, latency_topic, partitions=PARTITIONS)
-                    light_latency[f"{_size_label(size)} acks={acks}"] = light_load_latency(
-                        bootstrap, latency_topic, size, acks, args.latency_records, args.latency_window
-                    )
-            print("raw loopback copy (again, after the broker's writes) ...", flush=True)
-            os.sync()
-            loopback_after = loopback_copy_rate(args.mb * MIB, temp_dir)
+            for listener, connection in connections.items():  # connections, caches (and TLS handshakes)
+                warm_up_topic = f"bench-{run_id}-warm-up-{listener.lower()}"
+                create_topic(bootstrap, warm_up_topic, partitions=PARTITIONS)
+                produce(connection, warm_up_topic, 1000, "1", 8 * MIB, args.max_seconds, cpu)
+            if args.tls:
+                listener_cases = measure_over_listeners(
+                    args, temp_dir, cpu, bootstrap, connections, run_id, sizes, acks_settings
+                )
+            else:
+                for size in sizes:
+                    for acks in acks_settings:
+                        topic = f"bench-{run_id}-{len(produced) + 1}-{size}B-acks{acks}"
+                        result, consume_result = produce_and_consume(
+                            args, temp_dir, cpu, bootstrap, connections[PLAINTEXT], topic, size, acks
+                        )
+                        produced.append(result)
+                        consumed.append(consume_result)
+                        latency_topic = topic + "-latency"
+                        create_topic(bootstrap, latency_topic, partitions=PARTITIONS)
+                        light_latency[f"{_size_label(size)} acks={acks}"] = light_load_latency(
+                            connections[PLAINTEXT], latency_topic, size, acks, args.latency_records, args.latency_window
+                        )
+                print("raw loopback copy (again, after the broker's writes) ...", flush=True)
+                os.sync()
+                loopback_rates.append(loopback_copy_rate(args.mb * MIB, temp_dir))
         finally:
             if broker is not None:
                 code = broker.stop()
                 print(f"umbra broker stopped (exit code {code})")
-    print_report(produced, consumed, light_latency, (loopback_before, loopback_after), args.latency_window)
+    if args.tls:
+        print_listener_report(listener_cases)
+    else:
+        print_report(produced, consumed, light_latency, (loopback_rates[0], loopback_rates[1]), args.latency_window)
     print(
         f"page cache: {'new pages (--cold)' if args.cold else 'each produce case starts on recently freed pages'}; "
         f"writes ran at {page_cache[0]:,.0f} MiB/s into new pages and {page_cache[1]:,.0f} MiB/s into freed ones "

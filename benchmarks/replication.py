@@ -28,11 +28,20 @@ run starts by printing both write rates).
 It prints records/s and MB/s for each, the ratios a/b and a/c, and the CPU the processes involved used.
 MB = MiB of record values (keys, headers and batch overhead not counted); log MiB = bytes of the source's
 log segments. All brokers are stopped at the end, also on error or Ctrl-C. This is not part of `make test`.
+
+    .venv/bin/python benchmarks/replication.py --tls --mb 256 --repeats 2   # TLS against plaintext
+
+`--tls` measures instead what TLS costs the link: the source gets a PLAINTEXT and an SSL listener (a throw-away
+CA from tests/pki.py), and per record size, `--repeats` times, a fresh shadow catches up over PLAINTEXT and a
+fresh one over SSL (the spec's `source.tls.ca_file`), back to back, which goes first alternating. It prints the
+best of each with the source's and the shadow's CPU, and SSL/PLAINTEXT: the median of the repeats' own ratios
+and best against best. (b) and (c) are skipped in that mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -53,6 +62,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from copylimit import loopback_copy, page_cache_write_rates, warm_page_cache  # noqa: E402
 from harness import BrokerProcess, create_topic, stop_all, wait_until  # noqa: E402
 from loading import MIB, produce_values  # noqa: E402
+from tls_listeners import LISTENERS, PLAINTEXT, SSL, TlsListeners, add_tls_argument, listener_order, ssl_ratio  # noqa: E402
 
 SIZES = (100, 10 * 1024)
 
@@ -166,11 +176,19 @@ def _admin(broker: BrokerProcess, method: str, path: str, body: Any = None) -> A
         return json.loads(response.read() or b"null")
 
 
-def shadow_link_catch_up(source: BrokerProcess, shadow: BrokerProcess, loaded: Loaded, timeout: float) -> Measurement:
+def shadow_link_catch_up(
+    source: BrokerProcess,
+    shadow: BrokerProcess,
+    loaded: Loaded,
+    timeout: float,
+    link_source: dict[str, Any] | None = None,
+    what: str = "(a) shadow link",
+) -> Measurement:
+    """`link_source`: the spec's `source` (default: the source broker's first listener, plaintext)."""
     name = f"bench-{loaded.record_size}"
     spec = {
         "name": name,
-        "source": {"bootstrap_servers": [source.bootstrap]},
+        "source": link_source or {"bootstrap_servers": [source.bootstrap]},
         "topics": {"filters": [{"include": "literal", "name": loaded.topic}], "sync_interval": "5s"},
         "consumer_offsets": {"enabled": False},
         "acls": {"enabled": False},
@@ -194,7 +212,7 @@ def shadow_link_catch_up(source: BrokerProcess, shadow: BrokerProcess, loaded: L
 
     wait_until(caught_up, timeout=timeout, interval=0.1, message=f"link {name} to catch up")
     seconds = time.perf_counter() - started
-    return Measurement("(a) shadow link", loaded.records, loaded.value_bytes, seconds, cpu.report(seconds))
+    return Measurement(what, loaded.records, loaded.value_bytes, seconds, cpu.report(seconds))
 
 
 # --- (b) the consume -> produce pipeline ------------------------------------------------------------
@@ -301,7 +319,7 @@ def _size_label(size: int) -> str:
     return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
 
 
-def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]], compression: str) -> None:
+def _print_table_head(compression: str) -> None:
     print()
     print(f"source loaded with confluent-kafka (acks=all, idempotent, compression {compression}, random values)")
     header = (
@@ -310,17 +328,26 @@ def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]
     )
     print(header)
     print("-" * (len(header) + 20))
-    for loaded, a, b, c in rows:
+
+
+def _print_rows(loaded: Loaded, measurements: Sequence[Measurement]) -> None:
+    """The load of one record size, for reference, then each measurement of it."""
+    print(
+        f"{_size_label(loaded.record_size):<9}{'load (for reference)':<24}{loaded.records:>12,}"
+        f"{loaded.value_bytes / MIB:>11,.0f}{loaded.seconds:>9.1f}{loaded.records / loaded.seconds:>12,.0f}"
+        f"{loaded.value_bytes / MIB / loaded.seconds:>9.1f}"
+    )
+    for m in measurements:
         print(
-            f"{_size_label(loaded.record_size):<9}{'load (for reference)':<24}{loaded.records:>12,}"
-            f"{loaded.value_bytes / MIB:>11,.0f}{loaded.seconds:>9.1f}{loaded.records / loaded.seconds:>12,.0f}"
-            f"{loaded.value_bytes / MIB / loaded.seconds:>9.1f}"
+            f"{'':<9}{m.what:<24}{m.records:>12,}{m.value_bytes / MIB:>11,.0f}{m.seconds:>9.1f}"
+            f"{m.records_per_second:>12,.0f}{m.mb_per_second:>9.1f}   {m.cpu} {m.note}".rstrip()
         )
-        for m in (a, b, c):
-            print(
-                f"{'':<9}{m.what:<24}{m.records:>12,}{m.value_bytes / MIB:>11,.0f}{m.seconds:>9.1f}"
-                f"{m.records_per_second:>12,.0f}{m.mb_per_second:>9.1f}   {m.cpu} {m.note}".rstrip()
-            )
+
+
+def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]], compression: str) -> None:
+    _print_table_head(compression)
+    for loaded, a, b, c in rows:
+        _print_rows(loaded, (a, b, c))
         print(
             f"{'':<9}a/b = {a.mb_per_second / b.mb_per_second:.2f}   a/c = {a.mb_per_second / c.mb_per_second:.4f}"
             f"   (source log {loaded.log_bytes / MIB:,.0f} MiB; the link moved it at "
@@ -331,11 +358,33 @@ def print_report(rows: list[tuple[Loaded, Measurement, Measurement, Measurement]
     print("is the records that size holds, moved at the raw rate. a/b and a/c compare MB/s.")
 
 
-def start_broker(temp_dir: Path, name: str, node_id: int, brokers: list[BrokerProcess]) -> BrokerProcess:
-    broker = BrokerProcess(temp_dir / name, name=name, node_id=node_id, config={"log_level": "WARNING"})
+def print_tls_report(rows: list[tuple[Loaded, dict[str, list[Measurement]]]], compression: str) -> None:
+    """--tls: per record size, the best catch-up over each listener, then SSL/PLAINTEXT."""
+    _print_table_head(compression)
+    for loaded, runs in rows:
+        rates = {listener: [m.mb_per_second for m in measurements] for listener, measurements in runs.items()}
+        _print_rows(loaded, [best_of(measurements) for measurements in runs.values()])
+        print(f"{'':<9}SSL/PLAINTEXT = {ssl_ratio(rates[PLAINTEXT], rates[SSL])}")
+        print()
+    print(
+        "MB/s = MiB of record values per second, from the POST that creates the link until it has caught up. Both\n"
+        "listeners are on the source broker; each repeat catches up over PLAINTEXT and over SSL back to back, a fresh\n"
+        "shadow each, which goes first alternating. CPU: the source's and the shadow's, over the catch-up."
+    )
+
+
+def start_broker(
+    temp_dir: Path, name: str, node_id: int, brokers: list[BrokerProcess], tls: TlsListeners | None = None
+) -> BrokerProcess:
+    """With `tls`, the broker listens on a PLAINTEXT and an SSL listener (`broker.bootstrap` is the PLAINTEXT one)."""
+    config: dict[str, Any] = {"log_level": "WARNING"}
+    if tls is not None:
+        config["listeners"] = tls.listeners
+    broker = BrokerProcess(temp_dir / name, name=name, node_id=node_id, config=config)
     brokers.append(broker)
     broker.start()
-    print(f"{name} broker pid {broker.pid} at {broker.bootstrap} (admin {broker.admin_url})", flush=True)
+    ssl_listener = f", SSL at {broker.listener_bootstrap(SSL)}" if tls is not None else ""
+    print(f"{name} broker pid {broker.pid} at {broker.bootstrap}{ssl_listener} (admin {broker.admin_url})", flush=True)
     return broker
 
 
@@ -367,18 +416,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not warm the page cache before each case (see benchmarks/copylimit.py)",
     )
-    return parser.parse_args(argv)
+    add_tls_argument(parser, "the link's catch-up; no (b), no (c)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     brokers: list[BrokerProcess] = []
     rows = []
+    tls_rows: list[tuple[Loaded, dict[str, list[Measurement]]]] = []
     page_cache = (0.0, 0.0)
     with tempfile.TemporaryDirectory(prefix="umbra-replication-bench-") as temp:
         temp_dir = Path(temp)
         try:
-            source = start_broker(temp_dir, "source", 1, brokers)
+            tls = TlsListeners.create(temp_dir / "pki") if args.tls else None
+            source = start_broker(temp_dir, "source", 1, brokers, tls)
             loaded = []
             for size in SIZES:
                 print(f"loading {args.mb} MiB of {_size_label(size)} records into the source ...", flush=True)
@@ -405,17 +460,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                     broker.stop()
                     shutil.rmtree(broker.work_dir, ignore_errors=True)
 
-            for item in loaded:
+            def link_catch_ups(item: Loaded) -> dict[str, list[Measurement]]:
+                """(a) `--repeats` times; with --tls over each listener, back to back, which goes first alternating."""
                 label = _size_label(item.record_size)
-                a_runs, b_runs = [], []
+                listeners = LISTENERS if tls is not None else (PLAINTEXT,)
+                runs: dict[str, list[Measurement]] = {listener: [] for listener in listeners}
                 for run in range(args.repeats):
-                    print(
-                        f"{label}: (a) shadow link catching up on {item.records:,} records, run {run + 1} ...",
-                        flush=True,
-                    )
-                    a_runs.append(run_fresh(f"shadow-{label}-{run}", 2, item,
-                                            lambda shadow, it: shadow_link_catch_up(source, shadow, it, args.timeout)))  # fmt: skip
-                    print(f"  {a_runs[-1].mb_per_second:,.1f} MB/s", flush=True)
+                    for listener in listener_order(listeners, run):
+                        over = f" over {listener}" if tls is not None else ""
+                        print(f"{label}: (a) shadow link{over} catching up on {item.records:,} records, "
+                              f"run {run + 1} ...", flush=True)  # fmt: skip
+                        measure = functools.partial(
+                            shadow_link_catch_up,
+                            source,
+                            timeout=args.timeout,
+                            link_source=tls.link_source(source, listener) if tls is not None else None,
+                            what=f"(a) link over {listener}" if tls is not None else "(a) shadow link",
+                        )
+                        runs[listener].append(run_fresh(f"shadow-{label}-{listener.lower()}-{run}", 2, item, measure))
+                        print(f"  {runs[listener][-1].mb_per_second:,.1f} MB/s", flush=True)
+                return runs
+
+            for item in loaded:
+                a_runs = link_catch_ups(item)
+                if tls is not None:  # the pipeline and the raw copy are not the question
+                    tls_rows.append((item, a_runs))
+                    continue
+                label = _size_label(item.record_size)
+                b_runs = []
                 for run in range(args.repeats):
                     print(f"{label}: (b) consume -> produce pipeline, run {run + 1} ...", flush=True)
                     b_runs.append(run_fresh(f"target-{label}-{run}", 3, item,
@@ -426,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds, size = loopback_copy(item.log_bytes, temp_dir, repeats=args.repeats)
                 scale = item.log_bytes / size  # the copy is whole MiB: scale to the log's size
                 c = Measurement("(c) raw loopback copy", item.records, item.value_bytes, seconds * scale, "-")
-                rows.append((item, best_of(a_runs), best_of(b_runs), c))
+                rows.append((item, best_of(a_runs[PLAINTEXT]), best_of(b_runs), c))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -436,7 +508,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{broker.name} broker stopped (exit code {broker.last_exit_code})")
             if errors:
                 print(f"stopping brokers: {errors}", file=sys.stderr)
-    print_report(rows, args.compression)
+    if args.tls:
+        print_tls_report(tls_rows, args.compression)
+    else:
+        print_report(rows, args.compression)
     print(
         f"page cache: {'new pages (--cold)' if args.cold else 'each case starts on recently freed pages'}; "
         f"writes ran at {page_cache[0]:,.0f} MiB/s into new pages and {page_cache[1]:,.0f} MiB/s into freed ones"

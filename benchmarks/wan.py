@@ -241,7 +241,7 @@ def catch_up(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy:
         total = sum(expected.values())
         milestones: dict[int, float] = {}  # percent of the records on the shadow -> seconds from the POST
         finished: dict[int, float] = {}  # partition -> seconds from the POST when it had every record
-        cpu = CpuMeter({"source": source.pid, "shadow": shadow.pid}, include_self=True)
+        cpu = CpuMeter({"source": source.pid, "shadow": shadow.pid, "proxy": proxy.pid}, include_self=True)
         started = time.perf_counter()
         admin(shadow, "POST", "/v1/shadow-links", wan_link_spec(name, proxy, loaded.topic))
 

@@ -50,7 +50,8 @@ class _BufferPool:
     """
 
     MIN_POOLED = 1024 * 1024
-    MAX_BUFFERS = 3
+    MAX_BUFFERS = 8  # one per fetch session in flight (MAX_FETCHES_IN_FLIGHT), so none pays fresh page faults
+    MAX_POOLED_BYTES = 160 * 1024 * 1024  # and never more than this kept, whatever the responses' sizes
 
     def __init__(self) -> None:
         self._buffers: list[bytearray] = []
@@ -66,11 +67,14 @@ class _BufferPool:
         buffer = bytearray(1 << (size - 1).bit_length())
         log.debug("receive buffer pool: new %d-byte buffer for a %d-byte frame (%d pooled, in use: %s)", len(buffer),
                   size, len(self._buffers), [sys.getrefcount(b) - 2 for b in self._buffers])
-        if len(self._buffers) < self.MAX_BUFFERS:
+        if len(self._buffers) < self.MAX_BUFFERS \
+                and sum(map(len, self._buffers)) + len(buffer) <= self.MAX_POOLED_BYTES:
             self._buffers.append(buffer)
         else:
             smallest = min(range(len(self._buffers)), key=lambda i: len(self._buffers[i]))
-            if sys.getrefcount(self._buffers[smallest]) <= 2 and len(self._buffers[smallest]) < size:
+            pooled = sum(map(len, self._buffers)) - len(self._buffers[smallest]) + len(buffer)
+            if sys.getrefcount(self._buffers[smallest]) <= 2 and len(self._buffers[smallest]) < size \
+                    and pooled <= self.MAX_POOLED_BYTES:
                 self._buffers[smallest] = buffer
         return memoryview(buffer)[:size]
 

@@ -36,7 +36,7 @@ _ZERO_UUID = uuid.UUID(int=0)
 ROUND_TRIP_PROBE_INTERVAL_S = 10.0
 _ROUND_TRIP_SAMPLES = 5  # the round trip is the lowest of the last few probes: a busy event loop only adds
 _PROBE_FIELDS = {"client_software_name": "umbra", "client_software_version": __version__}
-MAX_FETCHES_IN_FLIGHT = 4  # fetch sessions per source broker
+MAX_FETCHES_IN_FLIGHT = 8  # fetch sessions per source broker
 # One Fetch in flight leaves the pipe empty for a round trip per response. That costs under 3 % while a full
 # response takes 32 round trips or more to arrive (a LAN); past that, fetches overlap.
 _ONE_FETCH_MIN_ROUND_TRIPS = 32

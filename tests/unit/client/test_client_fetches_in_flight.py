@@ -27,17 +27,18 @@ def test_one_fetch_without_a_round_trip_or_on_a_lan() -> None:
 
 def test_a_far_source_gets_its_partitions_over_several_fetches_sharing_what_one_had_in_flight() -> None:
     # 200 MB/s at 50 ms: a 10 MB bandwidth-delay product; a 50 MiB response is only 5 of them.
-    plan = plan_in_flight(DEFAULTS, 6, 200 * MB, 0.05)
+    plan = plan_in_flight(DEFAULTS, 12, 200 * MB, 0.05)
     assert plan == InFlight(MAX_FETCHES_IN_FLIGHT, DEFAULTS.fetch_max_bytes // MAX_FETCHES_IN_FLIGHT)
     # While one response arrives, the others' requests cover twice the bandwidth-delay product.
     assert (plan.fetches - 1) * plan.max_bytes >= 2 * 200 * MB * 0.05
 
 
 def test_fetch_sizes_grow_with_the_bandwidth_delay_product_up_to_fetch_max_bytes() -> None:
-    plan = plan_in_flight(DEFAULTS, 6, 500 * MB, 0.05)  # 25 MB in flight needed
+    plan = plan_in_flight(DEFAULTS, 12, 500 * MB, 0.05)  # 25 MB in flight needed
     assert plan.fetches == MAX_FETCHES_IN_FLIGHT
     assert plan.max_bytes == -(-2 * 25 * MB // (MAX_FETCHES_IN_FLIGHT - 1))
-    assert plan_in_flight(DEFAULTS, 6, 1000 * MB, 0.2) == InFlight(MAX_FETCHES_IN_FLIGHT, DEFAULTS.fetch_max_bytes)
+    assert plan_in_flight(DEFAULTS, 12, 1000 * MB, 0.2) == InFlight(MAX_FETCHES_IN_FLIGHT, DEFAULTS.fetch_max_bytes)
+    assert plan_in_flight(DEFAULTS, 6, 500 * MB, 0.05).fetches == 6  # one partition each: none waits for another
 
 
 def test_never_more_fetches_than_partitions_and_never_fewer_than_asked() -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 import yaml
 
+from umbra.client.settings import SaslSettings as ClientSaslSettings
+from umbra.client.settings import TlsSettings as ClientTlsSettings
+from umbra.client.settings import parse_sasl_settings, parse_tls_settings
 from umbra.cluster.control import parse_endpoints
 
 
@@ -101,6 +104,15 @@ SHORTHAND_LISTENER = "PLAINTEXT"  # the name of the one listener `listen` (and `
 
 
 @dataclass(frozen=True)
+class InterBrokerConfig:
+    """How followers reach leaders (on a cluster): the listener, and the client TLS and SASL settings it needs."""
+
+    listener: str | None = None  # [inter.broker.listener.name]; None: the first listener
+    tls: ClientTlsSettings | None = None
+    sasl: ClientSaslSettings | None = None
+
+
+@dataclass(frozen=True)
 class AuthorizationConfig:
     """ACL enforcement (Kafka's StandardAuthorizer): off by default, every request is allowed."""
 
@@ -141,6 +153,7 @@ class BrokerConfig:
     max_connections: int = 10000  # [max.connections]: a connection over it is closed at once
     max_connections_per_ip: int = 1000  # [max.connections.per.ip]
     authorization: AuthorizationConfig = AuthorizationConfig()  # ACLs enforced on every Kafka API (when enabled)
+    inter_broker: InterBrokerConfig = InterBrokerConfig()  # the listener and credentials of replication
     auto_create_topics: bool = True
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -182,6 +195,11 @@ class BrokerConfig:
             object.__setattr__(self, "listen", self.listeners[0].address)
             object.__setattr__(self, "advertise", self.listeners[0].advertise)
 
+    def inter_broker_listener(self) -> ListenerConfig | None:
+        """The listener brokers replicate over (None if ``inter_broker.listener`` names none)."""
+        wanted = self.inter_broker.listener
+        return next((item for item in self.listeners if wanted is None or item.name == wanted), None)
+
     @property
     def advertised(self) -> HostPort:
         """The first listener's advertised address (the port is 0 until bound when it listens on port 0)."""
@@ -201,6 +219,8 @@ def _coerce(key: str, value: Any) -> Any:
         return parse_listeners(value)
     if key == "authorization":
         return parse_authorization(value)
+    if key == "inter_broker":
+        return parse_inter_broker(value)
     if key == "admin_tls":
         return _parse_tls("admin_tls", SecurityProtocol.SSL, value)
     f = _FIELDS[key]
@@ -313,10 +333,28 @@ def _check_control_plane(config: BrokerConfig) -> None:
         raise ConfigError(f"etcd: {exc}") from None
     if not config.cluster_id:
         raise ConfigError("cluster_id: required with etcd (every broker of a cluster gives the same one)")
-    first = config.listeners[0]
-    if first.security_protocol is not SecurityProtocol.PLAINTEXT:
-        raise ConfigError(f"listeners[0]: with etcd the first listener must be PLAINTEXT, not {first.security_protocol}"
-                          " (the brokers replicate over it, and umbra's replica fetcher speaks plaintext only)")
+    _check_inter_broker(config)
+
+
+def _check_inter_broker(config: BrokerConfig) -> None:
+    """The listener followers fetch from leaders over, and the credentials it needs (Kafka's
+    inter.broker.listener.name, with the broker's own client settings)."""
+    inter = config.inter_broker
+    listener = config.inter_broker_listener()
+    if listener is None:
+        names = ", ".join(item.name for item in config.listeners)
+        raise ConfigError(f"inter_broker.listener: no listener is called {inter.listener!r} (listeners: {names})")
+    protocol = listener.security_protocol
+    if protocol.uses_tls and inter.tls is None:
+        raise ConfigError(f"inter_broker.tls: required, listener {listener.name} is {protocol} (ca_file: the CA of "
+                          "the brokers' certificates)")
+    if protocol.uses_sasl:
+        if inter.sasl is None:
+            raise ConfigError(f"inter_broker.sasl: required, listener {listener.name} is {protocol} (a user with "
+                              "CLUSTER_ACTION on the cluster, or a super user)")
+        if inter.sasl.mechanism not in listener.sasl_mechanisms:
+            raise ConfigError(f"inter_broker.sasl.mechanism: {inter.sasl.mechanism} is not one listener "
+                              f"{listener.name} enables ({', '.join(listener.sasl_mechanisms)})")
 
 
 def _check_listener_ports(config: BrokerConfig) -> None:
@@ -466,6 +504,22 @@ def parse_authorization(value: Any) -> AuthorizationConfig:
             raise ConfigError(f"authorization.super_users[{i}]: expected a principal Type:name such as User:admin, "
                               f"got {user!r}")
     return AuthorizationConfig(flags["enabled"], tuple(users), flags["allow_everyone_if_no_acl_found"])
+
+
+def parse_inter_broker(value: Any) -> InterBrokerConfig:
+    if not isinstance(value, dict):
+        raise ConfigError(f"inter_broker: expected a mapping with listener, tls and sasl, got {value!r}")
+    for key in value:
+        if key not in ("listener", "tls", "sasl"):
+            raise ConfigError(f"inter_broker: unknown key {key!r} (expected listener, tls, sasl)")
+    listener = value.get("listener")
+    if listener is not None and not isinstance(listener, str):
+        raise ConfigError(f"inter_broker.listener: expected a listener's name, got {listener!r}")
+    try:
+        return InterBrokerConfig(listener, parse_tls_settings("inter_broker.tls", value.get("tls")),
+                                 parse_sasl_settings("inter_broker.sasl", value.get("sasl")))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def setting_names() -> list[str]:

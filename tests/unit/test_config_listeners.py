@@ -165,11 +165,25 @@ def test_listeners_with_other_settings(file_values: dict[str, Any], flags: dict[
     assert expected in str(raised.value)
 
 
-def test_on_a_cluster_the_first_listener_is_plaintext(pki: dict[str, str]) -> None:
+def test_on_a_cluster_the_inter_broker_listener_has_what_it_needs(pki: dict[str, str]) -> None:
     listeners = [{"name": "SSL", "address": "127.0.0.1:1", "tls": tls(pki)},
-                 {"name": "PLAINTEXT", "address": "127.0.0.1:2"}]
+                 {"name": "INTERNAL", "address": "127.0.0.1:2", "security_protocol": "SASL_PLAINTEXT",
+                  "sasl_mechanisms": ["SCRAM-SHA-512"]}]
     cluster = {"etcd": "http://127.0.0.1:2379", "cluster_id": "c"}
-    with pytest.raises(ConfigError, match=r"listeners\[0\]: with etcd the first listener must be PLAINTEXT, not SSL"):
+    with pytest.raises(ConfigError, match=r"inter_broker.tls: required, listener SSL is SSL"):
         build_config({"listeners": listeners, **cluster}, {})
-    config = build_config({"listeners": list(reversed(listeners)), **cluster}, {})
-    assert [listener.name for listener in config.listeners] == ["PLAINTEXT", "SSL"]
+    with pytest.raises(ConfigError, match=r"inter_broker.listener: no listener is called 'NOPE'"):
+        build_config({"listeners": listeners, **cluster, "inter_broker": {"listener": "NOPE"}}, {})
+    with pytest.raises(ConfigError, match=r"inter_broker.sasl: required, listener INTERNAL is SASL_PLAINTEXT"):
+        build_config({"listeners": listeners, **cluster, "inter_broker": {"listener": "INTERNAL"}}, {})
+    plain = {"mechanism": "PLAIN", "username": "broker", "password_env": "P"}
+    with pytest.raises(ConfigError, match=r"inter_broker.sasl.mechanism: PLAIN is not one listener INTERNAL enables"):
+        build_config({"listeners": listeners, **cluster, "inter_broker": {"listener": "INTERNAL", "sasl": plain}}, {})
+    with pytest.raises(ConfigError, match=r"inter_broker.sasl.password: never given inline"):
+        build_config({"listeners": listeners, **cluster,
+                      "inter_broker": {"listener": "INTERNAL", "sasl": {**plain, "password": "x"}}}, {})
+    config = build_config({"listeners": listeners, **cluster, "inter_broker": {
+        "listener": "INTERNAL", "sasl": {**plain, "mechanism": "SCRAM-SHA-512"}}}, {})
+    assert config.inter_broker_listener() is not None and config.inter_broker_listener().name == "INTERNAL"
+    config = build_config({"listeners": listeners, **cluster, "inter_broker": {"tls": {"ca_file": pki["ca"]}}}, {})
+    assert config.inter_broker.tls is not None and config.inter_broker.tls.ca_file == pki["ca"]

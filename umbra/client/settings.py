@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -82,3 +83,64 @@ class ConnectionSettings:
     read_buffer_bytes: int = 16 * 1024 * 1024
     tls: TlsSettings | None = None
     sasl: SaslSettings | None = field(default=None)
+
+
+# --- parsing (the link spec's source.tls/source.sasl, the broker's inter_broker.tls/.sasl) -----------------------
+def _keys(path: str, value: object, allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise ValueError(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    for key in required:
+        if key not in value:
+            raise ValueError(f"{path}.{key}: required")
+    return value
+
+
+def _optional_str(path: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _flag(path: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: expected true or false, got {value!r}")
+    return value
+
+
+def parse_tls_settings(path: str, value: object) -> TlsSettings | None:
+    """A client's ``tls`` mapping: absent or ``enabled: false`` is plaintext. Errors (ValueError) name the key."""
+    if value is None:
+        return None
+    tls = _keys(path, value, {"enabled", "ca_file", "cert_file", "key_file", "verify_hostname"})
+    if not _flag(f"{path}.enabled", tls.get("enabled", True)):
+        return None
+    files = {k: _optional_str(f"{path}.{k}", tls.get(k)) for k in ("ca_file", "cert_file", "key_file")}
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise ValueError(f"{path}: cert_file and key_file go together (a client certificate for mTLS)")
+    return TlsSettings(**files, verify_hostname=_flag(f"{path}.verify_hostname", tls.get("verify_hostname", True)))
+
+
+def parse_sasl_settings(path: str, value: object) -> SaslSettings | None:
+    """A client's ``sasl`` mapping: the mechanism, the user, and where its password is read (a file or a
+    variable); a password given inline is refused (these documents are stored and shown)."""
+    if value is None:
+        return None
+    sasl = _keys(path, value, {"mechanism", "username", "password_file", "password_env", "password"},
+                 frozenset({"mechanism", "username"}))
+    if "password" in sasl:
+        raise ValueError(f"{path}.password: never given inline (the document is stored and described); use "
+                         "password_file or password_env")
+    mechanism = sasl["mechanism"]
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"{path}.mechanism: expected one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
+    username = _optional_str(f"{path}.username", sasl["username"])
+    password_file = _optional_str(f"{path}.password_file", sasl.get("password_file"))
+    password_env = _optional_str(f"{path}.password_env", sasl.get("password_env"))
+    if (password_file is None) == (password_env is None):
+        raise ValueError(f"{path}: exactly one of password_file and password_env")
+    return SaslSettings(mechanism, username or "", password_file, password_env)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
@@ -44,6 +45,7 @@ from umbra.server.memory import ConnectionLimits, RequestMemoryPool
 from umbra.server.notify import AppendNotifier
 from umbra.server.ports import TopicGuard
 from umbra.server.producer_ids import ProducerIdManager
+from umbra.server.replica_fetcher import CONNECTION as REPLICA_CONNECTION
 from umbra.server.replica_fetcher import Followed, ReplicaFetchers
 from umbra.server.replicas import Partition, ReplicaManager
 from umbra.server.sendfile import shutdown_executor as shutdown_sendfile_executor
@@ -87,7 +89,9 @@ class Broker:
         self.replicas = ReplicaManager(self.node_id, self.leader_epoch, self.metadata.topic, self.get_log,
                                        replica_lag_time_max_ms=config.replica_lag_time_max_ms,
                                        on_isr_change=self._isr_changed)
-        self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify)
+        inter = config.inter_broker
+        self.fetchers = ReplicaFetchers(self.node_id, self._kafka_address_of, self.get_log, self.notifier.notify,
+                                        replace(REPLICA_CONNECTION, tls=inter.tls, sasl=inter.sasl))
         self._isr_updates: set[asyncio.Task[bool]] = set()
         self._isr_locks: dict[tuple[str, int], asyncio.Lock] = {}  # one ISR write at a time per partition
         self._cluster_producer_ids: list[int] | None = None  # [next, end) of the block reserved in etcd
@@ -301,9 +305,13 @@ class Broker:
         return self.groups is not None and (not self.clustered or self._coordinating is not None)
 
     def _kafka_address_of(self, node_id: int) -> tuple[str, int] | None:
+        """Where followers reach broker ``node_id``: its address on the inter-broker listener."""
         for member in self.control.view().alive_brokers():
             if member.node_id == node_id:
-                host, _, port = member.kafka_address.rpartition(":")
+                address = member.address_for(self.config.inter_broker.listener)
+                if address is None:
+                    return None
+                host, _, port = address.rpartition(":")
                 return host, int(port)
         return None
 

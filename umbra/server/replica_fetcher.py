@@ -51,9 +51,11 @@ class ReplicaFetchers:
     """Every fetch loop of this broker (one per leader), re-planned whenever the cluster's assignments change."""
 
     def __init__(self, node_id: int, address_of: Callable[[int], tuple[str, int] | None],
-                 open_log: Callable[[str, int], Log], on_appended: Callable[[TopicPartition], None]) -> None:
+                 open_log: Callable[[str, int], Log], on_appended: Callable[[TopicPartition], None],
+                 connection: ConnectionSettings = CONNECTION) -> None:
         self.node_id = node_id
         self._address_of = address_of
+        self.connection = connection  # TLS and SASL of the inter-broker listener, when it has them
         self._open_log = open_log
         self._on_appended = on_appended
         self._loops: dict[int, _LeaderLoop] = {}
@@ -115,7 +117,7 @@ class _LeaderLoop:
             address = self.owner._address_of(self.leader)
             if address is None:
                 raise ClientError(f"leader {self.leader} is not registered (or not alive)")
-            connection = BrokerConnection(*address, CONNECTION, node_id=self.leader)
+            connection = BrokerConnection(*address, self.owner.connection, node_id=self.leader)
             await connection.connect()
             self._connection = connection
         return self._connection

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from umbra.client.settings import SASL_MECHANISMS, SaslSettings, TlsSettings
+from umbra.client.settings import SaslSettings, TlsSettings, parse_sasl_settings, parse_tls_settings
 from umbra.cluster.metadata import validate_topic_name
 from umbra.errors import KafkaError
 
@@ -177,45 +177,18 @@ def _mapping(path: str, value: Any, allowed: set[str], required: frozenset[str] 
     return value
 
 
-def _optional_str(path: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{path}: expected a non-empty string, got {value!r}")
-    return value
-
-
 def _tls(value: Any) -> TlsSettings | None:
-    """``source.tls``: absent, ``enabled: false`` or a mapping of the CA, client certificate and key files."""
-    if value is None:
-        return None
-    tls = _mapping("source.tls", value, {"enabled", "ca_file", "cert_file", "key_file", "verify_hostname"})
-    if not _bool("source.tls.enabled", tls.get("enabled", True)):
-        return None
-    files = {k: _optional_str(f"source.tls.{k}", tls.get(k)) for k in ("ca_file", "cert_file", "key_file")}
-    if (files["cert_file"] is None) != (files["key_file"] is None):
-        raise SpecError("source.tls: cert_file and key_file go together (a client certificate for mTLS)")
-    return TlsSettings(**files, verify_hostname=_bool("source.tls.verify_hostname", tls.get("verify_hostname", True)))
+    try:
+        return parse_tls_settings("source.tls", value)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _sasl(value: Any) -> SaslSettings | None:
-    """``source.sasl``: the mechanism, the user, and where its password is read (a file or a variable)."""
-    if value is None:
-        return None
-    sasl = _mapping("source.sasl", value, {"mechanism", "username", "password_file", "password_env", "password"},
-                    {"mechanism", "username"})
-    if "password" in sasl:
-        raise SpecError("source.sasl.password: a link spec never holds a password (it is stored and described); "
-                        "use password_file or password_env")
-    mechanism = sasl["mechanism"]
-    if mechanism not in SASL_MECHANISMS:
-        raise SpecError(f"source.sasl.mechanism: expected one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
-    username = _optional_str("source.sasl.username", sasl["username"])
-    password_file = _optional_str("source.sasl.password_file", sasl.get("password_file"))
-    password_env = _optional_str("source.sasl.password_env", sasl.get("password_env"))
-    if (password_file is None) == (password_env is None):
-        raise SpecError("source.sasl: exactly one of password_file and password_env")
-    return SaslSettings(mechanism, username or "", password_file, password_env)
+    try:
+        return parse_sasl_settings("source.sasl", value)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _bool(path: str, value: Any) -> bool:

@@ -41,7 +41,7 @@ def test_no_tls_section_or_tls_disabled_is_plaintext() -> None:
     ({"sasl": {"mechanism": "PLAIN", "username": "u", "password_file": "/f", "password_env": "P"}},
      "exactly one of password_file and password_env"),
     ({"sasl": {"mechanism": "PLAIN", "username": "u", "password": "hunter2"}},
-     "source.sasl.password: a link spec never holds a password"),
+     "source.sasl.password: never given inline"),
     ({"sasl": {"mechanism": "PLAIN", "password_env": "P"}}, "source.sasl.username: required"),
     ({"sasl": {"mechanism": "PLAIN", "username": "", "password_env": "P"}}, "source.sasl.username: expected a non-empty"),
     ({"tls": {"cert_file": "/c.pem"}}, "source.tls: cert_file and key_file go together"),

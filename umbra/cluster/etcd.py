@@ -86,6 +86,8 @@ class EtcdControlPlane:
         self._topic_revisions: dict[str, int] = {}  # etcd mod revision of each topic's key (compare-and-swap)
         self._topics_revision = -1  # etcd's revision of the topics last read
         self._topic_listeners: list[TopicsListener] = []
+        self._topics_read_lock = asyncio.Lock()
+        self._documents_read_lock = asyncio.Lock()
         self._shutting_down: set[int] = set()  # brokers in a controlled shutdown: not eligible to lead
         # Cluster-wide documents (``acls``, ``broker_configs``) under ``documents/<name>``: value and revision.
         self._documents: dict[str, tuple[Any, int]] = {}
@@ -210,6 +212,10 @@ class EtcdControlPlane:
         raise ControlPlaneError(f"{name}: too many concurrent changes; try again")
 
     async def _read_documents(self) -> None:
+        async with self._documents_read_lock:  # in order, as the topics (see _read_topics)
+            await self._read_documents_now()
+
+    async def _read_documents_now(self) -> None:
         client = self._require_client()
         found = await self._call(client.get_prefix(self._key("documents", "")))
         for kv in found:
@@ -507,7 +513,15 @@ class EtcdControlPlane:
                 self._endpoint_index += 1
 
     async def _read_topics(self) -> None:
-        """The cluster's topics; listeners hear of every change (by etcd revision of the topic keys)."""
+        """The cluster's topics; listeners hear of every change (by etcd revision of the topic keys).
+
+        One read at a time, each applied before the next starts: two concurrent reads (the poll, and one after
+        a change this broker made) could otherwise apply in the wrong order, and the broker would serve the
+        older topics (a topic's new partitions gone again) until the next poll."""
+        async with self._topics_read_lock:
+            await self._read_topics_now()
+
+    async def _read_topics_now(self) -> None:
         client = self._require_client()
         found = await self._call(client.get_prefix(self._key("topics", "")))
         revision = max((kv.mod_revision for kv in found), default=0) * 1_000_000 + len(found)

@@ -143,7 +143,8 @@ def test_shadow_partitions_equal_the_source_byte_for_byte(clusters) -> None:
     assert capabilities["degraded"] == {} and capabilities["fetch_sessions"] is True, capabilities
     assert capabilities["api_versions"] == {"1": {
         "Fetch": 16, "ListOffsets": 10, "Metadata": 12, "OffsetFetch": 9, "FindCoordinator": 4, "ListGroups": 4,
-        "ApiVersions": 3, "DescribeAcls": 3, "DescribeConfigs": 4, "OffsetForLeaderEpoch": 4}}, \
+        "ApiVersions": 3, "DescribeAcls": 3, "DescribeConfigs": 4, "OffsetForLeaderEpoch": 4,
+        "SaslHandshake": 1, "SaslAuthenticate": 2}}, \
         capabilities["api_versions"]
 
 

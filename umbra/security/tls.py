@@ -10,7 +10,7 @@ distinguished name instead; umbra uses that only for a certificate without a CN:
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,7 +69,7 @@ def _expect_pem(path: Path, marker: bytes, key: str, what: str) -> None:
         raise TlsSetupError(f"{key} {path}: not {what}")
 
 
-def _encrypted_key(path: Path) -> Any:
+def _encrypted_key(path: Path) -> Callable[[], NoReturn]:
     def refuse() -> NoReturn:
         raise TlsSetupError(f"key_file {path} is encrypted: umbra needs an unencrypted key (protect it with file "
                             "permissions)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from umbra.cluster import configs as defs
 from umbra.cluster.configs import ConfigEntry, TopicMutation, check_topic_mutation
@@ -38,7 +38,14 @@ def _broker_scope(ctx: RequestContext, name: str) -> int | None:
     return node_id
 
 
-def _authorize(ctx: RequestContext, resource: Any, operation: AclOperation) -> None:
+class _ConfigResource(Protocol):
+    """A resource of a DescribeConfigs, AlterConfigs or IncrementalAlterConfigs request."""
+
+    resource_type: int
+    resource_name: str
+
+
+def _authorize(ctx: RequestContext, resource: _ConfigResource, operation: AclOperation) -> None:
     """DESCRIBE_CONFIGS or ALTER_CONFIGS: on the topic for a topic's configs, on the cluster for a broker's (as
     Kafka). Other types have no configs here, and are refused as such."""
     if resource.resource_type == TOPIC:

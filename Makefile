@@ -24,7 +24,10 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfEs --tb=short --timeout=$(PY
 # Debian packages the tests use, as COMMAND=PACKAGE; each is installed only
 # when its command is missing (a node already on PATH, of any origin, is kept).
 # etcd-server is the clustered control plane's store (tests start their own on free ports).
-DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server
+# Burrow (the lag monitor of tests/compat/test_compat_burrow.py) needs a ZooKeeper; Debian's zookeeper puts no
+# command on PATH, so a file it installs stands for it (an absolute path is checked with -e).
+DEBIAN_PACKAGES := kcat=kcat node=nodejs npm=npm etcd=etcd-server Burrow=burrow \
+	/usr/share/zookeeper/bin/zkServer.sh=zookeeper
 
 MYPY_STRICT_PATHS := umbra
 BENCH_ARGS ?=

@@ -3,7 +3,9 @@
 #
 #   scripts/install-debian-packages.sh COMMAND=PACKAGE [COMMAND=PACKAGE ...]
 #
-# For each pair, nothing happens if COMMAND is already on PATH. Otherwise the
+# For each pair, nothing happens if COMMAND is already on PATH (or, for a
+# package that puts no command on PATH, if COMMAND is an absolute path to a
+# file it installs and that file exists). Otherwise the
 # PACKAGE is installed with apt-get (one `apt-get update` for the whole run).
 # As root, a failed install is an error. Without root or apt-get, a clear
 # message is printed and the script exits 0: the tests that need the command
@@ -14,7 +16,9 @@ missing_packages=()
 for pair in "$@"; do
     command_name="${pair%%=*}"
     package_name="${pair#*=}"
-    if ! command -v "$command_name" >/dev/null 2>&1; then
+    if [[ "$command_name" == /* ]]; then
+        [ -e "$command_name" ] || missing_packages+=("$package_name")
+    elif ! command -v "$command_name" >/dev/null 2>&1; then
         missing_packages+=("$package_name")
     fi
 done

@@ -184,6 +184,9 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
+    # The consumer group protocol (KIP-848): what the coordinator tells members, and when it fences them.
+    group_consumer_heartbeat_interval_ms: int = 5000  # [group.consumer.heartbeat.interval.ms]
+    group_consumer_session_timeout_ms: int = 45000  # [group.consumer.session.timeout.ms]
     offsets_retention_minutes: int = 10080
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
@@ -261,7 +264,8 @@ def _check_ranges(config: BrokerConfig) -> None:
                 "log_segment_ms", "log_retention_check_interval_ms", "log_flush_offset_checkpoint_interval_ms",
                 "message_max_bytes",
                 "log_flush_interval_messages", "log_flush_interval_ms", "group_min_session_timeout_ms",
-                "group_max_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
+                "group_max_session_timeout_ms", "group_consumer_heartbeat_interval_ms",
+                "group_consumer_session_timeout_ms", "offsets_retention_minutes", "log_cleaner_interval_ms",
                 "offsets_topic_segment_bytes", "queued_max_request_bytes", "max_connections",
                 "max_connections_per_ip", "broker_session_timeout_ms", "replica_lag_time_max_ms",
                 "offsets_topic_replication_factor", "leader_imbalance_check_interval_ms")

@@ -99,3 +99,28 @@ def test_an_unusable_data_dir_is_one_line(tmp_path: Path, metadata: str, flags: 
     assert len(lines) == 1 and lines[0].startswith("umbra: error: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert (data / "cluster-metadata.json").read_text() == metadata  # left as it was
+
+
+def test_admin_url_after_the_subcommand_and_from_the_environment(broker, tmp_path: Path) -> None:
+    """The order people type: `umbra shadow create --config x --admin-url URL`, and `$UMBRA_ADMIN_URL` for the rest
+    (a link from the broker to itself whose filter matches nothing: a real link, with nothing to replicate)."""
+    spec = tmp_path / "dr.yaml"
+    spec.write_text(f"name: dr\nsource:\n  bootstrap_servers: ['{broker.bootstrap}']\n"
+                    "topics:\n  filters: [{include: prefix, name: nothing-matches}]\n")
+    created = _run("shadow", "create", "--config", str(spec), "--admin-url", broker.admin_url)
+    assert created.returncode == 0 and "created shadow link dr" in created.stdout, created.stderr
+
+    from_env = {**os.environ, "UMBRA_ADMIN_URL": broker.admin_url}
+    listed = subprocess.run([sys.executable, "-m", "umbra", "shadow", "list"], capture_output=True, text=True,
+                            timeout=30, env=from_env)
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == ["dr", "ACTIVE"], listed.stderr
+    # An explicit flag wins over the environment, before the command as after it.
+    wrong_env = {**os.environ, "UMBRA_ADMIN_URL": "http://127.0.0.1:1"}
+    deleted = subprocess.run([sys.executable, "-m", "umbra", "--admin-url", broker.admin_url, "shadow", "delete", "dr"],
+                             capture_output=True, text=True, timeout=30, env=wrong_env)
+    assert deleted.returncode == 0 and "deleted shadow link dr" in deleted.stdout, deleted.stderr
+    refused = subprocess.run([sys.executable, "-m", "umbra", "shadow", "list"], capture_output=True, text=True,
+                             timeout=30, env=wrong_env)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("umbra: error: cannot reach the admin API at http://127.0.0.1:1: "), line

@@ -10,6 +10,7 @@ import os
 import ssl
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,12 @@ class AdminEndpoint:
         return context
 
 
+# The admin API's options, by their attribute name: accepted before the command (`umbra --admin-url URL shadow
+# list`), between it and its subcommand, and after the subcommand.
+ADMIN_OPTIONS = {"admin_url": "--admin-url", "user": "--user", "ca_file": "--ca-file", "cert_file": "--cert-file",
+                 "key_file": "--key-file"}
+
+
 class _AdminSubcommands:
     """Subcommand parsers that each accept ``--admin-url`` too, so it works before or after the subcommand."""
 
@@ -67,11 +74,13 @@ class _AdminSubcommands:
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
-        _add_admin_url(parser, self._whose)
+        add_admin_options(parser, self._whose)
         return parser
 
 
-def _add_admin_url(parser: argparse.ArgumentParser, whose: str) -> None:
+def add_admin_options(parser: argparse.ArgumentParser, whose: str) -> None:
+    """Add the admin API's options to ``parser``. They default to absent (SUPPRESS), so that a parser deeper in
+    the command line never overwrites a value given before it."""
     parser.add_argument("--admin-url", default=argparse.SUPPRESS,
                         help=f"{whose} admin API (default ${ADMIN_URL_ENV}, else {DEFAULT_ADMIN_URL})")
     parser.add_argument("--user", default=argparse.SUPPRESS,
@@ -87,7 +96,7 @@ def admin_command(sub: Any, name: str, help_text: str, whose: str,
     (the chosen one lands in ``<name>_command``). ``--admin-url`` is accepted before or after the
     subcommand; without it, ``$UMBRA_ADMIN_URL``, then the default."""
     command = sub.add_parser(name, help=help_text)
-    _add_admin_url(command, whose)
+    add_admin_options(command, whose)
     return _AdminSubcommands(command.add_subparsers(dest=f"{name}_command", required=True,
                                                     parser_class=parser_class), whose)
 
@@ -95,7 +104,12 @@ def admin_command(sub: Any, name: str, help_text: str, whose: str,
 def resolve_admin_url(args: argparse.Namespace) -> None:
     """Make ``args.admin_url`` an :class:`AdminEndpoint`: the URL from the flag, the environment or the default,
     and the credentials and certificates the flags name. The password is never an argument."""
-    url = getattr(args, "admin_url", None) or os.environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL
+    url, source = getattr(args, "admin_url", None), "--admin-url"  # an explicit flag wins over the environment
+    if url is None:
+        url, source = os.environ.get(ADMIN_URL_ENV) or DEFAULT_ADMIN_URL, f"${ADMIN_URL_ENV}"
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise AdminError(f"{source} {url!r}: expected http://HOST:PORT or https://HOST:PORT")
     user = getattr(args, "user", None)
     password = None
     if user is not None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,7 +17,7 @@ from umbra.cli import dev as dev_cli
 from umbra.cli import shadow as shadow_cli
 from umbra.cli import storage as storage_cli
 from umbra.cli import user as user_cli
-from umbra.cli.adminapi import AdminError, resolve_admin_url
+from umbra.cli.adminapi import ADMIN_OPTIONS, AdminError, add_admin_options, resolve_admin_url
 from umbra.cluster.control import ControlPlaneError
 from umbra.cluster.metadata import DataDirError
 from umbra.config import BrokerConfig, ConfigError, build_config, load_yaml
@@ -30,13 +31,20 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every parser of the command line, the subcommands' too: so the global options (``--version`` here, the
+    admin API's where a command talks to one) work before or after the subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"umbra {__version__}")
+
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise CliError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="umbra", description="umbra: a Kafka-API broker with shadow links")
-    parser.add_argument("--version", action="version", version=f"umbra {__version__}")
+    add_admin_options(parser, "with shadow, cluster and storage: a broker's")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     broker = sub.add_parser("broker", help="run a broker")
     broker.add_argument("--config", help="YAML file of settings (flags override it)")
@@ -121,20 +129,23 @@ def run_broker(config: BrokerConfig) -> int:
     return 0
 
 
+# The commands that talk to a broker's admin API, and so take its options.
+_ADMIN_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "shadow": shadow_cli.run, "cluster": cluster_cli.run, "storage": storage_cli.run}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        admin_command = _ADMIN_COMMANDS.get(args.command)
+        if admin_command is not None:
+            resolve_admin_url(args)
+            return admin_command(args)
+        given = [flag for name, flag in ADMIN_OPTIONS.items() if name in vars(args)]
+        if given:  # given before a command that has no admin API to talk to
+            raise CliError(f"{given[0]} is for the {', '.join(_ADMIN_COMMANDS)} commands, not {args.command}")
         if args.command == "broker":
             return run_broker(broker_config_from_args(args))
-        if args.command == "shadow":
-            resolve_admin_url(args)
-            return shadow_cli.run(args)
-        if args.command == "storage":
-            resolve_admin_url(args)
-            return storage_cli.run(args)
-        if args.command == "cluster":
-            resolve_admin_url(args)
-            return cluster_cli.run(args)
         if args.command == "dev":
             return dev_cli.run(args)
         if args.command == "user":

@@ -12,8 +12,9 @@ Dynamic broker configs live in the metadata store's one flat map (``MetadataStor
 a cluster-wide value under its bare name (``log.retention.ms``), a per-broker value under
 ``<node id>/<name>`` (``1/log.retention.ms``); see :func:`dynamic_key`.
 
-Every config accepted here is enforced, except ``compression.type``, which is stored and described but
-never acted on: umbra stores batches exactly as the producer compressed them and never recompresses.
+Every Kafka topic and broker config is accepted (:mod:`umbra.cluster.kafka_configs` lists the ones umbra
+stores without acting on: ``acted_on`` is False); the others are enforced. ``compression.type`` is stored and
+described but never acted on: umbra stores batches exactly as the producer compressed them.
 
 This module is pure: no I/O, no event loop.
 """
@@ -24,8 +25,27 @@ import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from umbra.cluster.kafka_broker_names import KAFKA_STATIC_BROKER_CONFIGS
+from umbra.cluster.kafka_configs import (
+    INT_MAX,
+    LONG_MAX,
+    STATIC_TOPIC_SYNONYMS,
+    STORED_BROKER_CONFIGS,
+    STORED_TOPIC_CONFIGS,
+    THREAD_POOLS,
+    Check,
+    ConfigType,
+    any_string,
+    check_thread_count,
+    cleanup_policy,
+    fraction,
+    integer,
+    normalise_value,
+    one_of,
+    split_list,
+)
 from umbra.config import BrokerConfig
 from umbra.errors import InvalidConfig, InvalidRequest
 from umbra.protocol.constants import ConfigSource
@@ -36,81 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("umbra.configs")
 
-INT_MAX = 2**31 - 1
-LONG_MAX = 2**63 - 1
-
-
-class ConfigType(enum.IntEnum):
-    """DescribeConfigs ``config_type`` values."""
-
-    BOOLEAN = 1
-    STRING = 2
-    INT = 3
-    SHORT = 4
-    LONG = 5
-    DOUBLE = 6
-    LIST = 7
-    CLASS = 8
-    PASSWORD = 9
-
-
-# --- value checks: each returns the normalised value or raises ValueError(problem) ------------
-Check = Callable[[str], str]
-
-
-def integer(low: int, high: int, kind: str = "LONG") -> Check:
-    def check(value: str) -> str:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ValueError(f"not a number of type {kind}") from None
-        if not low <= number <= high:
-            raise ValueError(f"must be in {low}..{high}" if high < LONG_MAX else f"must be at least {low}")
-        return str(number)
-
-    return check
-
-
-def one_of(*allowed: str) -> Check:
-    def check(value: str) -> str:
-        if value.strip() not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value.strip()
-
-    return check
-
-
-def fraction(value: str) -> str:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ValueError("not a number of type DOUBLE") from None
-    if not 0.0 <= number <= 1.0:
-        raise ValueError("must be in 0..1")
-    return str(number)
-
-
-def any_string(value: str) -> str:
-    return value
-
-
-def cleanup_policy(value: str) -> str:
-    items = split_list(value)
-    unknown = [item for item in items if item not in ("delete", "compact")]
-    if unknown:
-        raise ValueError(f"unknown policy {unknown[0]!r}; the policies are delete and compact")
-    if not items:
-        raise ValueError("must name at least one policy (delete, compact or both)")
-    return ",".join(items)
-
-
-def split_list(value: str) -> list[str]:
-    items: list[str] = []
-    for item in (part.strip() for part in value.split(",")):
-        if item and item not in items:
-            items.append(item)
-    return items
-
+__all__ = ["ConfigType", "ConfigSource", "split_list"]  # re-exported for callers of this module
 
 # --- definitions ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -119,28 +65,32 @@ class ConfigDef:
     type: ConfigType
     doc: str
     check: Check
+    acted_on: bool = True  # False: stored and described only (docs/compatibility.md lists them)
+    sensitive: bool = False
 
     def normalise(self, value: str | None) -> str:
         """The canonical form of ``value``; InvalidConfig naming the key and the problem when it is bad."""
-        if value is None:
-            raise InvalidConfig(f"Invalid value null for configuration {self.name}: a value is required")
-        try:
-            return self.check(value)
-        except ValueError as exc:
-            raise InvalidConfig(f"Invalid value {value!r} for configuration {self.name}: {exc}") from None
+        return normalise_value(self.name, self.check, value)
 
 
 @dataclass(frozen=True)
 class BrokerConfigDef(ConfigDef):
-    """A broker config. ``static`` reads its value from the broker's start-up config."""
+    """A broker config. ``static`` reads its value from the broker's start-up config. ``scope`` says where a
+    dynamic update may set it: ``cluster`` (per broker or cluster-wide), ``broker`` (per broker only),
+    ``listener`` (only with a listener prefix, which umbra has not) or ``static`` (read-only)."""
 
-    static: Callable[[BrokerConfig], str]
-    dynamic: bool = False
+    static: Callable[[BrokerConfig], str] = lambda _config: ""
+    scope: str = "static"
+
+    @property
+    def dynamic(self) -> bool:
+        return self.scope in ("cluster", "broker")
 
 
 @dataclass(frozen=True)
 class TopicConfigDef(ConfigDef):
-    broker_synonym: str = ""
+    broker_synonym: str = ""  # "" when Kafka has none: then the default is ``default``
+    default: str = ""
 
 
 def _field(name: str) -> Callable[[BrokerConfig], str]:
@@ -161,8 +111,8 @@ _COMPRESSION_DOC = ("Stored and described for compatibility. umbra never recompr
                     "exactly as the producer compressed them, whatever this says.")
 
 
-def _topic(name: str, type_: ConfigType, check: Check, synonym: str, doc: str) -> TopicConfigDef:
-    return TopicConfigDef(name, type_, doc, check, synonym)
+def _topic(name: str, type_: ConfigType, check: Check, synonym: str, doc: str, acted_on: bool = True) -> TopicConfigDef:
+    return TopicConfigDef(name, type_, doc, check, acted_on, broker_synonym=synonym)
 
 
 TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
@@ -178,7 +128,8 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
     _topic("max.compaction.lag.ms", ConfigType.LONG, integer(1, LONG_MAX), "log.cleaner.max.compaction.lag.ms",
            "Records older than this are compacted whatever the dirty ratio; the active segment of a compacted "
            "topic rolls at this age."),
-    _topic("compression.type", ConfigType.STRING, one_of(*_COMPRESSION_TYPES), "compression.type", _COMPRESSION_DOC),
+    _topic("compression.type", ConfigType.STRING, one_of(*_COMPRESSION_TYPES), "compression.type", _COMPRESSION_DOC,
+           acted_on=False),
     _topic("flush.messages", ConfigType.LONG, integer(1, LONG_MAX), "log.flush.interval.messages",
            "fsync the partition after this many messages; the default never forces an fsync."),
     _topic("flush.ms", ConfigType.LONG, integer(0, LONG_MAX), "log.flush.interval.ms",
@@ -199,12 +150,13 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
            "Size at which the active segment is rolled."),
     _topic("segment.ms", ConfigType.LONG, integer(1, LONG_MAX), "log.roll.ms",
            "Age at which the active segment is rolled, even when it is not full."),
+    *(TopicConfigDef(c.name, c.type, c.doc, c.check, False, c.sensitive, c.broker_synonym, c.default)
+      for c in STORED_TOPIC_CONFIGS),
 )}
 
 
-def _broker(name: str, type_: ConfigType, static: Callable[[BrokerConfig], str], doc: str,
-            check: Check = any_string, dynamic: bool = False) -> BrokerConfigDef:
-    return BrokerConfigDef(name, type_, doc, check, static, dynamic)
+def _broker(name: str, type_: ConfigType, static: Callable[[BrokerConfig], str], doc: str) -> BrokerConfigDef:
+    return BrokerConfigDef(name, type_, doc, any_string, static=static)
 
 
 def _synonym_defs() -> list[BrokerConfigDef]:
@@ -227,12 +179,21 @@ def _synonym_defs() -> list[BrokerConfigDef]:
         "log.segment.bytes": _field("log_segment_bytes"),
         "log.roll.ms": _field("log_segment_ms"),
     }
-    return [BrokerConfigDef(d.broker_synonym, d.type, f"Default {d.name} of topics. {d.doc}", d.check,
-                            static[d.broker_synonym], dynamic=True) for d in TOPIC_CONFIGS.values()]
+    return [BrokerConfigDef(d.broker_synonym, d.type, f"Default {d.name} of topics. {d.doc}", d.check, d.acted_on,
+                            d.sensitive, static.get(d.broker_synonym, _constant(d.default)),
+                            "static" if d.broker_synonym in STATIC_TOPIC_SYNONYMS else "cluster")
+            for d in TOPIC_CONFIGS.values() if d.broker_synonym]
+
+
+def _stored_broker_defs() -> list[BrokerConfigDef]:
+    return [BrokerConfigDef(c.name, c.type, c.doc, c.check, c.acted_on, c.sensitive,
+                            _field(c.field) if c.field else _constant(c.default), c.scope)
+            for c in STORED_BROKER_CONFIGS]
 
 
 BROKER_CONFIGS: dict[str, BrokerConfigDef] = {d.name: d for d in sorted((
     *_synonym_defs(),
+    *_stored_broker_defs(),
     _broker("broker.id", ConfigType.INT, _field("node_id"), "The node id of this broker."),
     _broker("log.dirs", ConfigType.STRING, _field("data_dir"), "The data directory."),
     _broker("listeners", ConfigType.STRING, lambda c: ",".join(f"{x.name}://{x.address}" for x in c.listeners),
@@ -336,7 +297,10 @@ def topic_synonyms(definition: TopicConfigDef, broker: BrokerConfig, topic_confi
     value = topic_configs.get(definition.name)
     if value is not None and _valid(definition, value, f"topic config {definition.name}"):
         found.append(ConfigSynonym(definition.name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
-    found += broker_synonyms(BROKER_CONFIGS[definition.broker_synonym], broker, broker_dynamic)
+    if definition.broker_synonym:
+        found += broker_synonyms(BROKER_CONFIGS[definition.broker_synonym], broker, broker_dynamic)
+    else:
+        found.append(ConfigSynonym(definition.name, definition.default, ConfigSource.DEFAULT_CONFIG))
     return found
 
 
@@ -386,17 +350,39 @@ def log_config_for(broker: BrokerConfig, topic_configs: Mapping[str, str], broke
 def topic_config_def(name: str) -> TopicConfigDef:
     definition = TOPIC_CONFIGS.get(name)
     if definition is None:
-        raise InvalidConfig(f"Unknown topic config {name!r}; umbra accepts {', '.join(sorted(TOPIC_CONFIGS))}")
+        raise InvalidConfig(f"Unknown topic config name: {name}")  # Kafka's words
     return definition
 
 
-def dynamic_broker_config_def(name: str) -> BrokerConfigDef:
+def dynamic_broker_config_def(name: str, node_id: int | None = None) -> BrokerConfigDef:
+    """The definition of a broker config that a dynamic update of scope ``node_id`` (None: cluster-wide) may
+    set. Kafka's errors otherwise: INVALID_REQUEST for a read-only config or the wrong scope (it wraps them
+    so), INVALID_CONFIG for an unknown name (Kafka would store an unknown name; umbra refuses typos)."""
     definition = BROKER_CONFIGS.get(name)
-    if definition is None:
-        raise InvalidConfig(f"Unknown broker config {name!r}")
-    if not definition.dynamic:
-        raise InvalidConfig(f"Broker config {name} is read-only: set it in the broker's config file and restart")
+    if definition is None and name not in KAFKA_STATIC_BROKER_CONFIGS:
+        raise InvalidConfig(f"Unknown broker config name: {name}")
+    if definition is None or definition.scope == "static":
+        raise InvalidRequest(f"Cannot update these configs dynamically: Set({name}) (read-only: set it in the "
+                             f"broker's config file and restart)")
+    if definition.scope == "listener":
+        raise InvalidRequest(f"These security configs can be dynamically updated only per-listener using the "
+                             f"listener prefix: Set({name})")
+    if definition.scope == "broker" and node_id is None:
+        raise InvalidRequest(f"Cannot update these configs at default cluster level, broker id must be "
+                             f"specified: Set({name})")
     return definition
+
+
+def check_broker_changes(broker: BrokerConfig, stored: Mapping[str, str], updated: Mapping[str, str]) -> None:
+    """Kafka's checks of a dynamic change against this broker's values now (the thread-pool sizes); Kafka
+    answers them with INVALID_REQUEST."""
+    for name in THREAD_POOLS:
+        current = int(broker_synonyms(BROKER_CONFIGS[name], broker, stored)[0].value)
+        new = int(broker_synonyms(BROKER_CONFIGS[name], broker, updated)[0].value)
+        try:
+            check_thread_count(name, current, new)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
 
 
 def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
@@ -404,9 +390,10 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
     return {name: topic_config_def(name).normalise(value) for name, value in configs.items()}
 
 
-def validate_broker_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
-    """Normalised dynamic broker configs; InvalidConfig for an unknown, read-only or bad one."""
-    return {name: dynamic_broker_config_def(name).normalise(value) for name, value in configs.items()}
+def validate_broker_configs(configs: Mapping[str, str | None], node_id: int | None = None) -> dict[str, str]:
+    """Normalised dynamic broker configs of scope ``node_id``; InvalidConfig for an unknown or bad one,
+    InvalidRequest for a read-only one or one of the wrong scope."""
+    return {name: dynamic_broker_config_def(name, node_id).normalise(value) for name, value in configs.items()}
 
 
 class AlterOp(enum.IntEnum):
@@ -418,8 +405,17 @@ class AlterOp(enum.IntEnum):
     SUBTRACT = 3
 
 
+class Definition(Protocol):
+    """What IncrementalAlterConfigs needs of a topic, broker or group config definition."""
+
+    @property
+    def type(self) -> ConfigType: ...
+
+    def normalise(self, value: str | None) -> str: ...
+
+
 def apply_incremental(current: Mapping[str, str], ops: Iterable[tuple[str, int, str | None]],
-                      definition_of: Callable[[str], ConfigDef], effective: Callable[[str], str]) -> dict[str, str]:
+                      definition_of: Callable[[str], Definition], effective: Callable[[str], str]) -> dict[str, str]:
     """Apply IncrementalAlterConfigs operations ``(name, op, value)`` to one resource's overrides.
 
     APPEND and SUBTRACT work on list configs only, starting from the effective value (so appending to a
@@ -468,6 +464,15 @@ class ConfigEntry:
         return self.source == ConfigSource.DEFAULT_CONFIG
 
 
+def _entry(definition: ConfigDef, synonyms: list[ConfigSynonym], read_only: bool) -> ConfigEntry:
+    """Sensitive values are never described (Kafka reports null), nor are their synonyms' values."""
+    if definition.sensitive:
+        synonyms = [ConfigSynonym(s.name, "", s.source) for s in synonyms]
+    value = None if definition.sensitive else synonyms[0].value
+    return ConfigEntry(definition.name, value, synonyms[0].source, read_only, definition.type, definition.doc,
+                       tuple(synonyms), definition.sensitive)
+
+
 def _wanted(names: Iterable[str], keys: Iterable[str] | None) -> list[str]:
     if keys is None:
         return sorted(names)
@@ -481,8 +486,7 @@ def describe_topic(broker: BrokerConfig, topic_configs: Mapping[str, str], broke
     for name in _wanted(TOPIC_CONFIGS, keys):
         definition = TOPIC_CONFIGS[name]
         synonyms = topic_synonyms(definition, broker, topic_configs, broker_dynamic)
-        entries.append(ConfigEntry(name, synonyms[0].value, synonyms[0].source, False, definition.type,
-                                   definition.doc, tuple(synonyms)))
+        entries.append(_entry(definition, synonyms, read_only=False))
     return entries
 
 
@@ -497,8 +501,7 @@ def describe_broker(broker: BrokerConfig, broker_dynamic: Mapping[str, str], clu
             synonyms = [s for s in synonyms if s.source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG]
             if not synonyms:
                 continue
-        entries.append(ConfigEntry(name, synonyms[0].value, synonyms[0].source, not definition.dynamic,
-                                   definition.type, definition.doc, tuple(synonyms)))
+        entries.append(_entry(definition, synonyms, read_only=not definition.dynamic))
     return entries
 
 

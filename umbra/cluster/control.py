@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,8 +105,10 @@ class ControlPlane(Protocol):
         """``listener`` gets every new snapshot of the cluster's topics (never called when not clustered)."""
 
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
-                           internal: bool = False) -> TopicMetadata:
-        """Create a topic, its partitions assigned over the live brokers (the controller calls this)."""
+                           internal: bool = False, replica_lists: Sequence[Sequence[int]] | None = None
+                           ) -> TopicMetadata:
+        """Create a topic, its partitions assigned over the live brokers (the controller calls this), or, with
+        ``replica_lists``, as given (InvalidReplicaAssignment unless every broker named is live)."""
 
     async def delete_topic(self, name: str) -> TopicMetadata: ...
 
@@ -138,8 +140,15 @@ class ControlPlane(Protocol):
         """Compare-and-swap a cluster document: ``change`` gets the current one (None if unset) and returns the
         new one (it may run again if another broker changed it meanwhile). Returns what was stored."""
 
-    async def add_partitions(self, name: str, count: int) -> None:
-        """Grow a cluster topic to ``count`` partitions, the new ones assigned over the live brokers."""
+    async def add_partitions(self, name: str, count: int,
+                             replica_lists: Sequence[Sequence[int]] | None = None) -> None:
+        """Grow a cluster topic to ``count`` partitions, the new ones assigned over the live brokers, or, with
+        ``replica_lists`` (one per new partition), as given."""
+
+    async def elect_preferred_leader(self, topic: str, index: int) -> None:
+        """ElectLeaders (PREFERRED): the partition's first replica leads from the next epoch on. Raises
+        KafkaError ELECTION_NOT_NEEDED when it already leads, PREFERRED_LEADER_NOT_AVAILABLE when it is not a
+        live in-sync replica (the controller calls this)."""
 
     async def start(self, me: BrokerInfo) -> None:
         """Register this broker (raise ControlPlaneError with a one-line reason if it cannot)."""
@@ -292,7 +301,8 @@ class LocalControlPlane:
         return None
 
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
-                           internal: bool = False) -> TopicMetadata:
+                           internal: bool = False, replica_lists: Sequence[Sequence[int]] | None = None
+                           ) -> TopicMetadata:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
 
     async def delete_topic(self, name: str) -> TopicMetadata:
@@ -331,8 +341,12 @@ class LocalControlPlane:
             listener(value)
         return value
 
-    async def add_partitions(self, name: str, count: int) -> None:
+    async def add_partitions(self, name: str, count: int,
+                             replica_lists: Sequence[Sequence[int]] | None = None) -> None:
         raise ControlPlaneError("a single broker keeps its topics in its own metadata store")
+
+    async def elect_preferred_leader(self, topic: str, index: int) -> None:
+        raise ControlPlaneError("a single broker leads every partition it has")
 
 
 def elect_leaders(topic: TopicMetadata, alive: set[int]) -> TopicMetadata | None:

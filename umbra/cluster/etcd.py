@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -46,6 +46,7 @@ from umbra.cluster.control import (
     start_reassignment,
 )
 from umbra.cluster.metadata import PartitionAssignment, TopicMetadata, validate_topic_name
+from umbra.cluster.placement import check_replica_lists, elect_preferred, manual_assignments
 from umbra.errors import (
     InvalidReplicaAssignment,
     InvalidReplicationFactor,
@@ -107,18 +108,24 @@ class EtcdControlPlane:
         self._topic_listeners.append(listener)
 
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int,
-                           internal: bool = False) -> TopicMetadata:
+                           internal: bool = False, replica_lists: Sequence[Sequence[int]] | None = None
+                           ) -> TopicMetadata:
         validate_topic_name(name)
         self._require_client()
         await self._elect_and_read()  # assign over the brokers alive now, not at the last poll
         alive = [b.node_id for b in self._view.alive_brokers()]
         racks = {b.node_id: b.rack for b in self._view.alive_brokers()}
-        if replication_factor > len(alive):
+        if replica_lists is not None:  # the operator's placement, stored as given once its brokers are live
+            check_replica_lists(replica_lists, alive)
+            assignments = manual_assignments(replica_lists)
+        elif replication_factor > len(alive):
             raise InvalidReplicationFactor(f"Replication factor: {replication_factor} larger than available "
                                            f"brokers: {len(alive)}.")
-        start = sum(name.encode()) % max(len(alive), 1)  # topics start on different brokers
-        topic = TopicMetadata(name, uuid.uuid4(), partitions, MappingProxyType(dict(configs)), internal,
-                              tuple(assign_partitions(partitions, replication_factor, alive, start, racks)))
+        else:
+            start = sum(name.encode()) % max(len(alive), 1)  # topics start on different brokers
+            assignments = tuple(assign_partitions(partitions, replication_factor, alive, start, racks))
+        topic = TopicMetadata(name, uuid.uuid4(), len(assignments), MappingProxyType(dict(configs)), internal,
+                              assignments)
         client = self._require_client()
         key = self._key("topics", name)
         ok, _ = await self._call(client.transaction(
@@ -175,12 +182,23 @@ class EtcdControlPlane:
                     raise NoReassignmentInProgress(f"{topic}-{index} has no reassignment in progress")
                 return cancel_reassignment(a)
             registered = {b.node_id for b in self._view.brokers}
-            if not target or len(set(target)) != len(target) or any(r not in registered for r in target):
-                raise InvalidReplicaAssignment(f"{topic}-{index}: replicas {list(target)} must be distinct, "
-                                               f"registered brokers (registered: {sorted(registered)})")
+            unknown = [r for r in target if r not in registered]
+            if unknown:
+                raise InvalidReplicaAssignment(f"{topic}-{index}: broker {unknown[0]} of replicas {list(target)} "
+                                               f"is not a registered broker (registered: {sorted(registered)})")
+            if not target or len(set(target)) != len(target):
+                raise InvalidReplicaAssignment(f"{topic}-{index}: replicas {list(target)} must be distinct brokers")
             return start_reassignment(replace(a, target=()) if a.target else a, target)
 
         await self._change_partition(topic, index, change)
+
+    async def elect_preferred_leader(self, topic: str, index: int) -> None:
+        alive = {b.node_id for b in self._view.alive_brokers()} - self._shutting_down
+        try:
+            await self._change_partition(topic, index, lambda a: elect_preferred(a, alive))
+        except _ETCD_ERRORS as exc:
+            raise ControlPlaneError(f"etcd cannot be reached: {describe(exc)}") from None
+        log.info("controller: preferred replica elected leader of %s-%d", topic, index)
 
     def subscribe_document(self, name: str, listener: DocumentListener) -> None:
         self._document_listeners.setdefault(name, []).append(listener)
@@ -235,10 +253,19 @@ class EtcdControlPlane:
     async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         await self._change_topic(name, lambda topic: replace(topic, configs=MappingProxyType(dict(configs))))
 
-    async def add_partitions(self, name: str, count: int) -> None:
+    async def add_partitions(self, name: str, count: int,
+                             replica_lists: Sequence[Sequence[int]] | None = None) -> None:
         def grow(topic: TopicMetadata) -> TopicMetadata:
             alive = [b.node_id for b in self._view.alive_brokers()]
-            rf = len(topic.assignments[0].replicas) if topic.assignments else 1
+            first = topic.assignments[0] if topic.assignments else None  # a reassignment's target: the factor-to-be
+            rf = len(first.target or first.replicas) if first is not None else 1
+            if replica_lists is not None:
+                if len(replica_lists) != count - topic.partitions:
+                    raise InvalidReplicaAssignment(f"{count - topic.partitions} partitions are added but "
+                                                   f"{len(replica_lists)} replica lists were given")
+                check_replica_lists(replica_lists, alive, rf, topic.partitions)
+                return replace(topic, partitions=count,
+                               assignments=topic.assignments + manual_assignments(replica_lists))
             if rf > len(alive):
                 raise InvalidReplicationFactor(f"{name} has replication factor {rf}; {len(alive)} brokers are alive")
             start = sum(name.encode()) % max(len(alive), 1) + topic.partitions

@@ -9,17 +9,20 @@ Every change that must survive a crash is appended to the log before the caller 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from umbra.errors import ErrorCode, KafkaError
 from umbra.groups import persistence as records
+from umbra.groups.consumer import ConsumerGroups, HeartbeatRequest, HeartbeatResult
 from umbra.groups.membership import JoinRequest, JoinResult, Membership, SyncResult, valid_group_id
 from umbra.groups.model import Group, GroupState, OffsetAndMetadata
-from umbra.groups.persistence import GroupKey, GroupLog, OffsetKey, RecordFormatError
+from umbra.groups.persistence import GroupLog, RecordFormatError
 
 log = logging.getLogger("umbra.groups")
 
@@ -27,6 +30,8 @@ TopicPartition = tuple[str, int]
 MAX_OFFSET_METADATA_CHARS = 4096  # Kafka: offset.metadata.max.bytes
 RETENTION_CHECK_INTERVAL_MS = 60_000
 GROUP_TYPE = "classic"
+# When a deadline is due but ticking did not clear it (it should not happen), the timer falls back to this pace.
+TIMER_FALLBACK_S = 0.5
 
 
 def _wall_clock_ms() -> int:
@@ -57,10 +62,16 @@ class ListedGroup:
 class GroupCoordinator:
     def __init__(self, offsets_log: Any, config: Any, notifier: Any = None,
                  clock: Callable[[], int] | None = None,
-                 appender: Callable[[bytes, int], None] | None = None) -> None:
+                 appender: Callable[[bytes, int], None] | None = None, precise_expiry: bool | None = None) -> None:
         self.config = config
         self.groups: dict[str, Group] = {}
         self._clock = clock or _wall_clock_ms
+        # Sessions and rebalance deadlines expire on time through a timer task the coordinator owns (the broker's
+        # housekeeping tick is 0.5 s apart). Off by default with an injected clock: such tests tick by hand.
+        self._precise_expiry = clock is None if precise_expiry is None else precise_expiry
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_wakeup = asyncio.Event()
+        self._timer_target_ms: int | None = None
         self._store = GroupLog(offsets_log, notifier, appender=appender)
         self._retention_ms = int(config.offsets_retention_minutes) * 60_000
         self._next_retention_check_ms = 0
@@ -69,44 +80,73 @@ class GroupCoordinator:
             initial_rebalance_delay_ms=int(config.group_initial_rebalance_delay_ms),
             min_session_timeout_ms=int(config.group_min_session_timeout_ms),
             max_session_timeout_ms=int(config.group_max_session_timeout_ms))
+        self.consumer = ConsumerGroups(
+            self.groups, clock=self._clock,
+            heartbeat_interval_ms=int(getattr(config, "group_consumer_heartbeat_interval_ms", 5000)),
+            session_timeout_ms=int(getattr(config, "group_consumer_session_timeout_ms", 45000)))
 
     def now_ms(self) -> int:
         return self._clock()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Rebuild groups and offsets from the log. Groups come back Empty; their members must rejoin."""
-        loaded = skipped = 0
+        """Rebuild groups and offsets from the log. Groups come back Empty; their members must rejoin.
+        Records an older umbra wrote in its own format are then rewritten in Kafka's (see persistence)."""
+        loaded = skipped = ignored = legacy = 0
         for key, value in self._store.replay():
             try:
-                self._apply(records.parse_key(key), value)
-                loaded += 1
-            except (RecordFormatError, KeyError, TypeError, ValueError) as exc:
+                record = records.decode_entry(key, value)
+            except RecordFormatError as exc:
                 skipped += 1
+                legacy += records.is_legacy_key(key)
                 log.warning("skipping an unreadable record in the offsets log: %s", exc)
-        log.info("group coordinator loaded %d records (%d skipped): %d groups", loaded, skipped, len(self.groups))
+                continue
+            if record is None:
+                ignored += 1  # a Kafka record type this coordinator does not use (KIP-848, share groups...)
+                continue
+            self._apply(record)
+            loaded += 1
+            legacy += record.legacy
+        log.info("group coordinator loaded %d records (%d skipped, %d of other group types): %d groups", loaded,
+                 skipped, ignored, len(self.groups))
+        if legacy:
+            self._migrate_legacy_records()
 
-    def _apply(self, key: OffsetKey | GroupKey, value: bytes | None) -> None:
-        if isinstance(key, OffsetKey):
+    def _migrate_legacy_records(self) -> None:
+        """Restate every group and offset in Kafka's format, then drop the older records (crash-safe: see
+        GroupLog.rewrite). A failure (not the partition leader yet, disk full) leaves the log as it was: the
+        next start or reload tries again, and the state replays the same meanwhile."""
+        entries, offsets, groups = records.state_entries(self.groups.values())
+        try:
+            self._store.rewrite(entries, self._clock())
+        except (KafkaError, OSError) as exc:
+            log.warning("could not migrate __consumer_offsets to Kafka's format (will retry): %s", exc)
+            return
+        log.info("migrated %d offset records and %d groups of __consumer_offsets to Kafka's format", offsets, groups)
+
+    def _apply(self, record: records.OffsetRecord | records.GroupRecord) -> None:
+        if isinstance(record, records.OffsetRecord):
+            key = record.key
             tp = (key.topic, key.partition)
-            if value is None:
+            if record.value is None:
                 group = self.groups.get(key.group_id)
                 if group is not None:
                     group.offsets.pop(tp, None)
                     self._forget_if_unused(group)
                 return
             group = self.groups.setdefault(key.group_id, Group(key.group_id))
-            group.offsets[tp] = records.parse_offset_value(value)
+            group.offsets[tp] = record.value
             return
-        if value is None:
-            group = self.groups.get(key.group_id)
+        group_id = record.key.group_id
+        if record.value is None:
+            group = self.groups.get(group_id)
             if group is not None:
-                fresh = Group(key.group_id, offsets=group.offsets)
-                self.groups[key.group_id] = fresh
+                fresh = Group(group_id, offsets=group.offsets)
+                self.groups[group_id] = fresh
                 self._forget_if_unused(fresh)
             return
-        stored = records.parse_group_value(value)
-        group = self.groups.setdefault(key.group_id, Group(key.group_id))
+        stored = record.value
+        group = self.groups.setdefault(group_id, Group(group_id))
         group.protocol_type = stored.protocol_type
         group.generation_id = stored.generation_id
         group.state_since_ms = stored.timestamp_ms
@@ -123,7 +163,12 @@ class GroupCoordinator:
         await self.start()
 
     async def stop(self) -> None:
-        """Answer every waiting JoinGroup / SyncGroup so no handler hangs on shutdown."""
+        """Answer every waiting JoinGroup / SyncGroup so no handler hangs on shutdown, and stop the timer."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         for group in self.groups.values():
             for member in group.members.values():
                 for waiter, result in ((member.join_waiter, JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)),
@@ -136,27 +181,84 @@ class GroupCoordinator:
         now = self._clock() if now_ms is None else now_ms
         try:
             self.membership.tick(now)
+            self.consumer.tick(now)
             if now >= self._next_retention_check_ms:
                 self._next_retention_check_ms = now + RETENTION_CHECK_INTERVAL_MS
                 self.expire_offsets(now)
         except Exception:  # housekeeping must keep running whatever one group's state is
             log.exception("group coordinator tick failed")
 
+    # --- the expiry timer --------------------------------------------------------------------------------
+    def _wake_timer(self, deadline_ms: int | None = None) -> None:
+        """A deadline may be earlier than the one the timer sleeps until (None: any may be): let it look again."""
+        if not self._precise_expiry:
+            return
+        if self._timer is None or self._timer.done():
+            self._timer_wakeup = asyncio.Event()  # of this loop: tests run coordinators on several loops
+            self._timer = asyncio.get_running_loop().create_task(self._run_timer(), name="group-expiry")
+        elif deadline_ms is None or self._timer_target_ms is None or deadline_ms < self._timer_target_ms:
+            self._timer_wakeup.set()
+
+    def next_deadline(self) -> int | None:
+        deadlines = [d for d in (self.membership.next_deadline(), self.consumer.next_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
+    async def _run_timer(self) -> None:
+        """Sleep until the earliest session, join or sync deadline, expire what is due, and again; a request that
+        brings an earlier deadline wakes it. Owned by the coordinator: ``stop`` cancels it."""
+        while True:
+            now = self._clock()
+            try:
+                self.membership.tick(now)
+                self.consumer.tick(now)
+            except Exception:  # expiry must keep running whatever one group's state is
+                log.exception("group expiry failed")
+            deadline = self.next_deadline()
+            self._timer_target_ms = deadline
+            self._timer_wakeup.clear()
+            delay = None if deadline is None else (deadline - self._clock()) / 1000
+            if delay is not None and delay <= 0:
+                delay = TIMER_FALLBACK_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wakeup.wait(), delay)
+
     # --- membership (see membership.py) ------------------------------------------------------------
     async def join_group(self, request: JoinRequest) -> JoinResult:
-        return await self.membership.join(request)
+        self._wake_timer()
+        try:
+            return await self.membership.join(request)
+        finally:
+            self._wake_timer()
 
     async def sync_group(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
                          protocol_type: str | None, protocol_name: str | None,
                          assignments: dict[str, bytes]) -> SyncResult:
-        return await self.membership.sync(group_id, generation_id, member_id, group_instance_id, protocol_type,
-                                          protocol_name, assignments)
+        try:
+            return await self.membership.sync(group_id, generation_id, member_id, group_instance_id, protocol_type,
+                                              protocol_name, assignments)
+        finally:
+            self._wake_timer()
+
+    def consumer_heartbeat(self, request: HeartbeatRequest, topics: Mapping[str, int]) -> HeartbeatResult:
+        """ConsumerGroupHeartbeat (KIP-848): raises HeartbeatError. ``topics``: name -> partitions."""
+        try:
+            return self.consumer.heartbeat(request, topics)
+        finally:
+            group = self.groups.get(request.group_id)
+            member = group.consumer.members.get(request.member_id) if group and group.consumer else None
+            if member is not None:
+                self._wake_timer(min(member.session_deadline_ms, member.revocation_deadline_ms or 1 << 62))
+            elif request.member_epoch == 0:
+                self._wake_timer()  # a v0 join: the coordinator named the member
 
     def heartbeat(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None) -> ErrorCode:
         return self.membership.heartbeat(group_id, generation_id, member_id, group_instance_id)
 
     def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
-        return self.membership.leave(group_id, members)
+        try:
+            return self.membership.leave(group_id, members)
+        finally:
+            self._wake_timer()
 
     def _persist_group(self, group: Group) -> None:
         now = self._clock()
@@ -164,9 +266,11 @@ class GroupCoordinator:
 
     # --- offsets -----------------------------------------------------------------------------------
     def commit_offsets(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
-                       offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, ErrorCode]:
-        """Validate the committer, then store ``offsets``. Returns an error code per partition."""
-        error = self._check_committer(group_id, generation_id, member_id, group_instance_id)
+                       offsets: dict[TopicPartition, OffsetAndMetadata],
+                       api_version: int = 9) -> dict[TopicPartition, ErrorCode]:
+        """Validate the committer, then store ``offsets``. Returns an error code per partition.
+        ``generation_id`` is the member epoch for a consumer-protocol group."""
+        error = self._check_committer(group_id, generation_id, member_id, group_instance_id, api_version)
         if error is not ErrorCode.NONE:
             return dict.fromkeys(offsets, error)
         results: dict[TopicPartition, ErrorCode] = {}
@@ -192,7 +296,9 @@ class GroupCoordinator:
         return results
 
     def _check_committer(self, group_id: str, generation_id: int, member_id: str,
-                         group_instance_id: str | None) -> ErrorCode:
+                         group_instance_id: str | None, api_version: int) -> ErrorCode:
+        """Kafka's order: the member and its generation first, then the group's state, so that a member with a
+        stale generation hears ILLEGAL_GENERATION (it must rejoin) rather than REBALANCE_IN_PROGRESS."""
         if not valid_group_id(group_id):
             return ErrorCode.INVALID_GROUP_ID
         group = self.groups.get(group_id)
@@ -202,19 +308,37 @@ class GroupCoordinator:
             # A consumer that assigns partitions itself and uses the group only to store offsets.
             self.groups[group_id] = Group(group_id, state_since_ms=self._clock())
             return ErrorCode.NONE
+        if group.consumer is not None:
+            return self.consumer.validate_commit(group.consumer, member_id, generation_id, api_version)
         if generation_id < 0 and group.is_(GroupState.EMPTY):
             return ErrorCode.NONE
+        member = None
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            if group_instance_id is not None:
+                known = group.static_member_id(group_instance_id)
+                if known is None:
+                    return ErrorCode.UNKNOWN_MEMBER_ID
+                if known != member_id:
+                    return ErrorCode.FENCED_INSTANCE_ID
+            member = group.members.get(member_id)
+            if member is None:
+                return ErrorCode.UNKNOWN_MEMBER_ID
+            if generation_id != group.generation_id:
+                return ErrorCode.ILLEGAL_GENERATION
+        elif not group.is_(GroupState.EMPTY):
+            return ErrorCode.UNKNOWN_MEMBER_ID  # no member id nor generation: only an empty group takes it
         if group.is_(GroupState.COMPLETING_REBALANCE):
             return ErrorCode.REBALANCE_IN_PROGRESS
-        if group.is_fenced_instance(member_id, group_instance_id):
-            return ErrorCode.FENCED_INSTANCE_ID
-        member = group.members.get(member_id)
-        if member is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if generation_id != group.generation_id:
-            return ErrorCode.ILLEGAL_GENERATION
-        member.session_deadline_ms = self._clock() + member.session_timeout_ms
+        if member is not None:
+            member.session_deadline_ms = self._clock() + member.session_timeout_ms
         return ErrorCode.NONE
+
+    def check_offset_fetcher(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
+        """OffsetFetch v9+ from a consumer-protocol member: its member id and epoch must be current."""
+        group = self.groups.get(group_id)
+        if group is None or group.consumer is None:
+            return ErrorCode.NONE  # as Kafka: a classic group does not check the fetcher
+        return self.consumer.validate_fetch(group.consumer, member_id, member_epoch)
 
     def fetch_offsets(self, group_id: str,
                       partitions: Iterable[TopicPartition] | None) -> dict[TopicPartition, OffsetAndMetadata | None]:
@@ -287,10 +411,10 @@ class GroupCoordinator:
     def list_groups(self, states: Iterable[str] = (), types: Iterable[str] = ()) -> list[ListedGroup]:
         wanted_states = {s.lower() for s in states}
         wanted_types = {t.lower() for t in types}
-        if wanted_types and GROUP_TYPE not in wanted_types:
-            return []
-        return [ListedGroup(g.group_id, g.protocol_type or "", g.state.value) for g in self.groups.values()
-                if not wanted_states or g.state.value.lower() in wanted_states]
+        return [ListedGroup(g.group_id, g.protocol_type or "", g.state_name(), g.group_type)
+                for g in self.groups.values()
+                if (not wanted_states or g.state_name().lower() in wanted_states)
+                and (not wanted_types or g.group_type in wanted_types)]
 
     def describe_group(self, group_id: str) -> Group | None:
         return self.groups.get(group_id)

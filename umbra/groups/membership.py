@@ -94,6 +94,12 @@ class Membership:
         if not req.protocol_type or not req.protocols or len(req.protocols) > MAX_PROTOCOLS:
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
         group = self.groups.get(req.group_id)
+        if group is not None and group.consumer is not None:
+            if group.consumer.members:  # Kafka's online migration (classic members in a consumer group) is not done
+                return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
+            log.info("group %s: an empty consumer group becomes a classic group", req.group_id)
+            group.consumer = None
+            group.protocol_type = None
         if group is None:
             if req.member_id:
                 return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, req.member_id)
@@ -408,3 +414,17 @@ class Membership:
                 for member in [m for m in group.members.values() if not m.awaiting_sync]:
                     self.remove_member(group, member.member_id, now, "did not sync in time")
             self.maybe_complete_join(group, now)
+
+    def next_deadline(self) -> int | None:
+        """The earliest time at which ``tick`` has something to do (the coordinator's timer sleeps until then)."""
+        deadlines: list[int] = []
+        for group in self.groups.values():
+            deadlines += group.pending_members.values()
+            deadlines += [m.session_deadline_ms for m in group.members.values()
+                          if not (m.awaiting_join or m.awaiting_sync)]
+            if group.is_(GroupState.PREPARING_REBALANCE):
+                delay = group.initial_delay_until_ms
+                deadlines.append(delay if delay is not None else group.rebalance_deadline_ms)
+            elif group.is_(GroupState.COMPLETING_REBALANCE):
+                deadlines.append(group.rebalance_deadline_ms)
+        return min(deadlines, default=None)

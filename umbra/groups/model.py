@@ -1,4 +1,5 @@
-"""The in-memory model of classic consumer groups: members, groups, committed offsets.
+"""The in-memory model of classic consumer groups: members, groups, committed offsets (the consumer protocol's
+side of a group is in ``consumer_model.py``).
 
 Pure data and small rules (protocol selection, liveness). The coordinator drives the
 transitions; nothing here does I/O or touches the event loop.
@@ -11,6 +12,8 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from umbra.groups.consumer_model import ConsumerGroupData
 
 
 class GroupState(enum.Enum):
@@ -85,6 +88,17 @@ class Group:
     initial_delay_until_ms: int | None = None
     initial_delay_limit_ms: int = 0
     state_since_ms: int = 0
+    # Set while the group uses the consumer protocol (KIP-848): its members, epochs and assignments. Its classic
+    # members stay empty, and ``state`` is only Empty or Stable (it has members) for the classic-side checks.
+    consumer: ConsumerGroupData | None = None
+
+    @property
+    def group_type(self) -> str:
+        return "classic" if self.consumer is None else "consumer"
+
+    def state_name(self) -> str:
+        """The state as ListGroups and the describe APIs show it (a consumer group has states of its own)."""
+        return self.state.value if self.consumer is None else self.consumer.state().value
 
     def is_(self, *states: GroupState) -> bool:
         return self.state in states
@@ -163,6 +177,8 @@ class Group:
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics the members subscribe to, from consumer-protocol metadata; None when it cannot be known."""
+        if self.consumer is not None:
+            return set(self.consumer.subscribed_topics())
         if self.protocol_type != "consumer" or self.protocol_name is None:
             return None
         topics: set[str] = set()

@@ -1,41 +1,41 @@
-"""Group metadata and committed offsets as records in ``__consumer_offsets`` partition 0.
+"""Group metadata and committed offsets as records in ``__consumer_offsets`` partition 0, in Kafka's format.
 
-Record keys are small versioned binary strings, so the newest record of a key wins and the topic is compacted
-(``cleanup.policy=compact``: the log cleaner keeps just that one); values are versioned JSON, and a null value
-(tombstone) deletes the key. Replay reads whatever the cleaner left, in offset order, so it gives the same state.
+Keys and values follow Kafka's schemas (:mod:`umbra.groups.offsets_format`): OffsetCommitKey/Value for a
+committed offset, GroupMetadataKey/Value for a group, a null value (tombstone) to delete either. Tools that
+read the topic (Burrow, Kafka's console consumer with its offsets formatter) decode umbra's records as Kafka's.
+The newest record of a key is the state, so the topic is compacted (``cleanup.policy=compact``); replay reads
+whatever the cleaner left, in offset order, and gets the same state.
 
-    key   = kind:uint8 | version:uint8 | group:str16 [| topic:str16 | partition:int32]
-    value = JSON {"v": 1, ...} | null
+Records of older umbra versions (their own binary keys and JSON values, :mod:`umbra.groups.legacy_format`) are
+still read, and :meth:`GroupLog.rewrite` replaces them with the same state in Kafka's format.
 
 Appends happen before the coordinator answers, so an acknowledged commit survives kill -9.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from umbra.errors import KafkaError
+from umbra.groups import legacy_format as legacy
+from umbra.groups import offsets_format as kafka
 from umbra.groups.model import Group, OffsetAndMetadata
 from umbra.records.batch import iter_batch_headers
 from umbra.records.records import build_batch, decode_batch
 
 log = logging.getLogger("umbra.groups")
 
-KIND_OFFSET = 1
-KIND_GROUP = 2
-KEY_VERSION = 1
-VALUE_VERSION = 1
 REPLAY_CHUNK_BYTES = 4 * 1024 * 1024
 BATCH_TARGET_BYTES = 256 * 1024
 # A group record larger than this is stored without the members' subscription and assignment bytes:
 # a restart brings groups back Empty, so only the generation and protocol type are needed to restore it.
 MAX_GROUP_VALUE_BYTES = 512 * 1024
+
+# Bytes that do not match their schema (the record is skipped on replay, with a log line).
+RecordFormatError = kafka.SchemaError
 
 
 def offsets_topic_configs(segment_bytes: int) -> dict[str, str]:
@@ -43,83 +43,26 @@ def offsets_topic_configs(segment_bytes: int) -> dict[str, str]:
     return {"cleanup.policy": "compact", "segment.bytes": str(segment_bytes)}
 
 
-class RecordFormatError(ValueError):
-    """A record in the offsets log that this version cannot read (it is skipped, with a log line)."""
+# --- keys and values -------------------------------------------------------------------------------
 
-
-# --- keys ------------------------------------------------------------------------------------------
-
-def _str16(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    if len(raw) > 0xFFFF:
-        raise RecordFormatError("string longer than 65535 bytes")
-    return struct.pack(">H", len(raw)) + raw
-
-
-def _read_str16(buf: bytes, pos: int) -> tuple[str, int]:
-    if pos + 2 > len(buf):
-        raise RecordFormatError("truncated key")
-    (length,) = struct.unpack_from(">H", buf, pos)
-    pos += 2
-    if pos + length > len(buf):
-        raise RecordFormatError("truncated key")
-    return buf[pos : pos + length].decode("utf-8"), pos + length
+# The keys of the two record types umbra reads: Kafka's, as the schema module decodes them.
+OffsetKey = kafka.OffsetCommitKey
+GroupKey = kafka.GroupMetadataKey
 
 
 def offset_key(group_id: str, topic: str, partition: int) -> bytes:
-    return bytes((KIND_OFFSET, KEY_VERSION)) + _str16(group_id) + _str16(topic) + struct.pack(">i", partition)
+    return kafka.encode_offset_commit_key(kafka.OffsetCommitKey(group_id, topic, partition))
 
 
 def group_key(group_id: str) -> bytes:
-    return bytes((KIND_GROUP, KEY_VERSION)) + _str16(group_id)
+    return kafka.encode_group_metadata_key(kafka.GroupMetadataKey(group_id))
 
-
-@dataclass(frozen=True, slots=True)
-class OffsetKey:
-    group_id: str
-    topic: str
-    partition: int
-
-
-@dataclass(frozen=True, slots=True)
-class GroupKey:
-    group_id: str
-
-
-def parse_key(key: bytes) -> OffsetKey | GroupKey:
-    if len(key) < 2 or key[1] != KEY_VERSION:
-        raise RecordFormatError(f"unknown key version in {key[:8]!r}")
-    try:
-        group_id, pos = _read_str16(key, 2)
-        if key[0] == KIND_GROUP:
-            return GroupKey(group_id)
-        if key[0] == KIND_OFFSET:
-            topic, pos = _read_str16(key, pos)
-            if pos + 4 != len(key):
-                raise RecordFormatError("bad offset key length")
-            (partition,) = struct.unpack_from(">i", key, pos)
-            return OffsetKey(group_id, topic, partition)
-    except UnicodeDecodeError as exc:
-        raise RecordFormatError(f"key is not UTF-8: {exc}") from None
-    raise RecordFormatError(f"unknown key kind {key[0]}")
-
-
-# --- values ----------------------------------------------------------------------------------------
 
 def offset_value(value: OffsetAndMetadata) -> bytes:
-    return json.dumps({"v": VALUE_VERSION, "offset": value.offset, "leader_epoch": value.leader_epoch,
-                       "metadata": value.metadata, "commit_timestamp_ms": value.commit_timestamp_ms},
-                      separators=(",", ":")).encode()
-
-
-def parse_offset_value(raw: bytes) -> OffsetAndMetadata:
-    data = _load(raw)
-    return OffsetAndMetadata(int(data["offset"]), int(data["leader_epoch"]), data["metadata"],
-                             int(data["commit_timestamp_ms"]))
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+    # Kafka's metadata is a non-null string: a commit without metadata stores "" (Kafka's NO_METADATA), which
+    # is what the OffsetFetch handler answers for None anyway.
+    return kafka.encode_offset_commit_value(kafka.OffsetCommitValue(
+        value.offset, value.leader_epoch, value.metadata or "", value.commit_timestamp_ms))
 
 
 def group_value(group: Group, now_ms: int) -> bytes:
@@ -131,15 +74,15 @@ def group_value(group: Group, now_ms: int) -> bytes:
 
 
 def _group_value(group: Group, now_ms: int, *, with_bytes: bool) -> bytes:
-    protocol = group.protocol_name if with_bytes else None
-    members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
-                "client_host": m.client_host, "session_timeout_ms": m.session_timeout_ms,
-                "rebalance_timeout_ms": m.rebalance_timeout_ms,
-                "subscription": _b64(m.metadata_for(protocol) if protocol else b""),
-                "assignment": _b64(m.assignment if with_bytes else b"")} for m in group.members.values()]
-    return json.dumps({"v": VALUE_VERSION, "protocol_type": group.protocol_type, "generation_id": group.generation_id,
-                       "protocol_name": group.protocol_name, "leader_id": group.leader_id, "timestamp_ms": now_ms,
-                       "members": members}, separators=(",", ":")).encode()
+    protocol = group.protocol_name
+    members = tuple(kafka.MemberMetadata(
+        m.member_id, m.group_instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms,
+        m.session_timeout_ms, m.metadata_for(protocol) if protocol and with_bytes else b"",
+        m.assignment if with_bytes else b"") for m in group.members.values())
+    # Kafka's protocolType is a non-null string: "" stands for a group without one (read back as None).
+    return kafka.encode_group_metadata_value(kafka.GroupMetadataValue(
+        group.protocol_type or "", group.generation_id, protocol if members else None,
+        group.leader_id if members else None, now_ms, members))
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,25 +91,86 @@ class StoredGroup:
     generation_id: int
     protocol_name: str | None
     leader_id: str | None
-    member_ids: tuple[str, ...]
+    members: tuple[kafka.MemberMetadata, ...]
     timestamp_ms: int
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        return tuple(m.member_id for m in self.members)
+
+
+def parse_offset_value(raw: bytes) -> OffsetAndMetadata:
+    value = kafka.decode_offset_commit_value(raw)
+    return OffsetAndMetadata(value.offset, value.leader_epoch, value.metadata, value.commit_timestamp)
 
 
 def parse_group_value(raw: bytes) -> StoredGroup:
-    data = _load(raw)
-    members = tuple(str(m["member_id"]) for m in data.get("members", ()))
-    return StoredGroup(data.get("protocol_type"), int(data["generation_id"]), data.get("protocol_name"),
-                       data.get("leader_id"), members, int(data.get("timestamp_ms", 0)))
+    value = kafka.decode_group_metadata_value(raw)
+    return StoredGroup(value.protocol_type or None, value.generation, value.protocol, value.leader, value.members,
+                       max(value.current_state_timestamp, 0))
 
 
-def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordFormatError(f"value is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("v") != VALUE_VERSION:
-        raise RecordFormatError("unknown value version")
-    return data
+@dataclass(frozen=True, slots=True)
+class OffsetRecord:
+    key: OffsetKey
+    value: OffsetAndMetadata | None  # None: a tombstone, the offset was deleted
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    key: GroupKey
+    value: StoredGroup | None  # None: a tombstone, the group was deleted
+    legacy: bool = False
+
+
+def decode_entry(key: bytes, value: bytes | None) -> OffsetRecord | GroupRecord | None:
+    """One record of the offsets log; None for a Kafka record type umbra does not use (KIP-848, share and
+    streams groups), which replay skips. Raises :class:`RecordFormatError` for bytes it cannot read."""
+    if legacy.is_legacy_key(key):
+        return _decode_legacy(key, value)
+    decoded = kafka.decode_key(key)
+    if isinstance(decoded, kafka.UnknownKey):
+        return None
+    if isinstance(decoded, kafka.OffsetCommitKey):
+        return OffsetRecord(decoded, None if value is None else parse_offset_value(value))
+    return GroupRecord(decoded, None if value is None else parse_group_value(value))
+
+
+def is_legacy_key(key: bytes) -> bool:
+    """A key in the format of older umbra versions (migrated on start-up)."""
+    return legacy.is_legacy_key(key)
+
+
+def _decode_legacy(key: bytes, value: bytes | None) -> OffsetRecord | GroupRecord:
+    decoded = legacy.decode_legacy_key(key)
+    if isinstance(decoded, str):
+        if value is None:
+            return GroupRecord(GroupKey(decoded), None, legacy=True)
+        group = legacy.decode_legacy_group_value(value)
+        return GroupRecord(GroupKey(decoded), StoredGroup(group.protocol_type, group.generation_id, None, None, (),
+                                                          group.timestamp_ms), legacy=True)
+    offset_key_ = OffsetKey(*decoded)
+    if value is None:
+        return OffsetRecord(offset_key_, None, legacy=True)
+    offset = legacy.decode_legacy_offset_value(value)
+    return OffsetRecord(offset_key_, OffsetAndMetadata(offset.offset, offset.leader_epoch, offset.metadata,
+                                                       offset.commit_timestamp_ms), legacy=True)
+
+
+def state_entries(groups: Iterable[Group]) -> tuple[list[Entry], int, int]:
+    """Records that restate ``groups`` whole (every committed offset; a group record for each group with a
+    generation or protocol type), for a rewrite of the log. Returns (entries, offsets, groups written)."""
+    entries: list[Entry] = []
+    offsets = written_groups = 0
+    for group in groups:
+        if group.protocol_type or group.generation_id:
+            entries.append((group_key(group.group_id), group_value(group, group.state_since_ms)))
+            written_groups += 1
+        for (topic, partition), value in group.offsets.items():
+            entries.append((offset_key(group.group_id, topic, partition), offset_value(value)))
+            offsets += 1
+    return entries, offsets, written_groups
 
 
 # --- the log ---------------------------------------------------------------------------------------
@@ -209,6 +213,22 @@ class GroupLog:
         self._appender(b"".join(batches), now_ms)
         if self._notifier is not None:
             self._notifier.notify((self._topic, 0))
+
+    def rewrite(self, entries: Sequence[Entry], now_ms: int) -> int:
+        """Replace everything in the log with ``entries`` (the whole current state), crash-safe: they are
+        appended and flushed first, and only then is the log start offset moved past every older record
+        (whole segments below it are deleted; what is left of the others can no longer be read). A crash
+        before the move leaves the old records and the new ones, which replay to the same state.
+        Returns the new log start offset."""
+        first_new = self._log.log_end_offset
+        self.append(entries, now_ms)
+        self._log.flush()
+        # On a cluster the high watermark follows the ISR: records above it cannot be dropped yet. Everything
+        # below ``first_new`` is restated after it, so any start offset up to there loses nothing.
+        start = min(first_new, self._log.high_watermark)
+        if start > self._log.log_start_offset:
+            self._log.advance_log_start_offset(start)
+        return int(self._log.log_start_offset)
 
     def replay(self) -> Iterator[Entry]:
         """Every record from the log start to its end, oldest first."""

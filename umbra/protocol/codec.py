@@ -24,6 +24,7 @@ import kafka.protocol.sasl as _sasl
 from kafka.protocol.api_message import ApiMessage
 
 from umbra.protocol import varint
+from umbra.protocol.extra_messages import EXTRA_MESSAGES
 from umbra.protocol.produce_codec import ProduceDecodeError, decode_produce_request
 
 _HEADER = struct.Struct(">hhih")
@@ -59,12 +60,13 @@ class ApiSchema:
 
 def _collect_schemas() -> dict[int, ApiSchema]:
     pairs: dict[int, dict[str, type[ApiMessage]]] = {}
-    for module in (_admin, _consumer, _metadata, _producer, _sasl):
-        for name in dir(module):
-            obj = getattr(module, name)
-            if isinstance(obj, type) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):
-                message: Any = obj  # classproperties the type checker cannot see
-                pairs.setdefault(int(message.API_KEY), {})[str(message.type)] = obj
+    found: list[object] = [getattr(module, name) for module in (_admin, _consumer, _metadata, _producer, _sasl)
+                           for name in dir(module)]
+    # Ours come last: built from Kafka's JSON definitions for the APIs kafka-python lacks (extra_messages.py).
+    for obj in [*found, *EXTRA_MESSAGES]:
+        if isinstance(obj, type) and issubclass(obj, ApiMessage) and getattr(obj, "_json", None):
+            message: Any = obj  # classproperties the type checker cannot see
+            pairs.setdefault(int(message.API_KEY), {})[str(message.type)] = obj
     schemas = {}
     for key, pair in pairs.items():
         if "request" in pair and "response" in pair:

@@ -5,8 +5,9 @@ buffer; this encoder packs the small fields with ``struct`` and hands back a
 list of pieces in which the record sets are the log's own bytes, uncopied, for
 ``transport.writelines``. A record set may also be an opaque piece that only
 knows its size (a storage ``FileRegion``, which the connection sends from the
-file with ``os.sendfile``), or a list of such parts. It encodes Fetch v4-v16
-exactly as the schema codec does (a unit test compares them byte for byte).
+file with ``os.sendfile``), or a list of such parts. It encodes Fetch v4-v17
+exactly as the schema codec does (a unit test compares them byte for byte; v17's response is v16's, its
+request adds only a follower's directory id, KIP-853, which the schema codec decodes).
 """
 
 from __future__ import annotations

@@ -144,10 +144,11 @@ class Consistency:
         self.engine.request_reroute()
 
     async def truncate(self, rep: PartitionReplicator, offset: int, why: str) -> None:
-        """Truncate the shadow partition to ``offset`` (on the link's writer thread, after its appends), and
+        """Truncate the shadow partition to ``offset`` (on its writer thread, after its appends), and
         say so: counted, logged, in status and metrics. It is checked again before it replicates on."""
         before = rep.log.log_end_offset
-        done = await asyncio.get_running_loop().run_in_executor(self.engine.writer, _truncate_on_thread, rep, offset)
+        done = await asyncio.get_running_loop().run_in_executor(self.engine.writer_for(rep.tp), _truncate_on_thread,
+                                                                   rep, offset)
         if not done:
             return  # fenced (failed over) meanwhile: a failed-over topic is never truncated
         after = rep.log.log_end_offset

@@ -2,8 +2,8 @@
 
 The engine sends each shadow partition to the :class:`SourceFetchLoop` of the source broker that leads it,
 follows leadership as the source's metadata moves it, decides where new partitions start, checks the
-shadow's end against sources that cannot show divergence themselves, and appends fetched batches on one
-writer thread per link.
+shadow's end against sources that cannot show divergence themselves, and appends fetched batches on the
+link's writer threads (each partition always on the same one, so its appends stay in order).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ log = logging.getLogger("umbra.shadow.engine")
 
 EARLIEST, LATEST = -2, -1
 LAG_PROBE_INTERVAL_S = 1.0
+WRITER_THREADS = 4  # per link on this broker; a partition's writes all go to one of them
 PREFERRED_REPLICA_TTL_S = 300.0  # as a Kafka consumer keeps a preferred read replica: metadata.max.age.ms
 _REROUTE_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
@@ -68,9 +69,15 @@ class ReplicationEngine:
         self.loops: dict[int, tuple[SourceFetchLoop, asyncio.Task[None]]] = {}
         self._reroute = asyncio.Event()
         self._router: asyncio.Task[None] | None = None
-        # One writer thread per link: appends stay in order, and the event loop keeps receiving meanwhile.
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer")
-        self._writes: set[asyncio.Future[Any]] = set()  # work on the writer thread, awaited by drain_writes
+        # Writer threads: the event loop keeps receiving while they append. Each partition is always on the same
+        # one (assigned in turn), so its appends, truncations and start moves keep their order; different
+        # partitions append in parallel (CRC checks and file writes release the GIL). With one thread, a burst of
+        # responses (several sessions across a long round trip land together) queued behind each other, and the
+        # receive buffers went cold in the queue: appending cost 2-4 times the CPU per byte.
+        self._writers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shadow-{link.spec.name}-writer-{i}")
+                         for i in range(WRITER_THREADS)]
+        self._writer_of: dict[TopicPartition, ThreadPoolExecutor] = {}
+        self._writes: set[asyncio.Future[Any]] = set()  # work on the writer threads, awaited by drain_writes
         self._side_tasks: set[asyncio.Task[None]] = set()  # short jobs (out-of-range handling), owned here
         self.start_point_checks: Counter[str] = Counter()  # outcome -> count, since the link started here
         self._missing_leaders: set[int] = set()  # source leaders absent from the source's metadata
@@ -85,7 +92,8 @@ class ReplicationEngine:
             tasks.append(self._router)
         await cancel_and_wait(tasks)
         await self.drain_writes()
-        self.writer.shutdown(wait=True)
+        for writer in self._writers:
+            writer.shutdown(wait=True)
         self.loops.clear()
         for rep in self.replicators.values():
             rep.stopped = True
@@ -339,8 +347,8 @@ class ReplicationEngine:
         if start_at.kind == "latest" or earliest == latest:
             # Nothing at or above the source's high watermark exists yet, so no batch can straddle it.
             start = latest
-            if start > 0:  # files are deleted and a checkpoint written: on the writer thread
-                await asyncio.get_running_loop().run_in_executor(self.writer, log_.restart_at, start)
+            if start > 0:  # files are deleted and a checkpoint written: on its writer thread
+                await asyncio.get_running_loop().run_in_executor(self.writer_for(rep.tp), log_.restart_at, start)
                 self.link.broker.notifier.notify(rep.tp)
         elif start_at.kind == "timestamp":
             start = found.offset if found is not None and found.offset >= 0 else latest
@@ -353,20 +361,28 @@ class ReplicationEngine:
                  start_at.kind)
 
     # --- the append path -------------------------------------------------
+    def writer_for(self, tp: TopicPartition) -> ThreadPoolExecutor:
+        """The writer thread of ``tp``: every write to its log goes there, in the order it is handed over."""
+        writer = self._writer_of.get(tp)
+        if writer is None:
+            writer = self._writer_of[tp] = self._writers[len(self._writer_of) % len(self._writers)]
+        return writer
+
     async def write_batches(self, work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
                             ) -> dict[TopicPartition, KafkaError]:
-        """Append the planned batches of one response on the writer thread; failures by partition."""
-        if not any(planned is not None for _, _, planned in work):
-            return {}
-        future = asyncio.get_running_loop().run_in_executor(self.writer, self._write_on_thread, work)
-        self._writes.add(future)
-        try:
-            return await asyncio.shield(future)
-        finally:
-            if future.done():
-                self._writes.discard(future)
-            else:
-                future.add_done_callback(self._writes.discard)
+        """Append the planned batches of one response on the partitions' writer threads; failures by partition."""
+        shares: dict[ThreadPoolExecutor, list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]] = {}
+        for item in work:
+            if item[2] is not None:
+                shares.setdefault(self.writer_for(item[0].tp), []).append(item)
+        loop = asyncio.get_running_loop()
+        futures = [loop.run_in_executor(writer, self._write_on_thread, share) for writer, share in shares.items()]
+        errors: dict[TopicPartition, KafkaError] = {}
+        for future in futures:
+            self._track(future)
+        for future in futures:  # shielded: a cancelled lane leaves its appends to finish (drain_writes waits)
+            errors.update(await asyncio.shield(future))
+        return errors
 
     @staticmethod
     def _write_on_thread(work: list[tuple[PartitionReplicator, FetchedPartition, PlannedAppend | None]]
@@ -400,7 +416,7 @@ class ReplicationEngine:
         write.add_done_callback(self._writes.discard)
 
     async def drain_writes(self) -> None:
-        """Wait for appends already on the writer thread (after fencing, so that none can follow)."""
+        """Wait for appends already on the writer threads (after fencing, so that none can follow)."""
         while self._writes:
             await asyncio.wait(list(self._writes))
 
@@ -456,14 +472,14 @@ class ReplicationEngine:
             link.metrics.bytes.labels(link.spec.name).inc(planned.end)
             link.metrics.batches.labels(link.spec.name).inc(planned.batches)
         # Follow the source's log start (retention, DeleteRecords); a new shadow partition starts where the
-        # source's data does, mid-batch or not. Moving it deletes files: on the writer thread, after the appends.
+        # source's data does, mid-batch or not. Moving it deletes files: on its writer thread, after its appends.
         start = rep.source_log_start_offset
         if rep.fresh and planned is not None:
             rep.fresh = False
             start = max(planned.first_base_offset, start)
         if log_.log_start_offset < start <= log_.high_watermark and start > rep.start_requested:
             rep.start_requested = start
-            self._track(asyncio.get_running_loop().run_in_executor(self.writer, _advance_start, rep, start))
+            self._track(asyncio.get_running_loop().run_in_executor(self.writer_for(rep.tp), _advance_start, rep, start))
         if rep.state is not TaskState.ACTIVE:
             rep.set_state(TaskState.ACTIVE)
 

@@ -290,7 +290,7 @@ class SourceFetchLoop:
                 self._hand_over(lane)
                 if lane.partitions:
                     pending = asyncio.ensure_future(lane.fetcher.fetch())
-                # CRC checks and file writes release the GIL: they run on the link's writer thread while
+                # CRC checks and file writes release the GIL: they run on the link's writer threads while
                 # this thread receives the next response.
                 try:
                     errors = await self.engine.write_batches(work)

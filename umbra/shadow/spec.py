@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from umbra.client.settings import SaslSettings, TlsSettings, parse_sasl_settings, parse_tls_settings
+from umbra.cluster.configs import TOPIC_CONFIGS
 from umbra.cluster.metadata import validate_topic_name
 from umbra.errors import KafkaError
 
@@ -24,11 +25,23 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 
-# The source's compaction settings are synced too: a shadow of a compacted topic compacts its own copy.
-DEFAULT_SYNCED_PROPERTIES = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes",
-                             "message.timestamp.type", "compression.type", "delete.retention.ms",
-                             "min.compaction.lag.ms", "max.compaction.lag.ms",
-                             "min.cleanable.dirty.ratio")
+# Topic configs the shadow owns: its own storage layout and durability (segments, indexes, flushes,
+# preallocation), its replication (min.insync.replicas and unclean elections depend on the shadow cluster's
+# replicas; the throttled-replica lists name the source's brokers) and tiered storage (the shadow's own).
+SHADOW_OWNED_PROPERTIES = frozenset({
+    "segment.bytes", "segment.ms", "segment.jitter.ms", "segment.index.bytes", "index.interval.bytes",
+    "flush.messages", "flush.ms", "preallocate", "min.insync.replicas", "unclean.leader.election.enable",
+    "leader.replication.throttled.replicas", "follower.replication.throttled.replicas", "remote.storage.enable",
+    "local.retention.ms", "local.retention.bytes", "remote.log.copy.disable", "remote.log.delete.on.disable"})
+# Every other Kafka topic config is synced, those umbra stores without acting on included, so that a failed
+# over topic describes as its source did. The compaction settings are among them: a shadow of a compacted
+# topic compacts its own copy.
+DEFAULT_SYNCED_PROPERTIES = tuple(sorted(name for name in TOPIC_CONFIGS if name not in SHADOW_OWNED_PROPERTIES))
+# The default before umbra accepted every Kafka topic config. Stored specs spell their list out, so a link
+# created then carries exactly this one: it is read as the default of today, not as a choice.
+_FORMER_DEFAULT_SYNCED_PROPERTIES = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes",
+                                     "message.timestamp.type", "compression.type", "delete.retention.ms",
+                                     "min.compaction.lag.ms", "max.compaction.lag.ms", "min.cleanable.dirty.ratio")
 
 
 def parse_duration_ms(path: str, value: Any) -> int:
@@ -284,7 +297,7 @@ def parse_link_spec(doc: Any) -> LinkSpec:
         props = t["synced_properties"]
         if not isinstance(props, list) or not all(isinstance(p, str) and p for p in props):
             raise SpecError("topics.synced_properties: expected a list of topic config names")
-        synced = tuple(props)
+        synced = DEFAULT_SYNCED_PROPERTIES if tuple(props) == _FORMER_DEFAULT_SYNCED_PROPERTIES else tuple(props)
     topics = TopicsSpec(filters, parse_duration_ms("topics.sync_interval", t.get("sync_interval", "5s")), start_at,
                         synced)
 

@@ -15,7 +15,6 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from umbra.errors import InvalidRecord
 from umbra.records import compression as codecs
 from umbra.records.batch import (
     COMPRESSION_MASK,
@@ -28,6 +27,7 @@ from umbra.records.batch import (
 )
 from umbra.records.crc import Buffer
 from umbra.records.records import Record, decode_batch, encode_varint
+from umbra.records.validation import RecordError, RecordValidationError, keyless_records
 from umbra.storage.config import LogConfig
 from umbra.storage.segment import Segment
 
@@ -55,11 +55,12 @@ class FilteredBatch:
 
 
 def require_keys(buf: Buffer, headers: Sequence[BatchHeader], log_name: str, max_decompressed: int) -> None:
-    """Producer batches for a compacted topic: every record needs a key (Kafka: INVALID_RECORD)."""
-    for header in headers:
-        _, records = decode_batch(buf, header.position, max_decompressed=max_decompressed)
-        if any(record.key is None for record in records):
-            raise InvalidRecord(f"Compacted topic cannot accept message without key in topic partition {log_name}")
+    """Producer batches for a compacted topic: every record needs a key. Kafka refuses the whole batch with
+    INVALID_RECORD and names each keyless record (KIP-467): RecordValidationError carries them."""
+    keyless = keyless_records(buf, headers, max_decompressed)
+    if keyless:
+        message = f"Compacted topic cannot accept message without key in topic partition {log_name}"
+        raise RecordValidationError([RecordError(index, message) for index in keyless])
 
 
 def has_delete_horizon(header: BatchHeader) -> bool:

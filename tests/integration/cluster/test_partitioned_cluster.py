@@ -198,6 +198,20 @@ def test_topic_admin_goes_through_the_controller(broker_factory: BrokerFactory, 
     wait_until(lambda: all("7200000" in broker_configs(b).values() for b in brokers.values()), timeout=30,
                message="every broker took the cluster-wide broker config")
 
+    # Group configs (resource type 32, KIP-848) are a cluster document in etcd: set through one broker,
+    # described by another.
+    group = ConfigResource(ResourceType.GROUP, "tuned-group", incremental_configs=[
+        ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
+    one.incremental_alter_configs([group])[group].result(timeout=30)
+
+    def group_session_timeout() -> tuple[str | None, int]:
+        described = ConfigResource(ResourceType.GROUP, "tuned-group")
+        entry = three.describe_configs([described])[described].result(timeout=30)["consumer.session.timeout.ms"]
+        return entry.value, entry.source
+
+    wait_until(lambda: group_session_timeout() == ("50000", 8), timeout=30,  # 8: GROUP_CONFIG
+               message=lambda: f"the group config seen by broker 3: {group_session_timeout()}")
+
 
 def test_a_reassignment_through_the_kafka_api_moves_a_partition(broker_factory: BrokerFactory,
                                                                etcd: EtcdServer) -> None:

@@ -106,10 +106,14 @@ def _key(b: AclBinding) -> tuple[Any, ...]:
 
 def test_configs_and_acls_follow_the_source(clusters) -> None:
     source, shadow = clusters
-    create_topic(source.bootstrap, "cfg-a", partitions=1, config={"retention.ms": "86400000"})
+    # file.delete.delay.ms and message.format.version are Kafka topic configs umbra stores without acting on:
+    # synced all the same, so that the shadow describes the topic as its source does.
+    stored_only = {"file.delete.delay.ms": "12345", "message.format.version": "2.8"}
+    create_topic(source.bootstrap, "cfg-a", partitions=1, config={"retention.ms": "86400000", **stored_only})
     create_link(shadow, link_spec(source, prefixes=("cfg-",), excludes=("cfg-secret",)))
     wait_until(lambda: topic_config(shadow, "cfg-a").get("retention.ms") == "86400000", timeout=TIMEOUT,
                message=lambda: f"cfg-a's retention.ms on the shadow: {topic_config(shadow, 'cfg-a')}")
+    assert {k: topic_config(shadow, "cfg-a")[k] for k in stored_only} == stored_only
 
     # IncrementalAlterConfigs on the source: retention.ms follows; segment.ms (not synced) does not.
     default_segment_ms = topic_config(shadow, "cfg-a")["segment.ms"]

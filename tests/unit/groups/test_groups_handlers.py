@@ -143,7 +143,8 @@ def test_find_coordinator(env: Env, version: int) -> None:
             assert [(c.key, c.error_code, c.node_id, c.port) for c in found.coordinators] == [
                 ("a", 0, 1, 9092), ("", ErrorCode.INVALID_REQUEST, -1, -1), ("b", 0, 1, 9092)]
             txn = await call(broker, 10, version, key_type=1, coordinator_keys=["tx"])
-            assert txn.coordinators[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+            assert txn.coordinators[0].error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED  # fatal: no retry
+            assert "not supported" in txn.coordinators[0].error_message
         else:
             fields = {"key": "a"} if version == 0 else {"key": "a", "key_type": 0}
             found = await call(broker, 10, version, **fields)

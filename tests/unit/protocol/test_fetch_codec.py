@@ -25,7 +25,7 @@ def _topics() -> list[FetchTopicData]:
     ]
 
 
-@pytest.mark.parametrize("version", range(4, 17))
+@pytest.mark.parametrize("version", range(4, 18))
 def test_matches_schema_codec(version: int) -> None:
     topics = _topics()
     expected_fields = {
@@ -50,7 +50,7 @@ def test_record_sets_are_not_copied() -> None:
     assert any(piece is records for piece in pieces)
 
 
-@pytest.mark.parametrize("version", [4, 11, 12, 13, 16])
+@pytest.mark.parametrize("version", [4, 11, 12, 13, 16, 17])
 def test_file_regions_and_record_set_parts(version: int, tmp_path) -> None:
     from umbra.storage.region import FileRegion
 

@@ -81,7 +81,8 @@ def topic_id_of_t(broker: Broker) -> uuid.UUID:
 
 
 TP = {"name": "t", "partitions": [{"partition_index": 0}]}
-CONFIG_RESOURCES = [{"resource_type": 2, "resource_name": "t"}, {"resource_type": 4, "resource_name": "1"}]
+CONFIG_RESOURCES = [{"resource_type": 2, "resource_name": "t"}, {"resource_type": 4, "resource_name": "1"},
+                    {"resource_type": 32, "resource_name": "g"}]
 
 ROWS = [
     Row("produce", 0, 9, {"acks": 1, "timeout_ms": 1000, "transactional_id": None,
@@ -206,20 +207,31 @@ ROWS = [
         {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {CLUSTER_DENIED}),
     Row("describe configs", 32, 4, {"resources": [{**r, "configuration_keys": None} for r in CONFIG_RESOURCES],
                                     "include_synonyms": False, "include_documentation": False},
-        {(TOPIC, "t", Op.DESCRIBE_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.DESCRIBE_CONFIGS)},
-        {TOPIC_DENIED, CLUSTER_DENIED}),
+        {(TOPIC, "t", Op.DESCRIBE_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.DESCRIBE_CONFIGS),
+         (GROUP, "g", Op.DESCRIBE_CONFIGS)},
+        {TOPIC_DENIED, CLUSTER_DENIED, GROUP_DENIED}),
     Row("alter configs", 33, 2, {"resources": [{**r, "configs": []} for r in CONFIG_RESOURCES],
                                  "validate_only": True},
-        {(TOPIC, "t", Op.ALTER_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.ALTER_CONFIGS)}, {TOPIC_DENIED, CLUSTER_DENIED}),
+        {(TOPIC, "t", Op.ALTER_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.ALTER_CONFIGS), (GROUP, "g", Op.ALTER_CONFIGS)},
+        {TOPIC_DENIED, CLUSTER_DENIED, GROUP_DENIED}),
+    Row("alter replica log dirs", 34, 2, {"dirs": [{"path": "/elsewhere", "topics": [{"name": "t", "partitions": [0]}]}]},
+        {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {CLUSTER_DENIED}),
     Row("describe log dirs", 35, 4, {"topics": None}, {(CLUSTER, CLUSTER_NAME, Op.DESCRIBE)}, {CLUSTER_DENIED},
         expect=lambda r: r["results"] == []),
     Row("create partitions", 37, 3, {"topics": [{"name": "t", "count": 2, "assignments": None}], "timeout_ms": 1000,
                                      "validate_only": True},
         {(TOPIC, "t", Op.ALTER)}, {TOPIC_DENIED}),
     Row("delete groups", 42, 2, {"groups_names": ["g"]}, {(GROUP, "g", Op.DELETE)}, {GROUP_DENIED}),
+    Row("elect leaders", 43, 2, {"election_type": 0, "topic_partitions": [{"topic": "t", "partitions": [0]}],
+                                 "timeout_ms": 1000},
+        {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {CLUSTER_DENIED}),
+    Row("elect leaders, allowed", 43, 2, {"election_type": 0, "topic_partitions": [{"topic": "t", "partitions": [0]}],
+                                          "timeout_ms": 1000},
+        {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {ErrorCode.ELECTION_NOT_NEEDED}, allow={(CLUSTER, CLUSTER_NAME, Op.ALTER)}),
     Row("incremental alter configs", 44, 1, {"resources": [{**r, "configs": []} for r in CONFIG_RESOURCES],
                                              "validate_only": True},
-        {(TOPIC, "t", Op.ALTER_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.ALTER_CONFIGS)}, {TOPIC_DENIED, CLUSTER_DENIED}),
+        {(TOPIC, "t", Op.ALTER_CONFIGS), (CLUSTER, CLUSTER_NAME, Op.ALTER_CONFIGS), (GROUP, "g", Op.ALTER_CONFIGS)},
+        {TOPIC_DENIED, CLUSTER_DENIED, GROUP_DENIED}),
     Row("alter partition reassignments", 45, 0, {"timeout_ms": 1000, "topics": [
         {"name": "t", "partitions": [{"partition_index": 0, "replicas": [1]}]}]},
         {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {CLUSTER_DENIED}),
@@ -232,11 +244,43 @@ ROWS = [
         {CLUSTER_DENIED}),
     Row("alter user scram credentials", 51, 0, {"deletions": [{"name": "alice", "mechanism": 1}], "upsertions": []},
         {(CLUSTER, CLUSTER_NAME, Op.ALTER)}, {CLUSTER_DENIED}),
-    # As Kafka's broker: DESCRIBE on the cluster only decides cluster_authorized_operations (not filled here).
+    # As Kafka's broker: DESCRIBE on the cluster only decides cluster_authorized_operations (0 without it).
     Row("describe cluster", 60, 1, {"include_cluster_authorized_operations": False, "endpoint_type": 1}, set(),
         expect=lambda r: r["error_code"] == 0 and len(r["brokers"]) == 1),
+    Row("describe topic partitions, named topic", 75, 0, {"topics": [{"name": "t"}], "response_partition_limit": 10,
+                                                          "cursor": None},
+        {(TOPIC, "t", Op.DESCRIBE)}, {TOPIC_DENIED}, expect=lambda r: r["topics"][0]["topic_id"] in (None, uuid.UUID(int=0))),
+    Row("describe topic partitions, every topic", 75, 0, {"topics": [], "response_partition_limit": 10, "cursor": None},
+        {(TOPIC, "t", Op.DESCRIBE), (TOPIC, "__consumer_offsets", Op.DESCRIBE)}, expect=lambda r: r["topics"] == []),
     Row("describe producers", 61, 0, {"topics": [{"name": "t", "partition_indexes": [0]}]},
         {(TOPIC, "t", Op.READ)}, {TOPIC_DENIED}),
+    Row("describe cluster, authorized operations", 60, 1,
+        {"include_cluster_authorized_operations": True, "endpoint_type": 1}, {(CLUSTER, CLUSTER_NAME, Op.DESCRIBE)},
+        expect=lambda r: r["authorized_operations"] == []),  # Kafka: 0 without DESCRIBE on the cluster
+    Row("metadata, authorized operations", 3, 10,
+        {"topics": [{"name": "t", "topic_id": None}], "allow_auto_topic_creation": False,
+         "include_cluster_authorized_operations": True, "include_topic_authorized_operations": True},
+        {(TOPIC, "t", Op.DESCRIBE), (CLUSTER, CLUSTER_NAME, Op.DESCRIBE),
+         *((TOPIC, "t", op) for op in (Op.READ, Op.WRITE, Op.CREATE, Op.DELETE, Op.ALTER, Op.DESCRIBE_CONFIGS,
+                                       Op.ALTER_CONFIGS))},
+        allow={(TOPIC, "t", Op.DESCRIBE)},
+        expect=lambda r: r["topics"][0]["authorized_operations"] == [int(Op.DESCRIBE)]
+        and r["authorized_operations"] == []),
+    Row("consumer group heartbeat", 68, 1, {"group_id": "g", "member_id": "m", "member_epoch": 0,
+                                            "rebalance_timeout_ms": 10000, "subscribed_topic_names": ["t"],
+                                            "topic_partitions": []},
+        {(GROUP, "g", Op.READ)}, {GROUP_DENIED}),
+    Row("consumer group heartbeat, group allowed", 68, 1, {"group_id": "g", "member_id": "m", "member_epoch": 0,
+                                                           "rebalance_timeout_ms": 10000,
+                                                           "subscribed_topic_names": ["t"], "topic_partitions": []},
+        {(GROUP, "g", Op.READ), (TOPIC, "t", Op.DESCRIBE)}, {TOPIC_DENIED}, allow={(GROUP, "g", Op.READ)}),
+    Row("consumer group heartbeat, regex", 68, 1, {"group_id": "g", "member_id": "m", "member_epoch": 0,
+                                                   "rebalance_timeout_ms": 10000, "subscribed_topic_regex": "t.*",
+                                                   "topic_partitions": []},
+        {(GROUP, "g", Op.READ), (TOPIC, "t", Op.DESCRIBE)}, allow={(GROUP, "g", Op.READ)},
+        expect=lambda r: r["error_code"] == 0 and not r["assignment"]["topic_partitions"]),
+    Row("consumer group describe", 69, 1, {"group_ids": ["g"], "include_authorized_operations": False},
+        {(GROUP, "g", Op.DESCRIBE)}, {GROUP_DENIED}),
 ]
 
 

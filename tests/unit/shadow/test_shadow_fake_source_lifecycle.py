@@ -34,6 +34,7 @@ from umbra.client.admin import AclBinding as SourceAcl
 from umbra.records.records import build_batch
 from umbra.security.acls import AclBinding, AclOperation, PatternType, PermissionType, ResourceType
 from umbra.server.broker import Broker
+from umbra.shadow import engine as engine_module
 from umbra.shadow.link import _metrics_for
 from umbra.shadow.manager import ShadowTopicReadOnly
 from umbra.shadow.state import LinkState
@@ -73,7 +74,7 @@ ORDERS, ORDERS_1 = ("orders", 0), ("orders", 1)
 async def failed_over_with_appends_in_flight(tmp_path: Path
                                              ) -> AsyncIterator[tuple[FakeSource, Shadow, dict[int, AppendSpy]]]:
     """A link replicating ``orders`` (partition 0 led by source broker 1, partition 1 by broker 2: two fetch loops
-    sharing the link's writer thread) is failed over with appends in flight: partition 0's append of offsets
+    sharing one writer thread, as partitions do once a link has more of them than writer threads) is failed over with appends in flight: partition 0's append of offsets
     10-13 under way on the writer thread (held there by the spy until the failover was requested), partition 1's
     append of its 10-13 queued behind it, and partition 0's 14-17 fetched by the pipelined Fetch. Yields the
     spies by partition once the topic is FAILED_OVER."""
@@ -81,10 +82,15 @@ async def failed_over_with_appends_in_flight(tmp_path: Path
     source.create_topic(ORDERS[0], 2, leaders=(1, 2))
     for tp in (ORDERS, ORDERS_1):
         source.produce(*tp, values("a", 10))
+    writer_threads = engine_module.WRITER_THREADS
+    engine_module.WRITER_THREADS = 1  # the engine is made when the link is created, below
     shadow = await open_shadow(tmp_path / "shadow", source)
     spies: dict[int, AppendSpy] = {}
     try:
-        await shadow.manager.create(link_doc())
+        try:
+            await shadow.manager.create(link_doc())
+        finally:
+            engine_module.WRITER_THREADS = writer_threads
         for tp in (ORDERS, ORDERS_1):
             await caught_up(shadow, source, *tp)
         with pytest.raises(ShadowTopicReadOnly):

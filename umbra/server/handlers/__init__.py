@@ -78,6 +78,13 @@ class RequestContext:
         return frozenset(name for name in set(names)
                          if not authorizer.allowed(principal, host, operation, ResourceType.TOPIC, name))
 
+    def authorized_operations(self, resource_type: ResourceType, name: str) -> int:
+        """KIP-430: the bit field of the operations this principal may perform on the resource (bit n set:
+        AclOperation n allowed), over the operations Kafka defines for its type. Every one while authorization
+        is off."""
+        return sum(1 << int(op) for op in SUPPORTED_OPERATIONS.get(resource_type, ())
+                   if self.authorized(op, resource_type, name))
+
     def require_cluster(self, operation: AclOperation) -> None:
         """Raise ClusterAuthorizationFailed (CLUSTER_AUTHORIZATION_FAILED) unless it may ``operation`` the cluster."""
         if not self.authorized_cluster(operation):
@@ -96,6 +103,21 @@ class RequestContext:
 
 
 _NOTHING_DENIED: frozenset[str] = frozenset()
+
+# Kafka's AclEntry.supportedOperations: what authorized_operations reports on, per resource type.
+SUPPORTED_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
+    ResourceType.TOPIC: (AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE,
+                         AclOperation.DELETE, AclOperation.ALTER, AclOperation.DESCRIBE_CONFIGS,
+                         AclOperation.ALTER_CONFIGS),
+    ResourceType.GROUP: (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+                         AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS),
+    ResourceType.CLUSTER: (AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+                           AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+                           AclOperation.DESCRIBE),
+    ResourceType.TRANSACTIONAL_ID: (AclOperation.DESCRIBE, AclOperation.WRITE),
+    ResourceType.DELEGATION_TOKEN: (AclOperation.DESCRIBE,),
+    ResourceType.USER: (AclOperation.CREATE_TOKENS, AclOperation.DESCRIBE_TOKENS),
+}
 
 
 def topic_denied(principal: str, operation: AclOperation, name: str) -> KafkaError:

@@ -1,8 +1,9 @@
-"""DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44), for topics and brokers.
+"""DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44), for topics, brokers and groups.
 
-Definitions, validation and precedence live in :mod:`umbra.cluster.configs`; this module maps requests to
-them. Each resource succeeds or fails on its own. A broker resource is named ``""`` (cluster-wide dynamic
-defaults) or this broker's id (dynamic configs of this broker only).
+Definitions, validation and precedence live in :mod:`umbra.cluster.configs` (and
+:mod:`umbra.cluster.group_configs`); this module maps requests to them. Each resource succeeds or fails on
+its own. A broker resource is named ``""`` (cluster-wide dynamic defaults) or this broker's id (dynamic
+configs of this broker only); a group resource (KIP-848) by its group id, which need not exist yet.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from umbra.cluster import configs as defs
+from umbra.cluster import group_configs
 from umbra.cluster.configs import ConfigEntry, TopicMutation, check_topic_mutation
 from umbra.errors import InvalidRequest, KafkaError
 from umbra.security.acls import AclOperation
@@ -23,6 +25,7 @@ log = logging.getLogger("umbra.handlers.configs")
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+GROUP = 32
 
 
 def _broker_scope(ctx: RequestContext, name: str) -> int | None:
@@ -46,17 +49,25 @@ class _ConfigResource(Protocol):
 
 
 def _authorize(ctx: RequestContext, resource: _ConfigResource, operation: AclOperation) -> None:
-    """DESCRIBE_CONFIGS or ALTER_CONFIGS: on the topic for a topic's configs, on the cluster for a broker's (as
-    Kafka). Other types have no configs here, and are refused as such."""
+    """DESCRIBE_CONFIGS or ALTER_CONFIGS: on the topic for a topic's configs, on the group for a group's, on
+    the cluster for a broker's (as Kafka). Other types have no configs here, and are refused as such."""
     if resource.resource_type == TOPIC:
         ctx.require_topic(operation, resource.resource_name)
+    elif resource.resource_type == GROUP:
+        ctx.require_group(operation, resource.resource_name)
     elif resource.resource_type in (BROKER, BROKER_LOGGER):
         ctx.require_cluster(operation)
 
 
 def _unsupported(resource_type: int) -> KafkaError:
-    return InvalidRequest(f"resource type {resource_type} has no configs here; umbra has TOPIC ({TOPIC}) "
-                          f"and BROKER ({BROKER}) configs")
+    return InvalidRequest(f"resource type {resource_type} has no configs here; umbra has TOPIC ({TOPIC}), "
+                          f"BROKER ({BROKER}) and GROUP ({GROUP}) configs")
+
+
+def _group_id(name: str) -> str:
+    if not name:
+        raise InvalidRequest("Default group resources are not allowed.")  # Kafka's words
+    return name
 
 
 def _resource_result(resource: Any, exc: KafkaError | OSError | None, what: str) -> dict[str, Any]:
@@ -95,6 +106,10 @@ def _describe(ctx: RequestContext, resource: Any) -> list[ConfigEntry]:
     if resource.resource_type == BROKER:
         scope = _broker_scope(ctx, resource.resource_name)
         return defs.describe_broker(broker.config, broker.metadata.broker_configs(), scope is None, keys)
+    if resource.resource_type == GROUP:
+        group_id = _group_id(resource.resource_name)
+        document = broker.control.document(group_configs.GROUP_CONFIGS_DOCUMENT)
+        return group_configs.describe_group(broker.config, group_configs.overrides_of(document, group_id), keys)
     raise _unsupported(resource.resource_type)
 
 
@@ -156,9 +171,10 @@ async def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs,
     def effective(key: str) -> str:
         return defs.broker_synonyms(defs.BROKER_CONFIGS[key], broker.config, stored)[0].value
 
-    updated = defs.validate_broker_configs(new_configs(current, effective))
+    updated = defs.validate_broker_configs(new_configs(current, effective), scope)
     all_configs = defs.replace_dynamic_scope(stored, scope, updated)
     defs.log_config_for(broker.config, {}, all_configs)
+    defs.check_broker_changes(broker.config, stored, all_configs)
     if validate_only or all_configs == dict(stored):
         return
     if broker.clustered:  # one document in etcd: every broker takes it when it reads it
@@ -167,6 +183,25 @@ async def _apply_broker(ctx: RequestContext, name: str, new_configs: NewConfigs,
     broker.metadata.set_broker_configs(all_configs)
     broker.broker_configs_changed()
     log.info("dynamic broker configs (%s) now %s", "cluster-wide" if scope is None else f"broker {scope}", updated)
+
+
+async def _apply_group(ctx: RequestContext, name: str, new_configs: NewConfigs, validate_only: bool) -> None:
+    broker = ctx.broker
+    group_id = _group_id(name)
+    document = group_configs.GROUP_CONFIGS_DOCUMENT
+    current = group_configs.overrides_of(broker.control.document(document), group_id)
+
+    def effective(key: str) -> str:
+        definition = group_configs.group_config_def(key)
+        return current.get(key) or group_configs.default_value(definition, broker.config)
+
+    updated = group_configs.validate_group_configs(new_configs(current, effective), broker.config)
+    if validate_only or updated == current:
+        return
+    # A control-plane document: a file in the data directory of a single broker, a key in etcd on a cluster.
+    await broker.control.update_document(
+        document, lambda stored: group_configs.with_overrides(stored, group_id, updated))
+    log.info("group %r configs now %s", group_id, updated)
 
 
 async def _alter_resources(ctx: RequestContext, request: Any,
@@ -185,6 +220,8 @@ async def _alter_resources(ctx: RequestContext, request: Any,
                 apply = _apply_topic
             elif resource.resource_type == BROKER:
                 apply = _apply_broker
+            elif resource.resource_type == GROUP:
+                apply = _apply_group
             else:
                 raise _unsupported(resource.resource_type)
             await apply(ctx, resource.resource_name, new_configs_of(resource), bool(request.validate_only))
@@ -210,8 +247,14 @@ async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) ->
 
     def new_configs_of(resource: Any) -> NewConfigs:
         ops = [(c.name, c.config_operation, c.value) for c in resource.configs]
-        is_topic = resource.resource_type == TOPIC
-        definition_of = defs.topic_config_def if is_topic else defs.dynamic_broker_config_def
+        definition_of: Callable[[str], defs.Definition]
+        if resource.resource_type == TOPIC:
+            definition_of = defs.topic_config_def
+        elif resource.resource_type == GROUP:
+            definition_of = group_configs.group_config_def
+        else:
+            scope = _broker_scope(ctx, resource.resource_name)
+            definition_of = lambda name: defs.dynamic_broker_config_def(name, scope)  # noqa: E731
         return lambda current, effective: defs.apply_incremental(current, ops, definition_of, effective)
 
     return await _alter_resources(ctx, request, new_configs_of)

@@ -1,12 +1,13 @@
-"""DescribeLogDirs (35), ListPartitionReassignments (46) and DescribeProducers (61): read-only views that
-admin tools (kafka-log-dirs, kafka-topics --describe, kafka-transactions, UIs) ask every broker for."""
+"""DescribeLogDirs (35) and DescribeProducers (61): read-only views that admin tools (kafka-log-dirs,
+kafka-topics --describe, kafka-transactions, UIs) ask every broker for; and AlterReplicaLogDirs (34), the
+change that goes with DescribeLogDirs."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from umbra.errors import KafkaError
+from umbra.errors import ErrorCode, KafkaError
 from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
 
@@ -32,7 +33,7 @@ async def handle_describe_log_dirs(ctx: RequestContext, request: Any) -> dict[st
                                    "offset_lag": 0, "is_future_key": False})
         if partitions:
             topics.append({"name": meta.name, "partitions": partitions})
-    data_dir = str(broker.logs.data_dir.resolve())
+    data_dir = _log_dir(ctx)
     total = usable = -1
     try:
         stats = os.statvfs(data_dir)
@@ -42,6 +43,52 @@ async def handle_describe_log_dirs(ctx: RequestContext, request: Any) -> dict[st
     return {"throttle_time_ms": 0, "error_code": 0,
             "results": [{"error_code": 0, "log_dir": data_dir, "topics": topics, "total_bytes": total,
                          "usable_bytes": usable}]}
+
+
+def _log_dir(ctx: RequestContext) -> str:
+    """The broker's one log directory, its data dir, as DescribeLogDirs names it."""
+    return str(ctx.broker.logs.data_dir.resolve())
+
+
+def _same_dir(path: str, log_dir: str) -> bool:
+    try:
+        return os.path.realpath(path) == log_dir
+    except (OSError, ValueError):  # a path the OS cannot even resolve (e.g. a NUL byte) is no directory of ours
+        return False
+
+
+@handles(34, "AlterReplicaLogDirs", 0, 2)
+async def handle_alter_replica_log_dirs(ctx: RequestContext, request: Any) -> dict[str, Any]:
+    """Move replicas of this broker between its log directories. There is one: moving a replica to it is done
+    already (NONE); any other path is LOG_DIR_NOT_FOUND; a partition this broker does not have is
+    UNKNOWN_TOPIC_OR_PARTITION (Kafka's REPLICA_NOT_AVAILABLE is for a replica it should have but lost)."""
+    denied = not ctx.authorized_cluster(AclOperation.ALTER)  # Kafka answers every partition with the error
+    broker = ctx.broker
+    log_dir = _log_dir(ctx)
+    results: dict[str, list[dict[str, int]]] = {}
+    for directory in request.dirs:
+        known_dir = _same_dir(directory.path, log_dir)
+        for topic in directory.topics:
+            meta = broker.metadata.topic(topic.name)
+            for index in topic.partitions:
+                if denied:
+                    code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                elif meta is None or not 0 <= index < meta.partitions or not _has_replica(ctx, topic.name, index):
+                    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                elif not known_dir:
+                    code = ErrorCode.LOG_DIR_NOT_FOUND
+                else:
+                    code = ErrorCode.NONE
+                results.setdefault(topic.name, []).append({"partition_index": index, "error_code": int(code)})
+    return {"throttle_time_ms": 0,
+            "results": [{"topic_name": name, "partitions": partitions} for name, partitions in results.items()]}
+
+
+def _has_replica(ctx: RequestContext, topic: str, index: int) -> bool:
+    """Does this broker hold a replica of the partition (on a cluster, is it in the replica set)?"""
+    if not ctx.broker.clustered:
+        return True
+    return ctx.broker.node_id in ctx.broker.replicas.state(topic, index).replicas
 
 
 @handles(61, "DescribeProducers", 0, 0)

@@ -193,7 +193,7 @@ def _has_errors(results: list[tuple[TopicPartition, SessionPartition, dict[str, 
     return any(entry["error_code"] or entry["diverging_epoch"] is not None for _, _, entry in results)
 
 
-@handles(1, "Fetch", 4, 16)
+@handles(1, "Fetch", 4, 17)
 async def handle_fetch(ctx: RequestContext, request: Any) -> dict[str, Any] | list[Piece]:
     broker = ctx.broker
     version = ctx.api_version

@@ -16,6 +16,7 @@ from umbra.groups.membership import JoinRequest, valid_group_id
 from umbra.groups.model import GroupState
 from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles
+from umbra.server.handlers.metadata import authorized_operations
 
 log = logging.getLogger("umbra.groups")
 
@@ -51,15 +52,18 @@ def _find(ctx: RequestContext, key: str, key_type: int) -> dict[str, Any]:
                                                                key):
         return {"error_code": int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED), "node_id": -1, "host": "",
                 "port": -1, "error_message": f"{ctx.principal} is not authorized to DESCRIBE transactional id {key!r}"}
+    if key_type == KEY_TYPE_TRANSACTION:
+        # Until transactions exist, an error that clients treat as fatal: COORDINATOR_NOT_AVAILABLE is retried
+        # for ever (librdkafka's init_transactions() hung). librdkafka and aiokafka both give up at once on
+        # TRANSACTIONAL_ID_AUTHORIZATION_FAILED, and show this message.
+        return {"error_code": int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED), "node_id": -1, "host": "",
+                "port": -1, "error_message": "transactions are not supported by this broker (umbra) yet"}
     address = ctx.broker.coordinator_address(ctx.listener)
     if address is None:
         return {"error_code": int(ErrorCode.COORDINATOR_NOT_AVAILABLE), "node_id": -1, "host": "", "port": -1,
                 "error_message": "the cluster's __consumer_offsets has no live leader yet"}
     node_id, host, port = address
     found = {"error_code": 0, "error_message": None, "node_id": node_id, "host": host, "port": port}
-    if key_type == KEY_TYPE_TRANSACTION:
-        return {**found, "error_code": int(ErrorCode.COORDINATOR_NOT_AVAILABLE), "node_id": -1, "host": "",
-                "port": -1, "error_message": "transactions are not supported"}
     if key_type != KEY_TYPE_GROUP:
         return {**found, "error_code": int(ErrorCode.INVALID_REQUEST), "node_id": -1, "host": "", "port": -1,
                 "error_message": f"unknown coordinator key type {key_type}"}
@@ -171,16 +175,22 @@ async def handle_leave_group(ctx: RequestContext, request: Any) -> dict[str, Any
 
 # --- DescribeGroups, ListGroups, DeleteGroups ------------------------------------------------------
 
-def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
+def _describe(ctx: RequestContext, group_id: str, include_operations: bool = False) -> dict[str, Any]:
     version = ctx.api_version
     empty: dict[str, Any] = {"group_id": group_id, "error_code": 0, "group_state": GroupState.DEAD.value,
                              "protocol_type": "", "protocol_data": "", "members": []}
-    # authorized_operations is left unset: the codec (a bitfield there) then writes Kafka's "not requested".
+    # authorized_operations is set only for a described group when asked (else the codec writes "not requested").
     if not ctx.authorized(AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
         return {**empty, "error_code": int(ErrorCode.GROUP_AUTHORIZATION_FAILED)}
     if not valid_group_id(group_id):
         return {**empty, "error_code": int(ErrorCode.INVALID_GROUP_ID)}
     group = coordinator(ctx).describe_group(group_id)
+    if group is not None and group.consumer is not None:
+        # As Kafka 4: DescribeGroups describes classic groups only; a consumer-protocol group is "not found".
+        if version >= 6:
+            return {**empty, "error_code": int(ErrorCode.GROUP_ID_NOT_FOUND),
+                    "error_message": f"Group {group_id} is not a classic group."}
+        return empty
     if group is None:
         if version >= 6:
             return {**empty, "error_code": int(ErrorCode.GROUP_ID_NOT_FOUND),
@@ -192,13 +202,18 @@ def _describe(ctx: RequestContext, group_id: str) -> dict[str, Any]:
                 "client_host": m.client_host,
                 "member_metadata": m.metadata_for(protocol) if stable else b"",
                 "member_assignment": m.assignment if stable else b""} for m in group.members.values()]
-    return {**empty, "group_state": group.state.value, "protocol_type": group.protocol_type or "",
-            "protocol_data": protocol if stable else "", "members": members}
+    described = {**empty, "group_state": group.state.value, "protocol_type": group.protocol_type or "",
+                 "protocol_data": protocol if stable else "", "members": members}
+    if include_operations and version >= 3:  # KIP-430
+        described["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, group_id)
+    return described
 
 
 @handles(15, "DescribeGroups", 0, 6)
 async def handle_describe_groups(ctx: RequestContext, request: Any) -> dict[str, Any]:
-    return {"throttle_time_ms": 0, "groups": [_describe(ctx, group_id or "") for group_id in request.groups or []]}
+    include = ctx.api_version >= 3 and bool(request.include_authorized_operations)
+    return {"throttle_time_ms": 0,
+            "groups": [_describe(ctx, group_id or "", include) for group_id in request.groups or []]}
 
 
 @handles(16, "ListGroups", 0, 5)

@@ -64,7 +64,8 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, A
             errors.pop(tp, None)
         requested.append((name, indexes))
     if offsets:
-        errors.update(groups.commit_offsets(request.group_id or "", generation, member_id, instance_id, offsets))
+        errors.update(groups.commit_offsets(request.group_id or "", generation, member_id, instance_id, offsets,
+                                            version))
         if not await ctx.broker.offsets_replicated():  # on a cluster: acknowledged once the ISR has the commit
             # As Kafka: a commit the ISR did not confirm is COORDINATOR_NOT_AVAILABLE (retriable).
             errors.update({tp: ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -76,12 +77,16 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> dict[str, A
 
 # --- OffsetFetch -----------------------------------------------------------------------------------
 
-def _fetch_group(ctx: RequestContext, group_id: str,
-                 topics: list[tuple[str, list[int]]] | None) -> tuple[ErrorCode, list[dict[str, Any]]]:
+def _fetch_group(ctx: RequestContext, group_id: str, topics: list[tuple[str, list[int]]] | None,
+                 member: tuple[str | None, int] = (None, -1)) -> tuple[ErrorCode, list[dict[str, Any]]]:
     """One group's committed offsets. Authorized: DESCRIBE on the group; topics the principal may not DESCRIBE
-    are TOPIC_AUTHORIZATION_FAILED when named, and left out when every topic is asked for."""
+    are TOPIC_AUTHORIZATION_FAILED when named, and left out when every topic is asked for. ``member``: the
+    (member id, member epoch) of a v9+ fetch, which a consumer-protocol group checks."""
     try:
         ctx.require_group(AclOperation.DESCRIBE, group_id)
+        member_error = coordinator(ctx).check_offset_fetcher(group_id, *member)
+        if member_error is not ErrorCode.NONE:
+            return member_error, []
         denied = ctx.denied_topics(AclOperation.DESCRIBE, (name for name, _ in topics or []))
         wanted = None if topics is None else [(name, i) for name, indexes in topics if name not in denied
                                               for i in indexes]
@@ -121,7 +126,8 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> dict[str, An
     if version >= 8:
         groups = []
         for group in request.groups or []:
-            error, topics = _fetch_group(ctx, group.group_id or "", _topics(group.topics))
+            member = (group.member_id, group.member_epoch) if version >= 9 else (None, -1)
+            error, topics = _fetch_group(ctx, group.group_id or "", _topics(group.topics), member)
             groups.append({"group_id": group.group_id, "topics": topics, "error_code": int(error)})
         return {"throttle_time_ms": 0, "groups": groups}
     # v0 and v1 have no null topic list, nor a top-level error: errors go on every partition.

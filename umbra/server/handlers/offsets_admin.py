@@ -1,4 +1,7 @@
-"""ListOffsets (2), OffsetForLeaderEpoch (23) and DeleteRecords (21): reading and moving log positions."""
+"""ListOffsets (2), OffsetForLeaderEpoch (23) and DeleteRecords (21): reading and moving log positions.
+
+Every version Kafka 3.9 accepts is served, the oldest included: ListOffsets v0 (a list of offsets,
+``old_style_offsets``) and OffsetForLeaderEpoch v0-1 are still sent by tools such as Burrow (Sarama)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 from umbra.errors import KafkaError, OffsetOutOfRange
 from umbra.security.acls import AclOperation
 from umbra.server.handlers import RequestContext, handles
+from umbra.storage.log import Log
 
 LATEST = -1
 EARLIEST = -2
@@ -17,7 +21,7 @@ LATEST_TIERED = -5
 READ_COMMITTED = 1
 
 
-@handles(2, "ListOffsets", 1, 10)
+@handles(2, "ListOffsets", 0, 10)
 async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, Any]:
     broker = ctx.broker
     topics = []
@@ -50,15 +54,35 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> dict[str, An
                         entry["offset"], entry["timestamp"] = at_time
                 else:
                     raise KafkaError(f"timestamp {ts} is not a valid ListOffsets target")
+                if ctx.api_version == 0:
+                    entry["old_style_offsets"] = _old_style_offsets(log, ts, entry["offset"], p.max_num_offsets)
             except KafkaError as exc:
                 entry["error_code"] = int(exc.code)
                 entry["leader_epoch"] = -1
+                entry["old_style_offsets"] = []
             partitions.append(entry)
         topics.append({"name": topic.name, "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}
 
 
-@handles(23, "OffsetForLeaderEpoch", 2, 4)
+def _old_style_offsets(log: Log, timestamp: int, offset: int, max_num_offsets: int) -> list[int]:
+    """ListOffsets v0 (Burrow and other pre-0.10.1 tools): a list of offsets, newest first, at most
+    ``max_num_offsets``. For the latest it is the high watermark (then the log start, when more are asked for
+    and it differs), for the earliest the log start. v0 meant "offsets before this time", in Kafka by segment
+    modification times: here the first offset at or after the timestamp (every record before it is older),
+    or the high watermark when no record is that new."""
+    if max_num_offsets <= 0:
+        return []
+    if timestamp == LATEST:
+        offsets = [log.high_watermark, log.log_start_offset]
+    elif timestamp >= 0 and offset < 0:
+        offsets = [log.high_watermark]
+    else:
+        offsets = [offset]
+    return sorted(set(offsets), reverse=True)[:max_num_offsets]
+
+
+@handles(23, "OffsetForLeaderEpoch", 0, 4)
 async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> dict[str, Any]:
     broker = ctx.broker
     # Followers have CLUSTER_ACTION; consumers checking for truncation (KIP-320) need DESCRIBE on the topic.

@@ -22,6 +22,7 @@ from umbra.errors import (
     TransactionalIdAuthorizationFailed,
     UnknownTopicOrPartition,
 )
+from umbra.records.validation import RecordValidationError
 from umbra.security.acls import AclOperation, ResourceType
 from umbra.server.handlers import RequestContext, handles, topic_denied
 from umbra.server.replicas import Partition
@@ -29,8 +30,11 @@ from umbra.storage.log import Log
 
 
 def _partition_error(index: int, exc: KafkaError) -> dict[str, Any]:
+    # KIP-467: the records a per-record rule refused (v8+; the codec leaves them out of older versions).
+    record_errors = [{"batch_index": error.batch_index, "batch_index_error_message": error.message}
+                     for error in exc.record_errors] if isinstance(exc, RecordValidationError) else []
     return {"index": index, "error_code": int(exc.code), "base_offset": -1, "log_append_time_ms": -1,
-            "log_start_offset": -1, "record_errors": [], "error_message": str(exc) or exc.code.name}
+            "log_start_offset": -1, "record_errors": record_errors, "error_message": str(exc) or exc.code.name}
 
 
 async def _wait_for_isr(waits: list[tuple[Partition, dict[str, Any], int, int]], timeout_ms: int) -> None:

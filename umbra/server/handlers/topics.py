@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from umbra.cluster.configs import (
@@ -21,9 +22,11 @@ from umbra.cluster.configs import (
 )
 from umbra.cluster.control import ControlPlaneError
 from umbra.cluster.metadata import TopicMetadata, validate_topic_name
+from umbra.cluster.placement import check_replica_lists, indexed_replica_lists
 from umbra.errors import (
     ErrorCode,
     InvalidPartitions,
+    InvalidReplicaAssignment,
     InvalidReplicationFactor,
     InvalidRequest,
     InvalidTopic,
@@ -57,9 +60,14 @@ def topic_policy(ctx: RequestContext) -> TopicPolicy:
 
 
 def live_broker_count(ctx: RequestContext) -> int:
+    return len(live_broker_ids(ctx))
+
+
+def live_broker_ids(ctx: RequestContext) -> frozenset[int]:
+    """The brokers a replica may be placed on: this one alone, or the cluster's live brokers."""
     if not ctx.broker.clustered:
-        return 1
-    return len(ctx.broker.control.view().alive_brokers())
+        return frozenset((ctx.broker.node_id,))
+    return frozenset(b.node_id for b in ctx.broker.control.view().alive_brokers())
 
 
 def refuse_if_internal(topic: TopicMetadata, action: str) -> None:
@@ -72,15 +80,43 @@ def duplicates(names: list[str | None]) -> set[str | None]:
 
 
 # --- CreateTopics --------------------------------------------------------------------------------
-def _plan_topic(ctx: RequestContext, topic: Any) -> tuple[int, int, dict[str, str]]:
-    """Validate one CreatableTopic: (partitions, replication factor, normalised config overrides)."""
+@dataclass(frozen=True, slots=True)
+class TopicPlan:
+    """A CreatableTopic, validated."""
+
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]  # normalised overrides
+    replica_lists: list[list[int]] | None  # the operator's placement, partition by partition (None: automatic)
+
+
+def _manual_placement(ctx: RequestContext, topic: Any) -> list[list[int]]:
+    """CreateTopics ``assignments``, checked as Kafka does: with num_partitions and replication_factor -1, partition
+    ids 0..n-1, and replica lists of live brokers, without repeats, all of one length."""
+    if topic.num_partitions != -1 or topic.replication_factor != -1:
+        raise InvalidRequest("num_partitions and replication_factor must be -1 when assignments are given: "
+                             "both cannot be used at the same time")
+    replica_lists = indexed_replica_lists([(a.partition_index, list(a.broker_ids)) for a in topic.assignments])
+    if len(replica_lists) > MAX_PARTITIONS_PER_TOPIC:
+        raise InvalidPartitions(f"Number of partitions {len(replica_lists)} is above this broker's limit of "
+                                f"{MAX_PARTITIONS_PER_TOPIC} per topic")
+    check_replica_lists(replica_lists, live_broker_ids(ctx))
+    return replica_lists
+
+
+def _plan_topic(ctx: RequestContext, topic: Any) -> TopicPlan:
+    """Validate one CreatableTopic."""
     config = ctx.broker.config
     validate_topic_name(topic.name)
     if ctx.broker.metadata.topic(topic.name) is not None:
         raise TopicAlreadyExists(f"Topic '{topic.name}' already exists.")
+    repeated = duplicates([c.name for c in topic.configs])
+    if repeated:
+        raise InvalidRequest(f"config {next(iter(repeated))!r} appears more than once")
+    configs = validate_topic_configs({c.name: c.value for c in topic.configs if c.value is not None})
     if topic.assignments:
-        raise InvalidRequest("manual replica assignment is not supported; "
-                             "set num_partitions and replication_factor instead")
+        replica_lists = _manual_placement(ctx, topic)
+        return TopicPlan(len(replica_lists), len(replica_lists[0]), configs, replica_lists)
     partitions = config.num_partitions if topic.num_partitions == -1 else topic.num_partitions
     if partitions <= 0:
         raise InvalidPartitions(f"Number of partitions must be positive (or -1 for the broker default "
@@ -95,11 +131,7 @@ def _plan_topic(ctx: RequestContext, topic: Any) -> tuple[int, int, dict[str, st
     brokers = live_broker_count(ctx)
     if replication > brokers:
         raise InvalidReplicationFactor(f"Replication factor: {replication} larger than available brokers: {brokers}.")
-    repeated = duplicates([c.name for c in topic.configs])
-    if repeated:
-        raise InvalidRequest(f"config {next(iter(repeated))!r} appears more than once")
-    configs = validate_topic_configs({c.name: c.value for c in topic.configs if c.value is not None})
-    return partitions, replication, configs
+    return TopicPlan(partitions, replication, configs, None)
 
 
 def _created_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, partitions: int, replication: int,
@@ -141,11 +173,15 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> dict[str, A
         try:
             if not may_create_any:
                 ctx.require_topic(AclOperation.CREATE, topic.name)
-            partitions, replication, configs = _plan_topic(ctx, topic)
+            plan = _plan_topic(ctx, topic)
+            partitions, replication, configs = plan.partitions, plan.replication_factor, plan.configs
             if ctx.broker.clustered:
                 ctx.broker.require_controller()
             if validate_only:
                 topic_id = ZERO_UUID
+            elif ctx.broker.clustered and plan.replica_lists is not None:  # in etcd as given (brokers checked again)
+                topic_id = (await ctx.broker.control.create_topic(topic.name, partitions, configs, replication,
+                                                                  replica_lists=plan.replica_lists)).topic_id
             elif ctx.broker.clustered:  # in etcd, assigned over the live brokers; each opens what it leads
                 topic_id = (await ctx.broker.create_cluster_topic(topic.name, partitions, configs, replication)).topic_id
             else:
@@ -218,6 +254,22 @@ def _check_new_count(topic: TopicMetadata, count: int) -> None:
                                 f"{MAX_PARTITIONS_PER_TOPIC} per topic")
 
 
+def _new_partition_placement(ctx: RequestContext, topic: TopicMetadata, item: Any) -> list[list[int]] | None:
+    """CreatePartitions ``assignments`` (one replica list per new partition, of the topic's replication factor and
+    live brokers), or None for the automatic placement."""
+    if not item.assignments:
+        return None
+    replica_lists = [list(a.broker_ids) for a in item.assignments]
+    added = item.count - topic.partitions
+    if len(replica_lists) != added:
+        raise InvalidReplicaAssignment(f"Topic '{topic.name}' grows by {added} partitions but {len(replica_lists)} "
+                                       f"replica assignments were given")
+    first = topic.assignments[0] if topic.assignments else None  # a reassignment's target is its factor-to-be
+    replication = len(first.target or first.replicas) if first is not None else 1
+    check_replica_lists(replica_lists, live_broker_ids(ctx), replication, topic.partitions)
+    return replica_lists
+
+
 @handles(37, "CreatePartitions", 0, 3)
 async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[str, Any]:
     repeated = duplicates([t.name for t in request.topics])
@@ -231,17 +283,16 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> dict[st
             topic = ctx.broker.metadata.topic(item.name)
             if topic is None:
                 raise UnknownTopicOrPartition(f"topic '{item.name}' does not exist")
-            if item.assignments:
-                raise InvalidRequest("manual replica assignment is not supported; give only the new count")
             refuse_if_internal(topic, "repartitioned")
             _check_new_count(topic, item.count)
+            replica_lists = _new_partition_placement(ctx, topic, item)
             check_topic_mutation(topic_policy(ctx), topic, TopicMutation.CREATE_PARTITIONS)
             if ctx.broker.clustered:
                 ctx.broker.require_controller()
             if request.validate_only:
                 pass
             elif ctx.broker.clustered:  # assigned in etcd; the leaders open them when they read it
-                await ctx.broker.control.add_partitions(item.name, item.count)
+                await ctx.broker.control.add_partitions(item.name, item.count, replica_lists)
                 log.info("topic %r now has %d partitions", item.name, item.count)
             else:
                 await ctx.broker.open_topic_logs(ctx.broker.add_partitions(item.name, item.count, open_logs=False))

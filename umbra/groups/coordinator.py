@@ -23,6 +23,7 @@ from umbra.groups.consumer import ConsumerGroups, HeartbeatRequest, HeartbeatRes
 from umbra.groups.membership import JoinRequest, JoinResult, Membership, SyncResult, valid_group_id
 from umbra.groups.model import Group, GroupState, OffsetAndMetadata
 from umbra.groups.persistence import GroupLog, RecordFormatError
+from umbra.tasks import cancel_and_wait
 
 log = logging.getLogger("umbra.groups")
 
@@ -166,9 +167,7 @@ class GroupCoordinator:
         """Answer every waiting JoinGroup / SyncGroup so no handler hangs on shutdown, and stop the timer."""
         timer, self._timer = self._timer, None
         if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            await cancel_and_wait([timer])
         for group in self.groups.values():
             for member in group.members.values():
                 for waiter, result in ((member.join_waiter, JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)),
@@ -220,7 +219,8 @@ class GroupCoordinator:
             if delay is not None and delay <= 0:
                 delay = TIMER_FALLBACK_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wakeup.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can lose a cancellation (gh-86296)
+                    await self._timer_wakeup.wait()
 
     # --- membership (see membership.py) ------------------------------------------------------------
     async def join_group(self, request: JoinRequest) -> JoinResult:

@@ -270,10 +270,20 @@ def catch_up(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy:
         trace = ""
         if args.trace:
             trace = (", ".join(f"{pc} % at {at:.2f} s" for pc, at in sorted(milestones.items()))
-                     + "; partitions done at " + ", ".join(f"{at:.2f}" for at in sorted(finished.values())))
+                     + "; partitions done at " + ", ".join(f"{at:.2f}" for at in sorted(finished.values()))
+                     + "; " + fetch_loops(shadow, name))
         return CatchUp(delay_ms, seconds, data_after[0] if data_after else seconds, cpu.report(), trace)
     finally:
         stop_shadow(shadow, brokers)
+
+
+def fetch_loops(shadow: BrokerProcess, name: str) -> str:
+    """The link's fetch loops at the end of a run: sessions in flight, round trip, and any errors they met (a
+    run that stalled says why)."""
+    tasks = admin(shadow, "GET", f"/v1/shadow-links/{name}/status")["tasks"]
+    loops = [t for t in tasks if str(t.get("task", "")).startswith("fetch-from-source-broker")]
+    return "; ".join(f"{t['task']}: {t.get('fetches_in_flight')} sessions, round trip {t.get('round_trip_ms')} ms, "
+                     f"errors {t.get('errors') or 'none'}" for t in loops) or "no fetch loop in status"
 
 
 def rpo(args: argparse.Namespace, work: Path, source: BrokerProcess, proxy: ProxyProcess,

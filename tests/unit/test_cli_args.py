@@ -62,15 +62,15 @@ def test_every_admin_option_goes_before_or_after(before: bool, monkeypatch: pyte
     assert args.admin_url == AdminEndpoint("https://h:1", "alice", "secret", "ca.pem", "c.pem", "k.pem")
 
 
-@pytest.mark.parametrize("source", ["flag", "environment"])
-@pytest.mark.parametrize("url", ["h:1", "ftp://h:1", "http://", ""])
+# An empty $UMBRA_ADMIN_URL is as good as unset, so "" is only a bad flag.
+@pytest.mark.parametrize(("source", "url"), [(source, url) for source in ("flag", "environment")
+                                             for url in ("h:1", "ftp://h:1", "http://", "")
+                                             if url or source == "flag"])
 def test_a_url_that_is_not_http_is_named(source: str, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if source == "flag":
         monkeypatch.delenv("UMBRA_ADMIN_URL", raising=False)
         argv, named = ["shadow", "list", "--admin-url", url], "--admin-url"
     else:
-        if not url:
-            pytest.skip("an empty $UMBRA_ADMIN_URL is as good as unset")
         monkeypatch.setenv("UMBRA_ADMIN_URL", url)
         argv, named = ["shadow", "list"], "$UMBRA_ADMIN_URL"
     with pytest.raises(AdminError, match=f"^{re.escape(named)} '{re.escape(url)}': expected http"):

@@ -113,7 +113,8 @@ class ControlPlane(Protocol):
     async def delete_topic(self, name: str) -> TopicMetadata: ...
 
     async def update_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool:
-        """The leader records a changed ISR (Kafka's AlterPartition); False if its epoch is no longer current."""
+        """The leader records a changed ISR (Kafka's AlterPartition); False if its epoch is no longer current.
+        Raises ControlPlaneError when the store cannot be reached (the leader retries)."""
 
     async def reserve_producer_ids(self, count: int, floor: int) -> int:
         """A block of ``count`` producer ids no other broker of the cluster will hand out, starting at or

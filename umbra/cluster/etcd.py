@@ -153,8 +153,10 @@ class EtcdControlPlane:
 
         try:
             await self._change_partition(topic, index, change)
-        except (_Deposed, UnknownTopicOrPartition, ControlPlaneError, *_ETCD_ERRORS):
-            return False  # not recorded: deposed, or etcd out of reach (the leader does not retry it yet)
+        except (_Deposed, UnknownTopicOrPartition):
+            return False  # not recorded: deposed (the new leader owns the ISR), or the topic is gone
+        except _ETCD_ERRORS as exc:
+            raise ControlPlaneError(f"etcd cannot be reached: {describe(exc)}") from None
         return True
 
     async def reserve_producer_ids(self, count: int, floor: int) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from umbra.admin.metrics import BrokerMetrics
 from umbra.cluster.configs import TopicMutation, log_config_for
-from umbra.cluster.control import ControlPlane, LocalControlPlane
+from umbra.cluster.control import ControlPlane, ControlPlaneError, LocalControlPlane
 from umbra.cluster.metadata import MetadataStore, TopicMetadata
 from umbra.config import BrokerConfig
 from umbra.errors import (
@@ -62,6 +62,8 @@ log = logging.getLogger("umbra.broker")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 PRODUCER_ID_BLOCK = 1000
+ISR_WRITE_BACKOFF_S = 0.1  # a failed ISR write is retried, doubling up to ISR_WRITE_BACKOFF_MAX_S
+ISR_WRITE_BACKOFF_MAX_S = 2.0
 
 
 def now_ms() -> int:
@@ -324,6 +326,7 @@ class Broker:
         elif len(isr) > len(before):
             self.metrics.isr_expands.inc(len(isr) - len(before))
         if not self.clustered:
+            partition.isr_committed(isr)
             return
         task = asyncio.get_running_loop().create_task(self._record_isr(partition))
         self._isr_updates.add(task)
@@ -335,8 +338,21 @@ class Broker:
         with an ISR the leader no longer has (and, the leader seeing no change, never corrects)."""
         lock = self._isr_locks.setdefault((partition.topic, partition.index), asyncio.Lock())
         async with lock:
-            state = partition.state
-            return await self.control.update_isr(partition.topic, partition.index, state.leader_epoch, state.isr)
+            backoff = ISR_WRITE_BACKOFF_S
+            while True:  # until recorded or deposed: the high watermark waits for the dropped replicas meanwhile
+                state = partition.state
+                try:
+                    recorded = await self.control.update_isr(partition.topic, partition.index, state.leader_epoch,
+                                                             state.isr)
+                except ControlPlaneError as exc:
+                    log.warning("%s-%d: recording ISR %s failed, retrying in %.1f s: %s", partition.topic,
+                                partition.index, list(state.isr), backoff, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, ISR_WRITE_BACKOFF_MAX_S)
+                    continue
+                if recorded:
+                    partition.isr_committed(state.isr)
+                return recorded
 
     async def apply_cluster_topics(self, topics: dict[str, TopicMetadata]) -> None:
         """The control plane's topics replace this broker's view: logs of partitions this broker leads are

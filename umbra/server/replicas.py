@@ -63,6 +63,9 @@ class Partition:
     lowest log end offset over the in-sync replicas, a follower that has not caught up for
     ``replica_lag_time_max_ms`` leaves the ISR, and one that catches up to the high watermark joins again. ISR
     changes go to ``on_isr_change`` (the control plane records them); with one replica, nothing changes.
+    Until the control plane has recorded a change (``isr_committed``), the high watermark waits for the
+    replicas of both ISRs (Kafka's "maximal ISR"): a follower dropped here but still in-sync in the control
+    plane could be elected leader, so nothing it may lack is acknowledged before the drop is recorded.
     """
 
     def __init__(self, topic: str, index: int, log: Log, state: PartitionState, *, node_id: int | None = None,
@@ -80,6 +83,7 @@ class Partition:
         self._lock = threading.Lock()
         self._hw_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._current = current  # who leads at which epoch now, as the control plane says (for fencing)
+        self._committed_isr = state.isr  # the ISR the control plane holds (as it gave it to this leader)
 
     @property
     def state(self) -> PartitionState:
@@ -178,6 +182,14 @@ class Partition:
                 del self._followers[replica]
             isr = tuple(r for r in self._state.isr if r in replicas)
             self._state = PartitionState(self._state.leader, self._state.leader_epoch, replicas, isr)
+            # A reassignment is itself recorded in the control plane: removed replicas leave both ISRs.
+            self._committed_isr = tuple(r for r in self._committed_isr if r in replicas)
+        self.maybe_advance_high_watermark()
+
+    def isr_committed(self, isr: tuple[int, ...]) -> None:
+        """The control plane recorded ``isr``: the high watermark no longer waits for replicas outside it."""
+        with self._lock:
+            self._committed_isr = isr
         self.maybe_advance_high_watermark()
 
     def maybe_shrink_isr(self, now_ms: int, dead: frozenset[int] = frozenset()) -> tuple[int, ...]:
@@ -207,7 +219,7 @@ class Partition:
         never moves back. Producers waiting for it (acks=all) are released."""
         with self._lock:
             ends = [self.log.log_end_offset]
-            for replica in self._state.isr:
+            for replica in set(self._state.isr).union(self._committed_isr):
                 if replica != self._node_id:
                     progress = self._followers.get(replica)
                     ends.append(progress.log_end_offset if progress is not None else -1)

@@ -92,11 +92,18 @@ def test_a_recreated_topic_gets_a_new_partition(tmp_path: Path) -> None:
 LAG_MS = 1_000
 
 
-def three_replicas(tmp_path: Path, changes: list[tuple[int, ...]]) -> Partition:
+def three_replicas(tmp_path: Path, changes: list[tuple[int, ...]], *, recorded: bool = True) -> Partition:
+    """Replicas 1 (the leader), 2 and 3, all in sync; each ISR change is noted in ``changes`` and, with
+    ``recorded``, recorded by the control plane at once."""
     log = Log.open(tmp_path / "r-0", "r", 0, LogConfig())
     state = PartitionState(leader=1, leader_epoch=EPOCH, replicas=(1, 2, 3), isr=(1, 2, 3))
-    return Partition("r", 0, log, state, node_id=1, replica_lag_time_max_ms=LAG_MS,
-                     on_isr_change=lambda _p, isr: changes.append(isr))
+
+    def on_isr_change(partition: Partition, isr: tuple[int, ...]) -> None:
+        changes.append(isr)
+        if recorded:
+            partition.isr_committed(isr)
+
+    return Partition("r", 0, log, state, node_id=1, replica_lag_time_max_ms=LAG_MS, on_isr_change=on_isr_change)
 
 
 def append(partition: Partition, count: int = 1) -> int:
@@ -156,6 +163,25 @@ def test_a_follower_whose_broker_died_leaves_the_isr_at_once(tmp_path: Path) -> 
     assert partition.maybe_shrink_isr(now + 20) == ()  # well within the lag time
     assert partition.maybe_shrink_isr(now + 20, dead=frozenset({3})) == (3,)
     assert partition.state.isr == (1, 2) and changes == [(1, 2)] and partition.log.high_watermark == end
+    partition.log.close()
+
+
+def test_the_high_watermark_waits_for_a_dropped_follower_until_the_control_plane_records_the_drop(
+        tmp_path: Path) -> None:
+    """Kafka's "maximal ISR": while the control plane still lists replica 3 as in sync, it could be elected
+    leader, so nothing it lacks is acknowledged until the shrink is recorded."""
+    changes: list[tuple[int, ...]] = []
+    partition = three_replicas(tmp_path, changes, recorded=False)
+    start = partition.follower_progress(2)
+    assert start is not None
+    now = start.last_caught_up_ms
+    end = append(partition, 3)
+    partition.record_follower_fetch(2, end, now_ms=now + 10)
+    assert partition.maybe_shrink_isr(now + 20, dead=frozenset({3})) == (3,)
+    assert partition.state.isr == (1, 2) and changes == [(1, 2)]
+    assert partition.log.high_watermark == 0  # the drop is not recorded yet: replica 3 still counts
+    partition.isr_committed((1, 2))
+    assert partition.log.high_watermark == end
     partition.log.close()
 
 

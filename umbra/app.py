@@ -16,7 +16,14 @@ import ssl
 from umbra.admin.auth import AdminAccess, AdminAuthenticator
 from umbra.admin.http import AdminServer
 from umbra.admin.peers import ClusterPeers
-from umbra.cluster.control import BrokerInfo, ControlPlane, ControlPlaneError, LocalControlPlane, parse_endpoints
+from umbra.cluster.control import (
+    BrokerInfo,
+    ControlPlane,
+    ControlPlaneError,
+    LocalControlPlane,
+    mark_cluster_data_dir,
+    parse_endpoints,
+)
 from umbra.config import BrokerConfig
 from umbra.errors import KafkaError, TopicAlreadyExists
 from umbra.groups.coordinator import GroupCoordinator
@@ -150,6 +157,8 @@ def control_plane(config: BrokerConfig, cluster_id: str) -> ControlPlane:
         return LocalControlPlane(cluster_id, config.node_id, config.data_dir)  # its documents: files in data_dir
     # Imported only here: the etcd client loads grpc, which a single broker never needs.
     from umbra.cluster.etcd import EtcdControlPlane
+
+    mark_cluster_data_dir(config.data_dir, config.etcd, cluster_id)
 
     return EtcdControlPlane(parse_endpoints(config.etcd), cluster_id, config.node_id,
                             config.broker_session_timeout_ms,

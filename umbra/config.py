@@ -187,6 +187,9 @@ class BrokerConfig:
     # The consumer group protocol (KIP-848): what the coordinator tells members, and when it fences them.
     group_consumer_heartbeat_interval_ms: int = 5000  # [group.consumer.heartbeat.interval.ms]
     group_consumer_session_timeout_ms: int = 45000  # [group.consumer.session.timeout.ms]
+    # KIP-848's online migration of non-empty groups between the classic and the consumer protocol:
+    # disabled, upgrade, downgrade or bidirectional.  [group.consumer.migration.policy]
+    group_consumer_migration_policy: str = "bidirectional"
     offsets_retention_minutes: int = 10080
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
@@ -215,6 +218,7 @@ _TLS_KEYS = ("cert_file", "key_file", "ca_file", "client_auth")
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _TIMESTAMP_TYPES = {"CreateTime", "LogAppendTime"}
+_MIGRATION_POLICIES = ("disabled", "upgrade", "downgrade", "bidirectional")  # Kafka's, case-insensitive
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -282,6 +286,9 @@ def _check_ranges(config: BrokerConfig) -> None:
         raise ConfigError(f"node_id: must be >= 0, got {config.node_id}")
     if config.group_initial_rebalance_delay_ms < 0:
         raise ConfigError("group_initial_rebalance_delay_ms: must be >= 0")
+    if config.group_consumer_migration_policy.lower() not in _MIGRATION_POLICIES:
+        raise ConfigError(f"group_consumer_migration_policy: expected one of {', '.join(_MIGRATION_POLICIES)}, "
+                          f"got {config.group_consumer_migration_policy!r}")
     if config.log_message_timestamp_type not in _TIMESTAMP_TYPES:
         raise ConfigError(f"log_message_timestamp_type: expected CreateTime or LogAppendTime, got {config.log_message_timestamp_type!r}")
     if config.log_level.upper() not in _LOG_LEVELS:

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
+from group_members import CountingMember  # noqa: E402
+from group_members import consumed_to as consumed_to_end  # noqa: E402
+from group_members import produce as produce_records  # noqa: E402
 from harness import BrokerProcess, create_topic, wait_until  # noqa: E402
 
 TOPIC = "kip848-orders"
 GROUP = "kip848-group"
 CLASSIC_GROUP = "kip848-classic-group"
 PARTITIONS = 6
-STALE_MEMBER_EPOCH = 113
 # A short heartbeat interval makes the consumer protocol's reconciliation quick (it advances on heartbeats).
 BROKER_CONFIG = {"group_initial_rebalance_delay_ms": 0, "group_consumer_heartbeat_interval_ms": 300,
                  "group_consumer_session_timeout_ms": 10000}
@@ -40,82 +41,19 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 
 def produce(bootstrap: str, per_partition: int, start: int) -> None:
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    failures: list[Any] = []
-    for i in range(start, start + per_partition):
-        for partition in range(PARTITIONS):
-            producer.produce(TOPIC, value=f"v{i}".encode(), partition=partition,
-                             on_delivery=lambda err, _msg: failures.append(err) if err else None)
-        producer.poll(0)
-    assert producer.flush(30) == 0
-    assert failures == []
+    produce_records(bootstrap, TOPIC, PARTITIONS, per_partition, start)
 
 
-class Member:
-    """A consumer that counts every (partition, offset) it consumed, and commits what it consumed before it
-    gives a partition up (and after each poll), so that the next owner starts right after it."""
-
-    def __init__(self, bootstrap: str, name: str, group: str = GROUP, protocol: str = "consumer") -> None:
-        self.name = name
-        self.assignment: set[int] = set()
-        self.seen: Counter[tuple[int, int]] = Counter()
-        config = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "group.protocol": protocol}
-        if protocol == "classic":
-            config.update({"session.timeout.ms": 10000, "heartbeat.interval.ms": 300})
-        self.consumer = confluent_kafka.Consumer(config)
-        self.consumer.subscribe([TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        self.uncommitted = False
-
-    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
-        self.assignment |= {p.partition for p in partitions}
-
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self.commit()
-        self.assignment -= {p.partition for p in partitions}
-
-    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
-        raise AssertionError(f"{self.name} lost partitions {partitions}: the broker fenced it")
-
-    def poll(self, max_records: int = 200) -> None:
-        for _ in range(max_records):
-            message = self.consumer.poll(0.02)
-            if message is None:
-                break
-            assert message.error() is None, message.error()
-            self.seen[(message.partition(), message.offset())] += 1
-            self.uncommitted = True
-        self.commit()
-
-    def commit(self) -> None:
-        if not self.uncommitted:
-            return
-        positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
-        if positions:
-            wait_until(lambda: self._committed(positions), timeout=10, message=f"{self.name} to commit")
-        self.uncommitted = False
-
-    def _committed(self, positions: list[Any]) -> bool:
-        """Commit; False on STALE_MEMBER_EPOCH: a heartbeat bumped the member epoch while the commit was in
-        flight (as with Kafka), and librdkafka sends the new epoch once the heartbeat response is in."""
-        try:
-            committed = self.consumer.commit(offsets=positions, asynchronous=False)
-        except confluent_kafka.KafkaException as exc:
-            if exc.args[0].code() == STALE_MEMBER_EPOCH:
-                return False
-            raise
-        for tp in committed:
-            assert tp.error is None, tp.error
-        return True
+def new_member(bootstrap: str, name: str, group: str = GROUP, protocol: str = "consumer") -> CountingMember:
+    return CountingMember(bootstrap, name, TOPIC, group, protocol)
 
 
-def poll_all(members: list[Member]) -> None:
+def poll_all(members: list[CountingMember]) -> None:
     for member in members:
         member.poll()
 
 
-def shared_by(members: list[Member]) -> bool:
+def shared_by(members: list[CountingMember]) -> bool:
     """Every partition owned by exactly one member, and every member owning some (the sizes are balanced)."""
     poll_all(members)
     sizes = [len(m.assignment) for m in members]
@@ -123,26 +61,21 @@ def shared_by(members: list[Member]) -> bool:
     return set(owned) == set(range(PARTITIONS)) and max(owned.values()) == 1 and max(sizes) - min(sizes) <= 1
 
 
-def consumed_to(members: list[Member], end: int, counted: list[Member] | None = None) -> bool:
-    """Poll ``members``; True once ``counted`` (default: them) consumed every partition up to ``end``."""
-    poll_all(members)
-    seen = Counter[tuple[int, int]]()
-    for member in counted or members:
-        seen.update(member.seen)
-    return all((p, o) in seen for p in range(PARTITIONS) for o in range(end))
+def consumed_to(members: list[CountingMember], end: int, counted: list[CountingMember] | None = None) -> bool:
+    return consumed_to_end(members, PARTITIONS, end, counted)
 
 
 def test_members_join_and_leave_consume_exactly_once_and_commits_survive_restart(broker: BrokerProcess) -> None:
     create_topic(broker.bootstrap, TOPIC, partitions=PARTITIONS)
     produce(broker.bootstrap, 50, 0)
-    members = [Member(broker.bootstrap, f"member-{i}") for i in range(3)]
-    classic = Member(broker.bootstrap, "classic", group=CLASSIC_GROUP, protocol="classic")
+    members = [new_member(broker.bootstrap, f"member-{i}") for i in range(3)]
+    classic = new_member(broker.bootstrap, "classic", group=CLASSIC_GROUP, protocol="classic")
     everyone = [*members]
     try:
         wait_until(lambda: shared_by(members), timeout=60, message="three members sharing six partitions")
         assert sorted(len(m.assignment) for m in members) == [2, 2, 2]
 
-        joiner = Member(broker.bootstrap, "member-3")
+        joiner = new_member(broker.bootstrap, "member-3")
         members.append(joiner)
         everyone.append(joiner)
         produce(broker.bootstrap, 50, 50)
@@ -173,7 +106,7 @@ def test_members_join_and_leave_consume_exactly_once_and_commits_survive_restart
     broker.stop()
     broker.start()
     produce(broker.bootstrap, 10, 150)
-    resumed = Member(broker.bootstrap, "member-after-restart")
+    resumed = new_member(broker.bootstrap, "member-after-restart")
     try:
         stored = resumed.consumer.committed([confluent_kafka.TopicPartition(TOPIC, p) for p in range(PARTITIONS)],
                                             timeout=30)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from umbra.cli.main import main
-from umbra.cluster.control import DataDirLock, local_document_path, read_local_document
+from umbra.cluster.control import DataDirLock, local_document_path, mark_cluster_data_dir, read_local_document
 from umbra.security.scram import ScramMechanism
 from umbra.security.users import ScramUsers
 
@@ -140,4 +140,16 @@ def test_a_running_broker_s_data_dir_is_refused(data_dir: Path, password_file: P
         lock.release()
     assert code == 2 and err.count("\n") == 1
     assert "is in use by a running broker" in err and "stop the broker first" in err
+    assert not local_document_path(data_dir, "scram_users").exists()
+
+
+def test_a_cluster_broker_s_data_dir_is_refused_naming_its_etcd(data_dir: Path, password_file: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A cluster broker's users live in etcd: a document written into its data dir would be ignored."""
+    mark_cluster_data_dir(data_dir, "http://127.0.0.1:2379", "prod")  # as a broker started with --etcd does
+    code, _, err = run(capsys, "user", "create", "bob", "--mechanism", "SCRAM-SHA-256", "--password-file",
+                       str(password_file), "--data-dir", str(data_dir))
+    assert code == 2 and err.count("\n") == 1
+    assert "belongs to a broker of cluster 'prod'" in err
+    assert "--etcd http://127.0.0.1:2379 --cluster-id prod" in err
     assert not local_document_path(data_dir, "scram_users").exists()

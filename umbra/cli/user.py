@@ -24,6 +24,7 @@ from typing import Any
 
 from umbra.cluster.control import (
     DataDirLock,
+    cluster_of_data_dir,
     parse_endpoints,
     read_local_document,
     write_local_document,
@@ -196,6 +197,10 @@ def _place(args: argparse.Namespace) -> Callable[[Change | None], Any]:
         if not data_dir.is_dir() and not (args.user_command == "create" and data_dir.parent.is_dir()
                                           and not data_dir.exists()):
             raise UserCliError(f"--data-dir {data_dir}: no such directory")
+        cluster = cluster_of_data_dir(data_dir)
+        if cluster is not None:  # its users live in etcd: a document written here would be ignored
+            raise UserCliError(f"--data-dir {data_dir} belongs to a broker of cluster {cluster[1]!r} on etcd "
+                               f"{cluster[0]}: use --etcd {cluster[0]} --cluster-id {cluster[1]}")
         return lambda change: _change_local(data_dir, change)
     if args.cluster_id is None:
         raise UserCliError("--etcd needs --cluster-id ID (the cluster's keys live under it)")

@@ -213,6 +213,28 @@ def write_local_document(data_dir: Path, name: str, value: Any) -> None:
     write_atomically(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
+CLUSTER_MARKER = "etcd-cluster.json"  # in a cluster broker's data dir: which etcd cluster holds its state
+
+
+def mark_cluster_data_dir(data_dir: Path, endpoints: str, cluster_id: str) -> None:
+    """Note in a cluster broker's data dir that its cluster state (users, ACLs, topics) lives in etcd, so that
+    offline tools refuse to write documents there that the cluster would ignore."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(data_dir / CLUSTER_MARKER,
+                     json.dumps({"etcd": endpoints, "cluster_id": cluster_id}, sort_keys=True) + "\n")
+
+
+def cluster_of_data_dir(data_dir: Path) -> tuple[str, str] | None:
+    """(etcd endpoints, cluster id) if a cluster broker has used ``data_dir``, else None."""
+    try:
+        marker = json.loads((data_dir / CLUSTER_MARKER).read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return ("(unreadable)", "(unreadable)")
+    return str(marker.get("etcd", "")), str(marker.get("cluster_id", ""))
+
+
 class DataDirLock:
     """An exclusive lock on ``<data_dir>/.lock`` (flock: the kernel drops it when its holder dies). A running
     single broker holds it; ``umbra user --data-dir`` takes it while it changes a document."""

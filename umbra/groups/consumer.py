@@ -98,6 +98,14 @@ class ConsumerGroups:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.session_timeout_ms = session_timeout_ms
         self._topics: Mapping[str, int] = {}  # topic -> partitions, as of the latest heartbeat
+        # KIP-848's online migration (``migration.py`` sets them when the policy allows): turn a non-empty classic
+        # group into a consumer group (True when done), and a consumer group left with classic members only back.
+        self.upgrade: Callable[[Group, int], bool] | None = None
+        self.downgrade: Callable[[Group, int], None] | None = None
+
+    def set_topics(self, topics: Mapping[str, int]) -> None:
+        """Every topic a consumer may subscribe to (a classic member's JoinGroup brings them, as heartbeats do)."""
+        self._topics = topics
 
     # --- ConsumerGroupHeartbeat --------------------------------------------------------------------
     def heartbeat(self, req: HeartbeatRequest, topics: Mapping[str, int]) -> HeartbeatResult:
@@ -157,6 +165,9 @@ class ConsumerGroups:
     def _group_for(self, req: HeartbeatRequest, now: int) -> tuple[Group, ConsumerGroupData]:
         group = self.groups.get(req.group_id)
         if group is not None and group.consumer is not None:
+            return group, group.consumer
+        if (group is not None and group.members and req.member_epoch == 0 and self.upgrade is not None
+                and self.upgrade(group, now) and group.consumer is not None):
             return group, group.consumer
         if group is not None and (group.members or group.pending_members or not group.is_(GroupState.EMPTY)):
             raise HeartbeatError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {req.group_id} is not a consumer group")
@@ -372,6 +383,17 @@ class ConsumerGroups:
         data.target.pop(member_id, None)
         log.info("group %s: member %s %s", group.group_id, member_id, reason)
         self._refresh(group, data, True, now)
+        if self.downgrade is not None:
+            self.downgrade(group, now)
+
+    def refresh(self, group: Group, bump: bool, now: int) -> None:
+        """Recompute the target assignment if a member joined or changed its subscription (``bump``), or a
+        subscribed topic changed (for classic members, whose JoinGroup goes through ``migration.py``)."""
+        assert group.consumer is not None
+        self._refresh(group, group.consumer, bump, now)
+
+    def reconcile(self, data: ConsumerGroupData, member: ConsumerMember, owned: TopicPartitions, now: int) -> None:
+        self._reconcile(data, member, owned, now)
 
     def tick(self, now: int) -> None:
         """Fence members whose session expired, and members that did not revoke within the rebalance timeout."""
@@ -409,6 +431,8 @@ class ConsumerGroups:
         member = data.members.get(member_id)
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
+        if member.classic is not None:  # a classic member commits with its generation, in any version
+            return ErrorCode.NONE if member_epoch == member.member_epoch else ErrorCode.ILLEGAL_GENERATION
         if api_version < 9:
             return ErrorCode.UNSUPPORTED_VERSION  # consumer-protocol members commit with version 9+
         return _epoch_error(member_epoch, member.member_epoch)

@@ -27,6 +27,16 @@ class MemberState(enum.Enum):
 
 
 @dataclass(slots=True)
+class ClassicProtocol:
+    """What a member that still speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat) in a consumer group
+    needs beyond a consumer-protocol member: its JoinGroup protocols (to move the group back to the classic
+    protocol) and the protocol name its JoinGroup was answered with (SyncGroup must name the same)."""
+
+    protocols: list[tuple[str, bytes]]
+    protocol_name: str
+
+
+@dataclass(slots=True)
 class ConsumerMember:
     member_id: str
     instance_id: str | None = None
@@ -48,6 +58,9 @@ class ConsumerMember:
     # Topics its regex matched that it may DESCRIBE (Kafka filters regex matches by the member's ACLs).
     regex_topics: frozenset[str] = frozenset()
     may_describe: Callable[[str], bool] | None = None
+    # Set for a member that uses the classic protocol (KIP-848's online migration); its member epoch is its
+    # generation id.
+    classic: ClassicProtocol | None = None
 
     @property
     def subscribed_topics(self) -> frozenset[str]:

@@ -21,6 +21,7 @@ from umbra.errors import ErrorCode, KafkaError
 from umbra.groups import persistence as records
 from umbra.groups.consumer import ConsumerGroups, HeartbeatRequest, HeartbeatResult
 from umbra.groups.membership import JoinRequest, JoinResult, Membership, SyncResult, valid_group_id
+from umbra.groups.migration import GroupMigration
 from umbra.groups.model import Group, GroupState, OffsetAndMetadata
 from umbra.groups.persistence import GroupLog, RecordFormatError
 from umbra.tasks import cancel_and_wait
@@ -85,6 +86,10 @@ class GroupCoordinator:
             self.groups, clock=self._clock,
             heartbeat_interval_ms=int(getattr(config, "group_consumer_heartbeat_interval_ms", 5000)),
             session_timeout_ms=int(getattr(config, "group_consumer_session_timeout_ms", 45000)))
+        # KIP-848's online migration between the protocols (it hooks itself into both sides).
+        self.migration = GroupMigration(
+            self.consumer, self.membership, str(getattr(config, "group_consumer_migration_policy", "bidirectional")),
+            self._clock)
 
     def now_ms(self) -> int:
         return self._clock()
@@ -223,7 +228,10 @@ class GroupCoordinator:
                     await self._timer_wakeup.wait()
 
     # --- membership (see membership.py) ------------------------------------------------------------
-    async def join_group(self, request: JoinRequest) -> JoinResult:
+    async def join_group(self, request: JoinRequest, topics: Mapping[str, int] | None = None) -> JoinResult:
+        """``topics`` (name -> partitions): what a classic member of a consumer group may be assigned."""
+        if topics is not None:
+            self.consumer.set_topics(topics)
         self._wake_timer()
         try:
             return await self.membership.join(request)

@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from umbra.errors import ErrorCode, KafkaError
 from umbra.groups.model import Group, GroupState, Member
@@ -63,6 +64,20 @@ class JoinRequest:
     require_known_member_id: bool = True
 
 
+class ClassicInConsumerGroup(Protocol):
+    """The classic APIs of a member of a consumer group (KIP-848's online migration, ``migration.py``)."""
+
+    def join(self, group: Group, req: JoinRequest, now: int) -> JoinResult: ...
+
+    def sync(self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None,
+             protocol_type: str | None, protocol_name: str | None, now: int) -> SyncResult: ...
+
+    def heartbeat(self, group: Group, generation_id: int, member_id: str, group_instance_id: str | None,
+                  now: int) -> ErrorCode: ...
+
+    def leave(self, group: Group, member_id: str, group_instance_id: str | None, now: int) -> ErrorCode: ...
+
+
 def valid_group_id(group_id: str | None) -> bool:
     return bool(group_id) and len(group_id.encode("utf-8")) <= MAX_GROUP_ID_BYTES  # type: ignore[union-attr]
 
@@ -83,6 +98,8 @@ class Membership:
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
+        # Set (by ``migration.py``) when classic members may be in a consumer group: its classic APIs go there.
+        self.bridge: ClassicInConsumerGroup | None = None
 
     # --- JoinGroup -------------------------------------------------------------------------------
     async def join(self, req: JoinRequest) -> JoinResult:
@@ -95,8 +112,10 @@ class Membership:
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
         group = self.groups.get(req.group_id)
         if group is not None and group.consumer is not None:
-            if group.consumer.members:  # Kafka's online migration (classic members in a consumer group) is not done
-                return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
+            if group.consumer.members or group.pending_members:
+                if self.bridge is None:  # the migration policy is "disabled"
+                    return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
+                return self.bridge.join(group, req, now)
             log.info("group %s: an empty consumer group becomes a classic group", req.group_id)
             group.consumer = None
             group.protocol_type = None
@@ -291,6 +310,9 @@ class Membership:
         group = self.groups.get(group_id)
         if group is None:
             return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
+        if group.consumer is not None and self.bridge is not None:
+            return self.bridge.sync(group, generation_id, member_id, group_instance_id, protocol_type, protocol_name,
+                                    now)
         if group.is_fenced_instance(member_id, group_instance_id):
             return SyncResult(ErrorCode.FENCED_INSTANCE_ID)
         member = group.members.get(member_id)
@@ -342,6 +364,8 @@ class Membership:
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.consumer is not None and self.bridge is not None:
+            return self.bridge.heartbeat(group, generation_id, member_id, group_instance_id, now)
         if group.is_fenced_instance(member_id, group_instance_id):
             return ErrorCode.FENCED_INSTANCE_ID
         member = group.members.get(member_id)
@@ -365,6 +389,9 @@ class Membership:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(leaving)
         errors = []
         for member_id, group_instance_id in leaving:
+            if group.consumer is not None and self.bridge is not None:  # checked for each: a leave may downgrade
+                errors.append(self.bridge.leave(group, member_id, group_instance_id, now))
+                continue
             if group_instance_id is not None:
                 known = group.static_member_id(group_instance_id)
                 if known is None:
@@ -396,6 +423,10 @@ class Membership:
         if group.is_(GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self._prepare_rebalance(group, now, f"member {member_id} {reason}")
         self.maybe_complete_join(group, now)
+
+    def rebalance_after_downgrade(self, group: Group, now: int) -> None:
+        """The group has just become classic again with the consumer group's classic members: they rejoin."""
+        self._prepare_rebalance(group, now, "the group moved back to the classic protocol")
 
     # --- time --------------------------------------------------------------------------------------
     def tick(self, now: int) -> None:

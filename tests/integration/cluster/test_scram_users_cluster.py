@@ -66,3 +66,8 @@ def test_users_live_in_etcd_for_every_broker(broker_factory: BrokerFactory, etcd
     wait_described(second, lambda users: "alice" not in users, "broker 2 to forget alice")
     other = umbra("user", "list", "--etcd", etcd.url, "--cluster-id", "nosuch")
     assert other.returncode == 0 and other.stdout == "no SCRAM users\n"
+    # A cluster broker's data dir is not where its users live: the offline form refuses it, naming the etcd.
+    stopped = second.data_dir
+    second.stop()
+    offline = umbra("user", "list", "--data-dir", str(stopped))
+    assert offline.returncode == 2 and f"--etcd {etcd.url} --cluster-id sec" in offline.stderr, offline.stderr

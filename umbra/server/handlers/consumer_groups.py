@@ -19,7 +19,7 @@ from umbra.server.handlers import RequestContext, handles
 from umbra.server.handlers.groups import client_host, coordinator
 
 NOT_REQUESTED_OPERATIONS = -2147483648  # Kafka's "authorized operations not requested"
-CONSUMER_MEMBER_TYPE = 1  # ConsumerGroupDescribe v1 MemberType: 0 classic, 1 consumer
+CLASSIC_MEMBER_TYPE, CONSUMER_MEMBER_TYPE = 0, 1  # ConsumerGroupDescribe v1 MemberType
 
 
 def _owned(ctx: RequestContext, request_partitions: Any) -> TopicPartitions | None:
@@ -100,7 +100,8 @@ def _member(ctx: RequestContext, member: ConsumerMember, target: TopicPartitions
         "target_assignment": {"topic_partitions": _wire_partitions(ctx, target, True)},
     }
     if version >= 1:
-        described["member_type"] = CONSUMER_MEMBER_TYPE
+        # A member that still uses the classic protocol (KIP-848's online migration) is described as such.
+        described["member_type"] = CLASSIC_MEMBER_TYPE if member.classic is not None else CONSUMER_MEMBER_TYPE
     return described
 
 

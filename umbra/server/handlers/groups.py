@@ -103,7 +103,13 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> dict[str, Any]
         client_host=client_host(ctx),
         require_known_member_id=version >= 4,
     )
-    result = await coordinator(ctx).join_group(join)
+    groups = coordinator(ctx)
+    existing = groups.describe_group(join.group_id)
+    topics = None
+    if existing is not None and existing.consumer is not None:
+        # A classic member of a consumer group (KIP-848's online migration): the server assigns it these topics.
+        topics = {t.name: t.partitions for t in ctx.broker.metadata.topics() if not t.internal}
+    result = await groups.join_group(join, topics)
     ok = result.error is ErrorCode.NONE
     response: dict[str, Any] = {
         "throttle_time_ms": 0,

@@ -183,14 +183,20 @@ class GroupCoordinator:
 
     async def tick(self, now_ms: int | None = None) -> None:
         now = self._clock() if now_ms is None else now_ms
+        self._expire(now, retention=True)
+
+    def _expire(self, now: int, *, retention: bool = False) -> None:
+        """Expire sessions and rebalance deadlines that are due (and, with ``retention``, old offsets). The one
+        place a failure of expiry is logged with its traceback: housekeeping and the timer keep running whatever
+        one group's state is."""
         try:
             self.membership.tick(now)
             self.consumer.tick(now)
-            if now >= self._next_retention_check_ms:
+            if retention and now >= self._next_retention_check_ms:
                 self._next_retention_check_ms = now + RETENTION_CHECK_INTERVAL_MS
                 self.expire_offsets(now)
-        except Exception:  # housekeeping must keep running whatever one group's state is
-            log.exception("group coordinator tick failed")
+        except Exception:
+            log.exception("group expiry failed")
 
     # --- the expiry timer --------------------------------------------------------------------------------
     def _wake_timer(self, deadline_ms: int | None = None) -> None:
@@ -211,12 +217,7 @@ class GroupCoordinator:
         """Sleep until the earliest session, join or sync deadline, expire what is due, and again; a request that
         brings an earlier deadline wakes it. Owned by the coordinator: ``stop`` cancels it."""
         while True:
-            now = self._clock()
-            try:
-                self.membership.tick(now)
-                self.consumer.tick(now)
-            except Exception:  # expiry must keep running whatever one group's state is
-                log.exception("group expiry failed")
+            self._expire(self._clock())
             deadline = self.next_deadline()
             self._timer_target_ms = deadline
             self._timer_wakeup.clear()

@@ -81,7 +81,7 @@ def describe_group(broker: BrokerConfig, overrides: Mapping[str, str],
 
 
 # --- the stored document --------------------------------------------------------------------------
-def overrides_of(document: Any, group_id: str) -> dict[str, str]:
+def overrides_of(document: object, group_id: str) -> dict[str, str]:
     """One group's stored overrides (the document may be None: nothing set yet)."""
     if not isinstance(document, dict):
         return {}
@@ -91,7 +91,7 @@ def overrides_of(document: Any, group_id: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in stored.items()}
 
 
-def with_overrides(document: Any, group_id: str, configs: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def with_overrides(document: object, group_id: str, configs: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """The document with ``group_id``'s overrides replaced (and the group dropped when it has none)."""
     updated: dict[str, dict[str, str]] = dict(document) if isinstance(document, dict) else {}
     if configs:

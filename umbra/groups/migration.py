@@ -21,10 +21,10 @@ becomes a classic group with them, at their generation, and a rebalance follows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from umbra.errors import ErrorCode
 from umbra.groups.consumer import CONSUMER_PROTOCOL_TYPE, ConsumerGroups
@@ -53,7 +53,7 @@ DISABLED, UPGRADE, DOWNGRADE, BIDIRECTIONAL = "disabled", "upgrade", "downgrade"
 POLICIES = (DISABLED, UPGRADE, DOWNGRADE, BIDIRECTIONAL)
 
 
-def _answer(waiter: Any, result: object) -> None:
+def _answer(waiter: asyncio.Future[object] | None, result: object) -> None:
     """Complete a JoinGroup / SyncGroup a classic member waits on (an asyncio future, see ``Member``)."""
     if waiter is not None and not waiter.done():
         waiter.set_result(result)

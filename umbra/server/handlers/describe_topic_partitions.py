@@ -11,7 +11,7 @@ Kafka's unclean-recovery controller): those lists are empty.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from umbra.cluster.metadata import TopicMetadata, validate_topic_name
 from umbra.errors import ErrorCode, InvalidRequest, KafkaError
@@ -51,7 +51,14 @@ def _topic_page(ctx: RequestContext, meta: TopicMetadata, first: int, limit: int
     return entry, following if following < meta.partitions else -1
 
 
-def _check_cursor(cursor: Any, names: set[str], every: bool) -> None:
+class Cursor(Protocol):
+    """The request's cursor (KIP-966): where the previous page ended."""
+
+    topic_name: str
+    partition_index: int
+
+
+def _check_cursor(cursor: Cursor | None, names: set[str], every: bool) -> None:
     if cursor is None:
         return
     if not every and cursor.topic_name not in names:
